@@ -1,0 +1,56 @@
+"""Process-wide configuration from environment variables (prefix CALLCENTER_) and .env."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CALLCENTER_", env_file=".env", extra="ignore")
+
+    profile: Literal["local", "cloud"] = "local"
+    data_dir: Path = Field(default=REPO_ROOT / ".data", description="models, embedded Redis, jobs")
+    tenants_dir: Path = REPO_ROOT / "tenants"
+    default_tenant: str = "acme"
+
+    # Redis: unset -> the embedded Redis Stack (cache/redis_server.py) is used.
+    redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+
+    # Cloud profile (keys come from the provider's usual env vars).
+    openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
+    openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
+    llm_model: str = "gpt-4o-mini"
+    stt_model: str = "gpt-4o-mini-transcribe"
+    elevenlabs_api_key: str | None = Field(default=None, validation_alias="ELEVEN_API_KEY")
+    elevenlabs_base_url: str | None = None
+    elevenlabs_voice_id: str = "EXAVITQu4vr4xnSDxMaL"
+
+    # Local profile knobs.
+    llm_threads: int = 2
+    llm_max_tokens: int = 80
+    stt_threads: int = 2
+
+    # Semantic cache.
+    cache_enabled: bool = True
+    cache_threshold: float = 0.15  # cosine distance; lower is stricter
+    cache_ttl_s: int = 7 * 24 * 3600
+    cache_max_entries: int = 10_000
+    cache_lookup_budget_ms: float = 150.0
+
+    # Context window (issue 5).
+    context_keep_recent: int = 10
+    context_max_messages: int = 30
+
+    admin_token: str | None = Field(default=None, validation_alias="CALLCENTER_ADMIN_TOKEN")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()
