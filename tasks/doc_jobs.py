@@ -1,0 +1,147 @@
+"""Long document jobs on the worker: "callcenter.analyze_document" and "callcenter.compare_documents".
+
+Both report PROGRESS (`progress` 0..1, `stage`, `heartbeat`, `attempt`) so `job_status` can speak
+progress and spot a dead worker, poll the cancel flag between steps and stop, and can be stretched
+to `min_duration_s` (env CALLCENTER_DOCS_JOB_MIN_DURATION_S) to simulate minutes-long jobs in tests.
+The documents' text travels in the message, so a worker needs no access to the documents directory.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from celery import Task
+from celery.exceptions import Ignore
+
+from tasks import doc_analysis as da
+from tasks import jobs
+from tasks.celery_app import TASK_ANALYZE, TASK_COMPARE, app
+from tasks.summarize import use_llm_default
+
+_SLICE_S = 0.25  # how often a paced job wakes up to check the cancel flag
+_HEARTBEAT_S = 1.0
+
+
+def _llm(messages: list[dict[str, str]], max_tokens: int) -> str:
+    from core.local_llm import complete_text  # loads the model on first use, once per worker process
+
+    return complete_text(messages, max_tokens)
+
+
+class Progress:
+    """Progress reporting, pacing and cancellation for one job run."""
+
+    def __init__(self, task: Task, min_duration_s: float | None) -> None:
+        self.task = task
+        self.job_id: str = task.request.id or "local"
+        env = float(os.environ.get("CALLCENTER_DOCS_JOB_MIN_DURATION_S", "0") or 0)
+        self.min_duration_s = env if min_duration_s is None else float(min_duration_s)
+        self.t0 = time.monotonic()
+        self.attempt = jobs.next_attempt(self.job_id) if task.request.id else 1
+        self.stage = "starting"
+        self.progress = 0.0
+        self._last_beat = 0.0
+
+    def report(self, progress: float, stage: str) -> None:
+        self.progress, self.stage = progress, stage
+        self.check_cancel()
+        if self.task.request.id:
+            meta = {
+                "progress": round(progress, 3),
+                "stage": stage,
+                "attempt": self.attempt,
+                "heartbeat": time.time(),
+            }
+            self.task.update_state(state="PROGRESS", meta=meta)
+        self._last_beat = time.monotonic()
+
+    def pace(self, fraction_done: float) -> None:
+        """Sleep until `fraction_done` of min_duration_s has elapsed, checking cancel and beating."""
+        until = self.t0 + self.min_duration_s * fraction_done
+        while (now := time.monotonic()) < until:
+            time.sleep(min(_SLICE_S, until - now))
+            if time.monotonic() - self._last_beat >= _HEARTBEAT_S:
+                elapsed = time.monotonic() - self.t0
+                self.report(max(self.progress, min(0.99, elapsed / self.min_duration_s * 0.99)), self.stage)
+            else:
+                self.check_cancel()
+
+    def check_cancel(self) -> None:
+        if self.task.request.id and jobs.cancel_requested(self.job_id):
+            self.task.backend.mark_as_revoked(self.job_id, reason="cancelled", request=self.task.request)
+            raise Ignore()  # the state stays REVOKED; the message is acked, never redelivered
+
+    def elapsed(self) -> float:
+        return round(time.monotonic() - self.t0, 3)
+
+
+@app.task(bind=True, name=TASK_ANALYZE)
+def analyze_document(
+    self: Task, name: str, text: str, min_duration_s: float | None = None, use_llm: bool | None = None
+) -> dict[str, Any]:
+    p = Progress(self, min_duration_s)
+    llm = use_llm_default() if use_llm is None else use_llm
+    parts = da.chunks(text)
+    p.report(0.0, f"reading {len(parts)} part(s)")
+    summaries: list[str] = []
+    for k, chunk in enumerate(parts):
+        summaries.append(da.llm_chunk_summary(_llm, chunk, name) if llm else da.extractive_summary(chunk, 2))
+        done = (k + 1) / (len(parts) + 1)
+        p.report(done * 0.95, f"summarized part {k + 1} of {len(parts)}")
+        p.pace(done)
+    summary = da.llm_merge(_llm, summaries, name) if llm else da.extractive_summary(text)
+    p.report(0.97, "extracting facts and action items")
+    result = {
+        "kind": "analysis",
+        "name": name,
+        "summary": summary,
+        "key_facts": da.key_facts(text),
+        "action_items": da.action_items(text),
+        "parts": len(parts),
+        "llm": llm,
+        "attempt": p.attempt,
+    }
+    p.pace(1.0)
+    result["duration_s"] = p.elapsed()
+    return result
+
+
+@app.task(bind=True, name=TASK_COMPARE)
+def compare_documents(
+    self: Task,
+    a_name: str,
+    a_text: str,
+    b_name: str,
+    b_text: str,
+    min_duration_s: float | None = None,
+    use_llm: bool | None = None,
+) -> dict[str, Any]:
+    p = Progress(self, min_duration_s)
+    llm = use_llm_default() if use_llm is None else use_llm
+    p.report(0.0, "diffing")
+    diff, stats = da.unified_diff(a_text, b_text, a_name, b_name)
+    pairs = da.changed_pairs(a_text, b_text)
+    p.report(0.3, "diffed")
+    p.pace(0.3)
+    p.report(0.35, "describing the differences")
+    if llm and diff:
+        differences = da.llm_differences(_llm, diff, a_name, b_name)
+    else:
+        differences = da.extractive_differences(pairs)
+    p.report(0.9, "done describing")
+    p.pace(1.0)
+    return {
+        "kind": "comparison",
+        "a": a_name,
+        "b": b_name,
+        "identical": not diff,
+        "differences": differences,
+        "changes": pairs,
+        "diff": diff,
+        **stats,
+        "llm": llm,
+        "attempt": p.attempt,
+        "duration_s": p.elapsed(),
+    }
