@@ -111,6 +111,14 @@ class LocalLLMEngine:
             raise RuntimeError(f"local LLM error: {last['error']}")
         return {"usage": last.get("usage"), "timings": last.get("timings")}
 
+    def count_tokens(self, text: str) -> int:
+        """Token count with the model's own tokenizer (llama.cpp's /tokenize on loopback)."""
+        import httpx
+
+        r = httpx.post(self._server.listening_address + "/tokenize", json={"content": text}, timeout=10)
+        r.raise_for_status()
+        return len(r.json()["tokens"])
+
     def chat(self, messages: list[dict[str, Any]], max_tokens: int = 200, temperature: float = 0.2) -> str:
         out: list[str] = []
         self.stream_chat(messages, out.append, max_tokens=max_tokens, temperature=temperature)

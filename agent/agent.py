@@ -1,0 +1,179 @@
+"""The call agent: cache first, LLM on a miss, cached audio played without TTS on a hit.
+
+A caller's turn flows: session (VAD/EOU/STT) -> `llm_node` here (cache lookup, else the
+LLM) -> `tts_node` here (cached audio, else the TTS) -> audio output. `TurnLog` records
+what each generation did so the call report can show it per turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from livekit import rtc
+from livekit.agents import Agent, ModelSettings, llm
+
+from agent.prompt import instructions_for
+from core.tenants import Tenant
+
+if TYPE_CHECKING:
+    from cache.semantic import CacheHit, ResponseCache
+
+log = logging.getLogger("callcenter.agent")
+FRAME_MS = 20
+
+
+@dataclass
+class Generation:
+    """One reply the agent started producing (a turn may have several if interrupted)."""
+
+    user_text: str
+    started_at: float
+    cache_hit: bool = False
+    cache_lookup_ms: float | None = None
+    context_tokens: int | None = None
+    used_tool: bool = False
+    completed: bool = False
+    answer: str = ""
+
+
+@dataclass
+class TurnLog:
+    generations: list[Generation] = field(default_factory=list)
+    cache_bypasses: int = 0
+
+
+def _message_text(item: llm.ChatItem) -> str:
+    return item.text_content or "" if isinstance(item, llm.ChatMessage) else ""
+
+
+class CallAgent(Agent):
+    def __init__(
+        self,
+        tenant: Tenant,
+        *,
+        voice: str,
+        cache: ResponseCache | None = None,
+        turn_log: TurnLog | None = None,
+        call_flags: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(instructions=instructions_for(tenant))
+        self.tenant = tenant
+        self.voice = voice
+        self.cache = cache
+        self.turn_log = turn_log or TurnLog()
+        self.call_flags = call_flags if call_flags is not None else {}
+        self._pending_hit: CacheHit | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def _spawn(self, coro: Any) -> None:
+        t = asyncio.create_task(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    async def drain(self) -> None:
+        """Wait for cache writes still in flight (call end)."""
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # ---- LLM stage -------------------------------------------------------------------------
+    async def llm_node(
+        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
+    ) -> AsyncIterator[llm.ChatChunk | str]:
+        items = [i for i in chat_ctx.items if isinstance(i, llm.ChatMessage) and i.role in ("user", "assistant")]
+        question = _message_text(items[-1]) if items and items[-1].role == "user" else ""
+        context = [{"role": i.role, "text": _message_text(i)} for i in items[:-1]]
+        gen = Generation(user_text=question, started_at=time.time())
+        self.turn_log.generations.append(gen)
+        self._pending_hit = None
+
+        if self.cache is not None and question:
+            t0 = time.perf_counter()
+            hit = await self.cache.lookup(
+                question,
+                tenant=self.tenant.name,
+                language=self.tenant.language,
+                knowledge_version=self.tenant.knowledge_version,
+                context=context,
+            )
+            gen.cache_lookup_ms = (time.perf_counter() - t0) * 1000
+            if hit is not None:
+                gen.cache_hit = True
+                gen.answer = hit.answer
+                gen.completed = True
+                self._pending_hit = hit
+                yield hit.answer
+                return
+
+        parts: list[str] = []
+        async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+            if isinstance(chunk, llm.ChatChunk):
+                if chunk.usage is not None:
+                    gen.context_tokens = chunk.usage.prompt_tokens
+                if chunk.delta is not None:
+                    if chunk.delta.tool_calls:
+                        gen.used_tool = True
+                    if chunk.delta.content:
+                        parts.append(chunk.delta.content)
+            elif isinstance(chunk, str):
+                parts.append(chunk)
+            yield chunk
+        gen.answer = "".join(parts).strip()
+        gen.completed = True  # reached only when not interrupted (generator not closed early)
+        if self.cache is not None and question and gen.answer:
+            self._spawn(self._store(question, gen, context))
+
+    async def _store(self, question: str, gen: Generation, context: list[dict[str, str]]) -> None:
+        assert self.cache is not None
+        await self.cache.store(
+            question,
+            gen.answer,
+            tenant=self.tenant.name,
+            language=self.tenant.language,
+            knowledge_version=self.tenant.knowledge_version,
+            context=context,
+            used_tool=gen.used_tool or bool(self.call_flags.get("used_tool")),
+            call_error=bool(self.call_flags.get("error")),
+        )
+
+    # ---- TTS stage -------------------------------------------------------------------------
+    async def tts_node(
+        self, text: AsyncIterable[str], model_settings: ModelSettings
+    ) -> AsyncIterator[rtc.AudioFrame]:
+        hit, self._pending_hit = self._pending_hit, None
+        if hit is not None and hit.audio and hit.audio_sample_rate:
+            async for _ in text:  # the text is already in the chat context; drain it
+                pass
+            for frame in pcm_frames(hit.audio, hit.audio_sample_rate):
+                yield frame
+            return
+
+        captured: list[bytes] = []
+        sample_rate = 0
+        async for frame in Agent.default.tts_node(self, text, model_settings):
+            if hit is not None:
+                captured.append(bytes(frame.data))
+                sample_rate = frame.sample_rate
+            yield frame
+        if hit is not None and captured and self.cache is not None:
+            # First hit on an entry without audio: keep what we just synthesized.
+            self._spawn(self.cache.attach_audio(hit.id, b"".join(captured), sample_rate, self.voice))
+
+
+def pcm_frames(pcm16: bytes, sample_rate: int) -> list[rtc.AudioFrame]:
+    samples = np.frombuffer(pcm16, dtype=np.int16)
+    step = sample_rate * FRAME_MS // 1000
+    return [
+        rtc.AudioFrame(
+            data=samples[i : i + step].tobytes(),
+            sample_rate=sample_rate,
+            num_channels=1,
+            samples_per_channel=len(samples[i : i + step]),
+        )
+        for i in range(0, len(samples), step)
+    ]

@@ -1,0 +1,80 @@
+"""Instant in-process providers for `bench pipeline`: zero model latency, real plugin plumbing.
+
+The STT returns what the simulated caller said (the simulator tells it through `expect`),
+the LLM answers at once, the TTS emits a tone of plausible length. What remains in the
+measured latency is the framework's own overhead (VAD, endpointing, scheduling, I/O).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+from livekit.agents import APIConnectOptions, llm, stt, tts, utils
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
+
+
+class InstantSTT(stt.STT):
+    def __init__(self) -> None:
+        super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
+        self.expected: list[str] = []
+
+    def expect(self, text: str) -> None:
+        self.expected.append(text)
+
+    async def _recognize_impl(
+        self, buffer: utils.AudioBuffer, *, language: NotGivenOr[str] = NOT_GIVEN, conn_options: APIConnectOptions
+    ) -> stt.SpeechEvent:
+        text = self.expected.pop(0) if self.expected else ""
+        return stt.SpeechEvent(
+            type=stt.SpeechEventType.FINAL_TRANSCRIPT,
+            alternatives=[stt.SpeechData(language="en", text=text, confidence=1.0)],
+        )
+
+
+class InstantLLM(llm.LLM):
+    reply = "Sure, we are open Monday to Saturday, eight to six."
+
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        return _InstantLLMStream(self, chat_ctx=chat_ctx, tools=[], conn_options=conn_options)
+
+
+class _InstantLLMStream(llm.LLMStream):
+    async def _run(self) -> None:
+        rid = f"instant-{time.monotonic_ns()}"
+        for word in InstantLLM.reply.split(" "):
+            self._event_ch.send_nowait(llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(role="assistant", content=word + " ")))
+
+
+class InstantTTS(tts.TTS):
+    voice = "instant-tone"
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=24000, num_channels=1)
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        return _InstantTTSStream(tts=self, input_text=text, conn_options=conn_options)
+
+
+class _InstantTTSStream(tts.ChunkedStream):
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=f"tone-{time.monotonic_ns()}", sample_rate=24000, num_channels=1, mime_type="audio/pcm"
+        )
+        seconds = max(0.3, 0.07 * len(self.input_text.split()))
+        t = np.arange(int(24000 * seconds)) / 24000
+        tone = 0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+        output_emitter.push((tone * 32767).astype(np.int16).tobytes())
+        output_emitter.flush()

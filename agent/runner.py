@@ -1,0 +1,60 @@
+"""Glue for one simulated call: load inputs, build providers and cache, run, print."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from agent.providers import build_providers
+from agent.session import TurnMode
+from agent.sim.call import CallResult, SimulatedCall, print_result
+from agent.sim.scenario import load_scenario
+from core.errors import UserError
+from core.settings import get_settings
+from core.tenants import load_tenant
+
+
+def open_cache() -> Any:
+    """The shared semantic cache, or None when it is disabled or cannot start."""
+    s = get_settings()
+    if not s.cache_enabled:
+        return None
+    try:
+        from cache.redis_server import ensure_redis
+        from cache.semantic import ResponseCache
+    except ImportError:
+        return None
+    return ResponseCache(ensure_redis(s), threshold=s.cache_threshold)
+
+
+async def run_call(
+    scenario_path: Path,
+    out_dir: Path,
+    *,
+    profile: str | None = None,
+    turn_mode: str = "vad",
+    use_cache: bool = True,
+    console: Console | None = None,
+    cache: Any = None,
+) -> CallResult:
+    if turn_mode not in ("vad", "eot"):
+        raise UserError(f"unknown --turn '{turn_mode}' (choose vad, eot)")
+    s = get_settings()
+    scenario = load_scenario(scenario_path)
+    tenant = load_tenant(scenario.tenant)
+    providers = build_providers(profile or s.profile, s)
+    providers.prewarm()
+    if cache is None and use_cache:
+        cache = open_cache()
+    call = SimulatedCall(scenario, tenant, providers, out_dir, cache=cache, turn_mode=turn_mode, console=console)  # type: ignore[arg-type]
+    result = await call.run()
+    if console is not None:
+        print_result(result, console)
+    return result
+
+
+def run_call_sync(scenario_path: Path, out_dir: Path, **kw: Any) -> CallResult:
+    return asyncio.run(run_call(scenario_path, out_dir, **kw))

@@ -1,0 +1,274 @@
+"""Runs one simulated phone call through the real `AgentSession` and writes its report.
+
+Outputs in `out_dir`: call.wav (stereo: L = caller as the agent hears it, R = agent as the
+caller hears it, one timeline), transcript.json, metrics.json. They are written even when the
+call fails half-way, with whatever was measured until then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import soxr
+from livekit.agents import llm
+from rich.console import Console
+
+from agent.agent import CallAgent, Generation, TurnLog
+from agent.providers import Providers
+from agent.report import TurnMetrics, turn_table, write_metrics, write_private
+from agent.session import TurnMode, create_session
+from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_frame
+from agent.sim.caller import ScriptedCaller, Utterance
+from agent.sim.line import LINE_RATE, LineModel
+from agent.sim.scenario import Scenario
+from core.tenants import Tenant
+
+log = logging.getLogger("callcenter.sim")
+MAX_CALL_S = 600
+VOICE_THRESHOLD = 0.01  # -40 dBFS: the first agent sample above this is "the agent speaks"
+
+
+@dataclass
+class CallResult:
+    turns: list[TurnMetrics]
+    transcript: dict[str, Any]
+    out_dir: Path
+    events: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
+class _Timeline:
+    def __init__(self) -> None:
+        self.caller_heard: list[np.ndarray] = []
+        self.agent_clean: list[np.ndarray] = []
+        self.wall: list[float] = []  # wall-clock time of each tick
+
+    def tick_at(self, wall: float) -> int:
+        return max(0, bisect.bisect_right(self.wall, wall) - 1)
+
+    def agent_audio(self) -> np.ndarray:
+        return np.concatenate(self.agent_clean) if self.agent_clean else np.zeros(0, np.float32)
+
+    def first_agent_onset(self, start: int, stop: int | None) -> int | None:
+        """First agent sample >= start (and < stop) that follows >= 100 ms of agent silence or
+        `start` itself: the beginning of a reply, not the tail of an earlier one."""
+        a = self.agent_audio()
+        stop = len(a) if stop is None else min(stop, len(a))
+        voiced = np.flatnonzero(np.abs(a[start:stop]) > VOICE_THRESHOLD)
+        if not len(voiced):
+            return None
+        gap = TL_RATE // 10
+        prev = None
+        for v in voiced:
+            idx = start + int(v)
+            if prev is None or idx - prev > gap:
+                if not np.any(np.abs(a[max(0, idx - gap) : idx]) > VOICE_THRESHOLD):
+                    return idx
+            prev = idx
+        return None
+
+
+class SimulatedCall:
+    def __init__(
+        self,
+        scenario: Scenario,
+        tenant: Tenant,
+        providers: Providers,
+        out_dir: Path,
+        *,
+        cache: Any = None,
+        turn_mode: TurnMode = "vad",
+        console: Console | None = None,
+        greet: bool = True,
+    ) -> None:
+        self.scenario, self.tenant, self.providers, self.out_dir = scenario, tenant, providers, out_dir
+        self.cache, self.turn_mode, self.greet = cache, turn_mode, greet
+        self.console = console or Console(quiet=True)
+        self.tl = _Timeline()
+        self.turn_log = TurnLog()
+        self.events: list[dict[str, Any]] = []
+        self.items: list[llm.ChatMessage] = []
+        self.tick = 0
+
+    # ---- live output ---------------------------------------------------------------------
+    def _on_say(self, u: Utterance) -> None:
+        expect = getattr(self.providers.stt, "expect", None)
+        if expect:  # instant STT: tell it what the caller is saying
+            expect(u.text)
+        self.console.print(f"[cyan]caller ▸[/] {u.text}")
+
+    def _on_dtmf(self, digits: str, tick: int) -> None:
+        self.events.append({"type": "dtmf", "digits": digits, "t": tick * TICK / TL_RATE})
+        self.console.print(f"[cyan]caller ▸[/] (presses {digits})")
+
+    def _on_item(self, ev: Any) -> None:
+        item = ev.item
+        if isinstance(item, llm.ChatMessage) and item.role in ("user", "assistant"):
+            self.items.append(item)
+            if item.role == "assistant":
+                mark = " [dim](interrupted)[/]" if item.interrupted else ""
+                self.console.print(f"[green]agent  ▸[/] {item.text_content}{mark}")
+            else:
+                self.console.print(f"[dim]  heard ▸ {item.text_content}[/]")
+
+    # ---- the call ------------------------------------------------------------------------
+    async def run(self) -> CallResult:
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        error: str | None = None
+        caller = ScriptedCaller(self.scenario, on_dtmf=self._on_dtmf, on_say=self._on_say)
+        self.caller = caller
+        agent_in, agent_out = SimAudioInput(), SimAudioOutput()
+        session = create_session(self.providers, turn_mode=self.turn_mode)
+        session.input.audio = agent_in
+        session.output.audio = agent_out
+        session.on("conversation_item_added", self._on_item)
+        agent = CallAgent(self.tenant, voice=self.providers.voice, cache=self.cache, turn_log=self.turn_log)
+        uplink = LineModel(self.scenario.line, direction_seed=1)
+        up = soxr.ResampleStream(LINE_RATE, TL_RATE, 1, dtype="float32", quality="LQ")
+        echo = self.scenario.line.echo_db
+        echo_gain = 10 ** (echo / 20) if echo is not None else 0.0
+        echo_ticks = int(round(self.scenario.line.echo_delay_ms / 20))
+        pending = np.zeros(0, np.float32)
+        try:
+            await session.start(agent, record=False)
+            if self.greet:
+                session.say(self.tenant.greeting)
+            loop = asyncio.get_running_loop()
+            t0 = loop.time()
+            while not caller.done:
+                delay = t0 + self.tick * 0.02 - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                else:
+                    await asyncio.sleep(0)  # let the session run even if we are behind
+                self.tl.wall.append(time.time())
+                clean = caller.next_frame(self.tick)
+                if echo_gain and self.tick >= echo_ticks and self.tl.agent_clean:
+                    back = self.tl.agent_clean[self.tick - echo_ticks]
+                    clean = clean + echo_gain * soxr.resample(back, TL_RATE, LINE_RATE, quality="LQ")[: len(clean)]
+                pending = np.concatenate([pending, up.resample_chunk(uplink.process(clean))])
+                if len(pending) < TICK:  # resampler warm-up: its first outputs are short
+                    pending = np.concatenate([np.zeros(TICK - len(pending), np.float32), pending])
+                heard, pending = pending[:TICK], pending[TICK:]
+                agent_in.push(to_frame(heard))
+                played = agent_out.tick(TICK)
+                caller.activity.observe(self.tick, played)
+                self.tl.caller_heard.append(heard)
+                self.tl.agent_clean.append(played)
+                self.tick += 1
+                if self.tick > MAX_CALL_S * 50:
+                    self.events.append({"type": "max_duration", "t": MAX_CALL_S})
+                    break
+            self.events.append({"type": "hangup", "by": "caller", "t": self.tick * TICK / TL_RATE})
+        except Exception as e:  # a crash mid-call must still leave its recording and metrics
+            log.exception("call failed")
+            error = f"{type(e).__name__}: {e}"
+        finally:
+            agent_in.close()
+            try:
+                await asyncio.wait_for(agent.drain(), 10)
+                await asyncio.wait_for(session.aclose(), 15)
+            except Exception as e:  # noqa: BLE001 - closing must not hide the call's own result
+                log.warning("session close: %s", e)
+        return self._finish(caller, error)
+
+    # ---- report --------------------------------------------------------------------------
+    def _finish(self, caller: ScriptedCaller, error: str | None) -> CallResult:
+        turns = self._turn_metrics(caller.utterances)
+        self._write_wav()
+        transcript = {
+            "scenario": self.scenario.name,
+            "tenant": self.tenant.name,
+            "profile": self.providers.name,
+            "items": [
+                {"role": m.role, "text": m.text_content, "interrupted": m.interrupted, "created_at": m.created_at}
+                for m in self.items
+            ],
+            "turns": [{"index": t.index, "user_text": t.user_text, "agent_text": t.agent_text} for t in turns],
+            "events": self.events,
+            "error": error,
+        }
+        write_private(self.out_dir / "transcript.json", json.dumps(transcript, indent=2))
+        write_metrics(self.out_dir, turns, {"scenario": self.scenario.name, "profile": self.providers.name, "error": error})
+        return CallResult(turns, transcript, self.out_dir, self.events, error)
+
+    def _write_wav(self) -> None:
+        if not self.tl.caller_heard:
+            return
+        left = np.concatenate(self.tl.caller_heard)
+        agent = self.tl.agent_audio()
+        downlink = LineModel(self.scenario.line, direction_seed=2)
+        right = soxr.resample(downlink.process_all(soxr.resample(agent, TL_RATE, LINE_RATE)), LINE_RATE, TL_RATE)
+        n = min(len(left), len(right))
+        stereo = np.stack([left[:n], right[:n]], axis=1)
+        sf.write(self.out_dir / "call.wav", stereo, TL_RATE, subtype="PCM_16")
+        (self.out_dir / "call.wav").chmod(0o600)
+
+    def _utterance_at(self, utts: list[Utterance], wall: float | None, slack_s: float = 0.0) -> int | None:
+        if wall is None or not utts:
+            return None
+        pos = self.tl.tick_at(wall) * TICK + int(slack_s * TL_RATE)
+        idx = None
+        for u in utts:
+            if u.start <= pos:
+                idx = u.index
+        return idx
+
+    def _turn_metrics(self, utts: list[Utterance]) -> list[TurnMetrics]:
+        turns = [TurnMetrics(index=u.index) for u in utts]
+        users: dict[int, list[llm.ChatMessage]] = {}
+        replies: dict[int, list[llm.ChatMessage]] = {}
+        for m in self.items:
+            mt = m.metrics or {}
+            if m.role == "user":
+                i = self._utterance_at(utts, mt.get("started_speaking_at") or m.created_at, slack_s=0.3)
+                if i is not None:
+                    users.setdefault(i, []).append(m)
+            else:
+                i = self._utterance_at(utts, mt.get("started_speaking_at") or m.created_at)
+                if i is not None:
+                    replies.setdefault(i, []).append(m)
+        for t, u in zip(turns, utts, strict=True):
+            nxt = utts[u.index + 1].start if u.index + 1 < len(utts) else None
+            onset = self.tl.first_agent_onset(u.end, nxt)
+            t.voice_to_voice = None if onset is None else (onset - u.end) / TL_RATE
+            us = users.get(u.index, [])
+            t.user_text = " ".join(m.text_content or "" for m in us).strip()
+            if us:
+                last = us[-1].metrics or {}
+                t.eou_delay = last.get("end_of_turn_delay")
+                t.stt_delay = last.get("transcription_delay")
+            rs = replies.get(u.index, [])
+            t.agent_text = " ".join(m.text_content or "" for m in rs).strip()
+            t.interrupted = any(m.interrupted for m in rs)
+            gen = self._generation_for(t.user_text, us[-1].text_content if us else None)
+            if gen is not None:
+                t.cache_hit = gen.cache_hit
+                t.context_tokens = gen.context_tokens
+            if rs:
+                first = rs[0].metrics or {}
+                if not t.cache_hit:  # a hit never calls the LLM
+                    t.llm_ttft = first.get("llm_node_ttft")
+                t.tts_ttfb = first.get("tts_node_ttfb")
+        return turns
+
+    def _generation_for(self, user_text: str, last_user: str | None) -> Generation | None:
+        if not last_user:
+            return None
+        matches = [g for g in self.turn_log.generations if g.user_text.strip() == last_user.strip()]
+        done = [g for g in matches if g.completed]
+        return (done or matches or [None])[-1]
+
+
+def print_result(result: CallResult, console: Console) -> None:
+    console.print(turn_table(result.turns))
+    console.print(f"[dim]wrote {result.out_dir}/call.wav, transcript.json, metrics.json[/]")

