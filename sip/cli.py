@@ -22,8 +22,17 @@ from sip.config import DEFAULT_AGENT_NAME, load_config
 from sip.operator import KINDS, Kind, Plan, SipOperator, connect, masked
 
 app = typer.Typer(help="LiveKit SIP trunks and dispatch rules as code; outbound calls.", no_args_is_help=True)
-out = Console()
-err = Console(stderr=True)
+
+
+# Consoles are built per call so the terminal width (and test runners' COLUMNS) is read at run time.
+def _out() -> Console:
+    return Console()
+
+
+def _err() -> Console:
+    return Console(stderr=True)
+
+
 T = TypeVar("T")
 
 Url = Annotated[
@@ -49,7 +58,7 @@ def _run(
     try:
         return asyncio.run(go())
     except UserError as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        _err().print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
 
 
@@ -60,10 +69,10 @@ def _show_plan(plan: Plan, applied: bool) -> None:
     for c in plan.changes:
         color = _COLOR[c.action]
         t.add_row(c.kind, c.name, f"[{color}]{c.action}[/]", c.id or "-", ", ".join(c.fields) or "")
-    out.print(t)
+    _out().print(t)
     n = plan.counts()
     verb = "Applied" if applied else "Plan"
-    out.print(
+    _out().print(
         f"{verb}: {n['create']} to create, {n['update']} to update, {n['delete']} to delete, {n['unchanged']} unchanged."
     )
 
@@ -118,7 +127,7 @@ def list_(url: Url = None, api_key: Key = None, api_secret: Secret = None) -> No
         t.add_row(
             kind, m.name, getattr(m, "sip_trunk_id", "") or m.sip_dispatch_rule_id, numbers, detail, tenant
         )
-    out.print(t)
+    _out().print(t)
 
 
 @app.command()
@@ -131,10 +140,10 @@ def delete(
 ) -> None:
     """Delete the trunk or dispatch rule called NAME."""
     if kind is not None and kind not in KINDS:
-        err.print(f"error: --kind must be one of {', '.join(KINDS)}", markup=False)
+        _err().print(f"error: --kind must be one of {', '.join(KINDS)}", markup=False)
         raise typer.Exit(2)
     c = _run(url, api_key, api_secret, lambda op: op.delete(name, kind))  # type: ignore[arg-type]
-    out.print(f"deleted {c.kind} {c.name} ({c.id})")
+    _out().print(f"deleted {c.kind} {c.name} ({c.id})")
 
 
 @app.command()
@@ -151,7 +160,7 @@ def dial(
 ) -> None:
     """Call NUMBER through an outbound trunk and dispatch the agent into the call's room."""
     r = _run(url, api_key, api_secret, lambda op: op.dial(number, trunk, tenant, agent_name, room, wait))
-    out.print(
+    _out().print(
         f"dialing {number} via {trunk}: room={r.room} participant={r.participant_identity} "
         f"call={r.sip_call_id} dispatch={r.dispatch_id} tenant={r.tenant}"
     )
@@ -161,5 +170,5 @@ def _load(file: str) -> Any:
     try:
         return load_config(file)
     except UserError as e:
-        err.print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
+        _err().print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_code) from None
