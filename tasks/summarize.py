@@ -23,7 +23,7 @@ SYSTEM_PROMPT = (
     "Reply with at most three short sentences. Keep the caller's name, order or account numbers, "
     "the problem, and anything the agent promised. No preamble."
 )
-MAX_TRANSCRIPT_CHARS = 4000  # bounds the prompt (and the worker's time) whatever the agent sends
+MAX_TRANSCRIPT_CHARS = 2400  # bounds the prompt (and the worker's time) whatever the agent sends
 _SPEAKER = {"user": "Caller", "assistant": "Agent", "system": "Note", "tool": "Tool result"}
 
 
@@ -37,22 +37,24 @@ def transcript(messages: list[Mapping[str, Any]]) -> str:
     for m in messages:
         text = " ".join(message_text(m).split())
         if text:
-            limit = 200 if m.get("role") == "tool" else 600
+            limit = 200 if m.get("role") == "tool" else 300
             lines.append(f"{_SPEAKER.get(str(m.get('role')), 'Note')}: {text[:limit]}")
     out = "\n".join(lines)
-    return out[-MAX_TRANSCRIPT_CHARS:]
+    if len(out) <= MAX_TRANSCRIPT_CHARS:
+        return out
+    # Keep the start (where callers give names and numbers) and the end (the current topic).
+    half = MAX_TRANSCRIPT_CHARS // 2
+    return out[:half].rsplit("\n", 1)[0] + "\n[...]\n" + out[-half:].split("\n", 1)[-1]
 
 
 def llm_prose(previous_prose: str, messages: list[Mapping[str, Any]]) -> str:
     from core.local_llm import complete_text  # heavy (loads the model): only on the worker
 
+    earlier = f"Earlier in the call: {previous_prose}\n\n" if previous_prose else ""
     user = (
-        f"Summary so far: {previous_prose or '(none)'}\n\nNew part of the call:\n{transcript(messages)}\n\n"
-        "Updated summary:"
+        f"{earlier}Call transcript:\n{transcript(messages)}\n\nWrite the updated summary of the whole call."
     )
-    out = complete_text(
-        [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}], 120
-    )
+    out = complete_text([{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}], 90)
     return " ".join(out.split())[:600]
 
 
