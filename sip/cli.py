@@ -120,8 +120,10 @@ def list_(url: Url = None, api_key: Key = None, api_secret: Secret = None) -> No
     """List trunks and dispatch rules on the server (credentials masked)."""
     items = _run(url, api_key, api_secret, lambda op: op.list())
     t = Table(title="LiveKit SIP")
-    for col in ("kind", "name", "id", "numbers", "details", "tenant"):
-        t.add_column(col)
+    for col in ("kind", "name", "id"):
+        t.add_column(col, no_wrap=True)  # identifiers are never cut
+    for col in ("numbers", "details", "tenant"):
+        t.add_column(col, overflow="fold")
     for kind, m in items:
         numbers, detail, tenant = _describe(kind, m)
         t.add_row(
