@@ -188,7 +188,8 @@ def test_idle_policy_and_amd() -> None:
     assert amd_action("machine-unavailable", True) == "hangup"
 
 
-def test_reuses_livekit_agents_helpers() -> None:
+async def test_reuses_livekit_agents_helpers() -> None:
+    # constructed inside the event loop, as in the agent (GetDtmfTask schedules timers)
     from livekit.agents.beta.tools import EndCallTool
     from livekit.agents.beta.workflows import GetDtmfTask
 
