@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -135,7 +136,7 @@ class DtmfCollector:
     ) -> None:
         self.max_digits, self.terminator, self.timeout_s = max_digits, terminator, timeout_s
         self.operator_digit = operator_digit
-        self._clock = clock or (lambda: asyncio.get_event_loop().time())
+        self._clock = clock or time.monotonic  # the clock asyncio's loop uses too
         self._digits: list[str] = []
         self._last = self._clock()
         self.outcome: DtmfOutcome | None = None
