@@ -85,7 +85,9 @@ class CallAgent(Agent):
     async def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
     ) -> AsyncIterator[llm.ChatChunk | str]:
-        items = [i for i in chat_ctx.items if isinstance(i, llm.ChatMessage) and i.role in ("user", "assistant")]
+        items = [
+            i for i in chat_ctx.items if isinstance(i, llm.ChatMessage) and i.role in ("user", "assistant")
+        ]
         question = _message_text(items[-1]) if items and items[-1].role == "user" else ""
         context = [{"role": i.role, "text": _message_text(i)} for i in items[:-1]]
         gen = Generation(user_text=question, started_at=time.time())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import sys
@@ -15,7 +14,9 @@ from rich.console import Console
 
 from core.errors import UserError
 
-app = typer.Typer(help="Telephony voice agent with a semantic response cache.", no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="Telephony voice agent with a semantic response cache.", no_args_is_help=True, add_completion=False
+)
 bench_app = typer.Typer(help="Benchmarks: print numbers and write JSON.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 console = Console()
@@ -49,7 +50,9 @@ def _check_out_dir(out: Path) -> None:
 @app.command()
 def call(
     scenario: Annotated[Path | None, typer.Option("--scenario", "-s", help="scenario YAML")] = None,
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="output dir (default calls/<timestamp>)")] = None,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="output dir (default calls/<timestamp>)")
+    ] = None,
     profile: Annotated[str | None, typer.Option("--profile", "-p", help="local | cloud")] = None,
     turn_mode: Annotated[str, typer.Option("--turn", help="vad | eot (local end-of-turn model)")] = "vad",
     no_cache: Annotated[bool, typer.Option("--no-cache", help="do not use the semantic cache")] = False,
@@ -62,7 +65,12 @@ def call(
         out = out or Path("calls") / datetime.now().strftime("%Y%m%d-%H%M%S")
         _check_out_dir(out)
         result = run_call_sync(
-            scenario or DEFAULT_SCENARIO, out, profile=profile, turn_mode=turn_mode, use_cache=not no_cache, console=console
+            scenario or DEFAULT_SCENARIO,
+            out,
+            profile=profile,
+            turn_mode=turn_mode,
+            use_cache=not no_cache,
+            console=console,
         )
     except UserError as e:
         fail(str(e), e.exit_code)

@@ -31,6 +31,7 @@ class TurnMetrics(BaseModel):
     cache_hit: bool = False
     context_tokens: int | None = None
     interrupted: bool = False
+    bargein_reaction: float | None = None  # barge-in turns: caller onset -> agent audio stops
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -71,9 +72,7 @@ def turn_table(turns: list[TurnMetrics], title: str = "Per-turn latency (ms)") -
         )
     s = summarize(turns)
     for q in ("p50", "p95"):
-        table.add_row(
-            q, "", *(_fmt(s[f"{st}_{q}"]) for st in STAGES), "", "", style="bold"
-        )
+        table.add_row(q, "", *(_fmt(s[f"{st}_{q}"]) for st in STAGES), "", "", style="bold")
     return table
 
 
@@ -86,7 +85,9 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_metrics(out_dir: Path, turns: list[TurnMetrics], extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def write_metrics(
+    out_dir: Path, turns: list[TurnMetrics], extra: dict[str, Any] | None = None
+) -> dict[str, Any]:
     doc = {"turns": [t.model_dump() for t in turns], "summary": summarize(turns), **(extra or {})}
     write_private(out_dir / "metrics.json", json.dumps(doc, indent=2))
     return doc

@@ -9,7 +9,6 @@ from typing import Any
 from rich.console import Console
 
 from agent.providers import build_providers
-from agent.session import TurnMode
 from agent.sim.call import CallResult, SimulatedCall, print_result
 from agent.sim.scenario import load_scenario
 from core.errors import UserError
@@ -49,7 +48,9 @@ async def run_call(
     providers.prewarm()
     if cache is None and use_cache:
         cache = open_cache()
-    call = SimulatedCall(scenario, tenant, providers, out_dir, cache=cache, turn_mode=turn_mode, console=console)  # type: ignore[arg-type]
+    call = SimulatedCall(
+        scenario, tenant, providers, out_dir, cache=cache, turn_mode=turn_mode, console=console
+    )  # type: ignore[arg-type]
     result = await call.run()
     if console is not None:
         print_result(result, console)

@@ -24,7 +24,11 @@ class InstantSTT(stt.STT):
         self.expected.append(text)
 
     async def _recognize_impl(
-        self, buffer: utils.AudioBuffer, *, language: NotGivenOr[str] = NOT_GIVEN, conn_options: APIConnectOptions
+        self,
+        buffer: utils.AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
         text = self.expected.pop(0) if self.expected else ""
         return stt.SpeechEvent(
@@ -53,7 +57,9 @@ class _InstantLLMStream(llm.LLMStream):
     async def _run(self) -> None:
         rid = f"instant-{time.monotonic_ns()}"
         for word in InstantLLM.reply.split(" "):
-            self._event_ch.send_nowait(llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(role="assistant", content=word + " ")))
+            self._event_ch.send_nowait(
+                llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(role="assistant", content=word + " "))
+            )
 
 
 class InstantTTS(tts.TTS):

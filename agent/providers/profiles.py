@@ -39,7 +39,14 @@ def build_providers(profile: str, settings: Settings) -> Providers:
         from agent.providers.whisper_stt import WhisperSTT
 
         t = HibariTTS()
-        return Providers("local", WhisperSTT(threads=settings.stt_threads), LocalLLM(max_tokens=settings.llm_max_tokens), t, build_vad(), t.voice)
+        return Providers(
+            "local",
+            WhisperSTT(threads=settings.stt_threads),
+            LocalLLM(max_tokens=settings.llm_max_tokens),
+            t,
+            build_vad(),
+            t.voice,
+        )
     if profile == "instant":
         from agent.providers.instant import InstantLLM, InstantSTT, InstantTTS
 

@@ -58,6 +58,21 @@ class _Timeline:
     def agent_audio(self) -> np.ndarray:
         return np.concatenate(self.agent_clean) if self.agent_clean else np.zeros(0, np.float32)
 
+    def agent_stop_after(self, start: int, quiet_s: float = 0.2) -> int | None:
+        """First sample >= start after which the agent stays silent for `quiet_s`."""
+        a = self.agent_audio()
+        quiet = int(quiet_s * TL_RATE)
+        voiced = np.flatnonzero(np.abs(a[start:]) > VOICE_THRESHOLD)
+        if not len(voiced):
+            return start
+        last = start
+        for v in voiced:
+            idx = start + int(v)
+            if idx - last >= quiet:
+                return last
+            last = idx
+        return last if len(a) - last >= quiet else None
+
     def first_agent_onset(self, start: int, stop: int | None) -> int | None:
         """First agent sample >= start (and < stop) that follows >= 100 ms of agent silence or
         `start` itself: the beginning of a reply, not the tail of an earlier one."""
@@ -154,7 +169,10 @@ class SimulatedCall:
                 clean = caller.next_frame(self.tick)
                 if echo_gain and self.tick >= echo_ticks and self.tl.agent_clean:
                     back = self.tl.agent_clean[self.tick - echo_ticks]
-                    clean = clean + echo_gain * soxr.resample(back, TL_RATE, LINE_RATE, quality="LQ")[: len(clean)]
+                    clean = (
+                        clean
+                        + echo_gain * soxr.resample(back, TL_RATE, LINE_RATE, quality="LQ")[: len(clean)]
+                    )
                 pending = np.concatenate([pending, up.resample_chunk(uplink.process(clean))])
                 if len(pending) < TICK:  # resampler warm-up: its first outputs are short
                     pending = np.concatenate([np.zeros(TICK - len(pending), np.float32), pending])
@@ -190,15 +208,26 @@ class SimulatedCall:
             "tenant": self.tenant.name,
             "profile": self.providers.name,
             "items": [
-                {"role": m.role, "text": m.text_content, "interrupted": m.interrupted, "created_at": m.created_at}
+                {
+                    "role": m.role,
+                    "text": m.text_content,
+                    "interrupted": m.interrupted,
+                    "created_at": m.created_at,
+                }
                 for m in self.items
             ],
-            "turns": [{"index": t.index, "user_text": t.user_text, "agent_text": t.agent_text} for t in turns],
+            "turns": [
+                {"index": t.index, "user_text": t.user_text, "agent_text": t.agent_text} for t in turns
+            ],
             "events": self.events,
             "error": error,
         }
         write_private(self.out_dir / "transcript.json", json.dumps(transcript, indent=2))
-        write_metrics(self.out_dir, turns, {"scenario": self.scenario.name, "profile": self.providers.name, "error": error})
+        write_metrics(
+            self.out_dir,
+            turns,
+            {"scenario": self.scenario.name, "profile": self.providers.name, "error": error},
+        )
         return CallResult(turns, transcript, self.out_dir, self.events, error)
 
     def _write_wav(self) -> None:
@@ -207,7 +236,9 @@ class SimulatedCall:
         left = np.concatenate(self.tl.caller_heard)
         agent = self.tl.agent_audio()
         downlink = LineModel(self.scenario.line, direction_seed=2)
-        right = soxr.resample(downlink.process_all(soxr.resample(agent, TL_RATE, LINE_RATE)), LINE_RATE, TL_RATE)
+        right = soxr.resample(
+            downlink.process_all(soxr.resample(agent, TL_RATE, LINE_RATE)), LINE_RATE, TL_RATE
+        )
         n = min(len(left), len(right))
         stereo = np.stack([left[:n], right[:n]], axis=1)
         sf.write(self.out_dir / "call.wav", stereo, TL_RATE, subtype="PCM_16")
@@ -241,6 +272,9 @@ class SimulatedCall:
             nxt = utts[u.index + 1].start if u.index + 1 < len(utts) else None
             onset = self.tl.first_agent_onset(u.end, nxt)
             t.voice_to_voice = None if onset is None else (onset - u.end) / TL_RATE
+            if u.barge_in:
+                stop = self.tl.agent_stop_after(u.start)
+                t.bargein_reaction = None if stop is None else (stop - u.start) / TL_RATE
             us = users.get(u.index, [])
             t.user_text = " ".join(m.text_content or "" for m in us).strip()
             if us:

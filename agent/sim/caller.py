@@ -142,7 +142,9 @@ class ScriptedCaller:
         audio = synthesize_caller(turn.say)
         self._audio, self._audio_pos = audio, 0
         start = tick * TICK
-        u = Utterance(len(self.utterances), turn.say, start, start + len(audio) * UP, turn.barge_in_after is not None)
+        u = Utterance(
+            len(self.utterances), turn.say, start, start + len(audio) * UP, turn.barge_in_after is not None
+        )
         self.utterances.append(u)
         if self._on_say:
             self._on_say(u)

@@ -28,10 +28,13 @@ class NoiseSource:
         if kind == "babble":
             # 6 talkers: pitch-pulse trains through moving formant filters, syllable-rate AM
             self._voices = [
-                (self.rng.uniform(90, 240), self.rng.uniform(2.5, 5.5), self.rng.uniform(0, 6.28)) for _ in range(6)
+                (self.rng.uniform(90, 240), self.rng.uniform(2.5, 5.5), self.rng.uniform(0, 6.28))
+                for _ in range(6)
             ]
-            self._formants = [signal.butter(2, [lo, hi], btype="band", fs=LINE_RATE, output="sos")
-                              for lo, hi in ((300, 900), (900, 1800), (1800, 3000))]
+            self._formants = [
+                signal.butter(2, [lo, hi], btype="band", fs=LINE_RATE, output="sos")
+                for lo, hi in ((300, 900), (900, 1800), (1800, 3000))
+            ]
             self._zi = [[signal.sosfilt_zi(f) * 0 for f in self._formants] for _ in self._voices]
         elif kind == "street":
             self._low = signal.butter(2, 250, btype="low", fs=LINE_RATE, output="sos")
@@ -75,9 +78,10 @@ class LineModel:
         self._noise = NoiseSource(cfg.noise, seed) if cfg.noise != "none" and cfg.snr_db is not None else None
         self._noise_gain = 0.0
         if self._noise is not None:
-            # Calibrate the generator's RMS once so the SNR is exact against nominal speech level.
-            probe = NoiseSource(cfg.noise, seed + 99).next(LINE_RATE * 2)
-            rms = float(np.sqrt(np.mean(probe**2))) or 1.0
+            # Calibrate once on the in-band level (what survives the line's filter), so the SNR
+            # the caller's speech sees is the one asked for, whatever the noise's spectrum.
+            probe = signal.sosfilt(self._band, NoiseSource(cfg.noise, seed + 99).next(LINE_RATE * 4))
+            rms = float(np.sqrt(np.mean(probe[LINE_RATE:] ** 2))) or 1.0
             self._noise_gain = SPEECH_RMS * 10 ** (-cfg.snr_db / 20) / rms
 
     def process(self, frame: np.ndarray) -> np.ndarray:
@@ -89,7 +93,9 @@ class LineModel:
         if self.cfg.codec != "linear":
             pcm = (x * 32767).astype(np.int16).tobytes()
             enc, dec = (
-                (audioop.lin2ulaw, audioop.ulaw2lin) if self.cfg.codec == "pcmu" else (audioop.lin2alaw, audioop.alaw2lin)
+                (audioop.lin2ulaw, audioop.ulaw2lin)
+                if self.cfg.codec == "pcmu"
+                else (audioop.lin2alaw, audioop.alaw2lin)
             )
             x = np.frombuffer(dec(enc(pcm, 2), 2), dtype=np.int16) / 32768.0
         if self.cfg.packet_loss > 0 and self._loss_rng.random() < self.cfg.packet_loss:

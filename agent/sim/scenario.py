@@ -1,12 +1,12 @@
 """Scenario files (stable format; tooling outside the project writes them too).
 
-    tenant: acme
-    line: {codec: pcmu, snr_db: 20, noise: babble, packet_loss: 0.0, seed: 1}
-    turns:
-      - say: "Hi, what are your opening hours?"
-      - pause: 1.5
-      - say: "Do you deliver on Sundays?"
-        barge_in_after: 0.8
+tenant: acme
+line: {codec: pcmu, snr_db: 20, noise: babble, packet_loss: 0.0, seed: 1}
+turns:
+  - say: "Hi, what are your opening hours?"
+  - pause: 1.5
+  - say: "Do you deliver on Sundays?"
+    barge_in_after: 0.8
 """
 
 from __future__ import annotations
