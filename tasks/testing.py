@@ -70,12 +70,14 @@ class _Proc:
 
 
 class WorkerProcess(_Proc):
-    """`python -m tasks worker celery --pool solo` on one queue."""
+    """`python -m tasks worker celery` on one queue (solo pool by default: one process to kill)."""
 
-    def __init__(self, redis_url: str, queue: str, log_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, redis_url: str, queue: str, log_dir: Path, env: dict[str, str] | None = None, pool: str = "solo"
+    ) -> None:
         self.name = f"w{uuid.uuid4().hex[:8]}@%h"
         full_env = {"REDIS_URL": redis_url, "CALLCENTER_CELERY_QUEUE": queue, **(env or {})}
-        args = ["worker", "celery", "--pool", "solo", "--queues", queue, "--hostname", self.name]
+        args = ["worker", "celery", "--pool", pool, "--queues", queue, "--hostname", self.name]
         super().__init__(args, full_env, log_dir / f"worker-{self.name.split('@')[0]}.log")
 
     def start(self, timeout: float = 60) -> WorkerProcess:

@@ -146,3 +146,32 @@ async def test_worker_death_is_reported_and_the_job_redelivered(
         first.stop()
         if second:
             second.stop()
+
+
+def test_prefork_child_death_requeues_at_once(
+    redis_url: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """The default pool: a crashed child is rejected back to the queue (task_reject_on_worker_lost)."""
+    import psutil
+
+    q = f"test-prefork-{uuid.uuid4().hex[:6]}"
+    w = WorkerProcess(
+        redis_url, q, tmp_path_factory.mktemp("logs"), {"CALLCENTER_TASKS_LLM": "0"}, pool="prefork"
+    )
+    w.start()
+    try:
+        app = client_app(redis_url, q)
+        kwargs = {"name": "p.md", "text": "# P\n\nPay $5 within 3 days.", "min_duration_s": 4}
+        r = app.send_task("callcenter.analyze_document", kwargs=kwargs)
+        deadline = time.monotonic() + 30
+        while r.state != "PROGRESS" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert w.proc is not None
+        children = psutil.Process(w.proc.pid).children()
+        assert len(children) == 1
+        children[0].kill()
+        res = r.get(timeout=60)
+        assert res["attempt"] == 2 and res["key_facts"] == ["Pay $5 within 3 days."]
+        assert "WorkerLostError" in w.log_text()
+    finally:
+        w.stop()
