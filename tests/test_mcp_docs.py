@@ -268,12 +268,25 @@ async def test_queued_job_without_worker_is_visible_and_cancellable(redis_url: s
         assert r["state"] == "cancelled"
 
 
-def test_analyze_with_the_llm(redis_url: str, queue: str, worker: WorkerProcess) -> None:
-    """The default path: the worker's local LLM writes the summary (one run; slower)."""
-    text = (REPO_ROOT / "documents" / "policy.md").read_text()
+def test_analyze_and_compare_with_the_llm(redis_url: str, queue: str, worker: WorkerProcess) -> None:
+    """The default path: the worker's local LLM writes the prose (one run of each; slower)."""
+    docs = REPO_ROOT / "documents"
     app = client_app(redis_url, queue)
-    r = app.send_task("callcenter.analyze_document", kwargs={"name": "policy.md", "text": text})
+    r = app.send_task(
+        "callcenter.analyze_document", kwargs={"name": "policy.md", "text": (docs / "policy.md").read_text()}
+    )
+    kwargs = {
+        "a_name": "prices-v1.md",
+        "a_text": (docs / "prices-v1.md").read_text(),
+        "b_name": "prices-v2.md",
+        "b_text": (docs / "prices-v2.md").read_text(),
+    }
+    c = app.send_task("callcenter.compare_documents", kwargs=kwargs)
     res = r.get(timeout=240)
     assert res["llm"] is True and res["parts"] == 1
-    assert len(res["summary"]) > 20 and res["summary"] != res["key_facts"]
+    assert len(res["summary"]) > 20 and not res["summary"].startswith(
+        "Returns and Refunds Policy:"
+    )  # not extractive
     assert any("$9.95" in f for f in res["key_facts"])
+    cmp = c.get(timeout=240)
+    assert cmp["llm"] is True and len(cmp["differences"]) > 20 and "$949.00" in cmp["diff"]
