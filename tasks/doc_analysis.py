@@ -101,7 +101,7 @@ def llm_chunk_summary(llm: LLM, chunk: str, name: str) -> str:
 def llm_merge(llm: LLM, parts: list[str], name: str) -> str:
     if len(parts) == 1:
         return parts[0]
-    joined = "\n".join(f"- {p}" for p in parts)
+    joined = "\n".join(f"- {p}" for p in parts)[:3000]
     messages = [
         {"role": "system", "content": "Combine these partial summaries into three short sentences."},
         {"role": "user", "content": f"Document {name}:\n{joined}\n\nSummary:"},

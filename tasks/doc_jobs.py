@@ -22,6 +22,7 @@ from tasks.summarize import use_llm_default
 
 _SLICE_S = 0.25  # how often a paced job wakes up to check the cancel flag
 _HEARTBEAT_S = 1.0
+MAX_LLM_PARTS = 8
 
 
 def _llm(messages: list[dict[str, str]], max_tokens: int) -> str:
@@ -84,10 +85,14 @@ def analyze_document(
     p = Progress(self, min_duration_s)
     llm = use_llm_default() if use_llm is None else use_llm
     parts = da.chunks(text)
+    # The small local model takes seconds per part: spread at most MAX_LLM_PARTS calls evenly over
+    # the document so even a 2 MB file finishes well inside the time limit.
+    step = max(1, -(-len(parts) // MAX_LLM_PARTS))
     p.report(0.0, f"reading {len(parts)} part(s)")
     summaries: list[str] = []
     for k, chunk in enumerate(parts):
-        summaries.append(da.llm_chunk_summary(_llm, chunk, name) if llm else da.extractive_summary(chunk, 2))
+        if llm and k % step == 0:
+            summaries.append(da.llm_chunk_summary(_llm, chunk, name))
         done = (k + 1) / (len(parts) + 1)
         p.report(done * 0.95, f"summarized part {k + 1} of {len(parts)}")
         p.pace(done)
