@@ -18,6 +18,7 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import Agent, ModelSettings, llm
 
+from agent.context import ContextManager
 from agent.prompt import instructions_for
 from core.tenants import Tenant
 
@@ -60,6 +61,7 @@ class CallAgent(Agent):
         voice: str,
         cache: ResponseCache | None = None,
         turn_log: TurnLog | None = None,
+        context: ContextManager | None = None,
         call_flags: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(instructions=instructions_for(tenant))
@@ -67,6 +69,7 @@ class CallAgent(Agent):
         self.voice = voice
         self.cache = cache
         self.turn_log = turn_log or TurnLog()
+        self.context = context
         self.call_flags = call_flags if call_flags is not None else {}
         self._pending_hit: CacheHit | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -113,7 +116,8 @@ class CallAgent(Agent):
                 return
 
         parts: list[str] = []
-        async for chunk in Agent.default.llm_node(self, chat_ctx, tools, model_settings):
+        llm_ctx = self.context.prepare(chat_ctx) if self.context is not None else chat_ctx
+        async for chunk in Agent.default.llm_node(self, llm_ctx, tools, model_settings):
             if isinstance(chunk, llm.ChatChunk):
                 if chunk.usage is not None:
                     gen.context_tokens = chunk.usage.prompt_tokens

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import sys
@@ -14,15 +16,64 @@ from rich.console import Console
 
 from core.errors import UserError
 
+DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "opening-hours.yaml"
+
 app = typer.Typer(
     help="Telephony voice agent with a semantic response cache.", no_args_is_help=True, add_completion=False
 )
 bench_app = typer.Typer(help="Benchmarks: print numbers and write JSON.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
+worker_app = typer.Typer(help="Agent worker (LiveKit) and background (Celery) workers.", no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
+
+
+@bench_app.command("pipeline")
+def bench_pipeline(
+    scenario: Annotated[Path, typer.Option("--scenario", "-s")] = DEFAULT_SCENARIO,
+    profiles: Annotated[str, typer.Option(help="comma-separated: instant,local,cloud")] = "instant,local",
+    runs: Annotated[int, typer.Option(min=1, max=20)] = 1,
+    out: Annotated[Path | None, typer.Option("--out", help="JSON file")] = Path(
+        "bench-results/pipeline.json"
+    ),
+    as_json: Annotated[bool, typer.Option("--json", help="print the JSON document")] = False,
+) -> None:
+    """Framework overhead (instant providers) vs the local models, on the same simulated call."""
+    _quiet_logs()
+    from agent.bench import bench_pipeline as run
+    from agent.bench import write_json
+
+    try:
+        doc = asyncio.run(
+            run(scenario, [p.strip() for p in profiles.split(",") if p.strip()], runs, err_console)
+        )
+    except UserError as e:
+        fail(str(e), e.exit_code)
+        return
+    write_json(doc, out, err_console)
+    if as_json:
+        print(json.dumps(doc))
+
+
+def _mount() -> None:
+    """Sub-command groups live next to the code they drive (one-way: agent -> others)."""
+    from sip.cli import app as sip_app
+    from tasks.cli import app as tasks_app
+    from tasks.cli import mcp_app
+
+    app.add_typer(sip_app, name="sip")
+    app.add_typer(mcp_app, name="mcp")
+    for cmd in tasks_app.registered_commands:  # `callcenter worker celery`
+        worker_app.registered_commands.append(cmd)
+    try:
+        from cache.cli import app as cache_app
+
+        app.add_typer(cache_app, name="cache")
+    except ImportError:  # cache package not built yet
+        pass
+
+
 console = Console()
 err_console = Console(stderr=True)
-
-DEFAULT_SCENARIO = Path(__file__).resolve().parent.parent / "scenarios" / "opening-hours.yaml"
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -77,6 +128,9 @@ def call(
         return
     if result.error:
         fail(f"call failed: {result.error} (partial results in {out})", 1)
+
+
+_mount()
 
 
 def main() -> None:
