@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(default=None, validation_alias="OPENAI_BASE_URL")
     llm_model: str = "gpt-4o-mini"
     stt_model: str = "gpt-4o-mini-transcribe"
+    # False: the HTTP /audio/transcriptions endpoint (per utterance, after the VAD) for
+    # OpenAI-compatible servers without the realtime transcription websocket.
+    stt_realtime: bool = True
     elevenlabs_api_key: str | None = Field(default=None, validation_alias="ELEVEN_API_KEY")
     elevenlabs_base_url: str | None = None
     elevenlabs_voice_id: str = "EXAVITQu4vr4xnSDxMaL"

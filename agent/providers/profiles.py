@@ -72,7 +72,9 @@ def _cloud(settings: Settings) -> Providers:
     if settings.openai_base_url:
         common["base_url"] = settings.openai_base_url
     the_llm = openai.LLM(model=settings.llm_model, **common)
-    the_stt = openai.STT(model=settings.stt_model, language="en", use_realtime=True, **common)
+    the_stt = openai.STT(
+        model=settings.stt_model, language="en", use_realtime=settings.stt_realtime, **common
+    )
     if settings.elevenlabs_api_key:
         extra: dict[str, Any] = {}
         if settings.elevenlabs_base_url:

@@ -1,0 +1,472 @@
+"""A small OpenAI-compatible HTTP server for tests, so the real `livekit-plugins-openai` code runs.
+
+Speaks the real wire protocol for:
+- `POST /v1/chat/completions` — streaming (SSE `data: {chat.completion.chunk}` lines, a final usage
+  chunk when `stream_options.include_usage`, `data: [DONE]`) and non-streaming;
+- `POST /v1/audio/transcriptions` — multipart upload, transcribed with the real local whisper
+  model (`agent.providers.whisper_stt.load_whisper()`), so transcripts are real, not canned;
+- `GET /v1/models`.
+
+Chat answers are deterministic from the last user message (keyword lookup in `FAQ`, else
+`DEFAULT_ANSWER`). Every request is recorded (`FakeOpenAI.requests`) for assertions. Fault modes
+for chat completions can be changed at runtime with `FakeOpenAI.configure(...)`:
+
+- `mode="error"`: HTTP `status` (default 500) with an OpenAI-style JSON error body;
+- `mode="rate_limit"`: HTTP 429 with `Retry-After: retry_after`;
+- `mode="hang"`: accept the request and send nothing for `hang_s` seconds;
+- `mode="break"`: stream `break_after` content chunks, then drop the connection;
+- `fail_times=N`: only the first N chat requests (counted from `configure`) fail, then answers
+  are normal again; `None` means every request fails while the mode is set.
+
+Use from tests: `with running_fake_openai(mode="error", fail_times=1) as fake: fake.base_url`
+(a background thread runs the server, so it works from sync and async tests alike). Standalone:
+`python -m tests.fake_openai --port 8911 [--mode error --fail-times 2]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import io
+import json
+import re
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from aiohttp import web
+
+Mode = Literal["ok", "error", "rate_limit", "hang", "break"]
+
+# keyword (regex on the lower-cased question) -> answer; first match wins
+FAQ: list[tuple[str, str]] = [
+    (r"\b(hours?|open|close)", "We are open from nine to six, Monday to Saturday."),
+    (r"\b(where|address|located|store)\b", "The store is at 12 Market Street, next to the bakery."),
+    (r"\bdeliver", "Yes, we deliver within ten miles for a five dollar fee."),
+    (r"\b(bye|thanks|thank you)\b", "You're welcome, goodbye!"),
+]
+DEFAULT_ANSWER = "I can help with opening hours, our address and deliveries."
+
+
+def answer_for(question: str) -> str:
+    q = question.lower()
+    for pattern, answer in FAQ:
+        if re.search(pattern, q):
+            return answer
+    return DEFAULT_ANSWER
+
+
+@dataclass
+class Behaviour:
+    mode: Mode = "ok"
+    fail_times: int | None = None  # None: every chat request fails while mode != "ok"
+    status: int = 500  # for mode="error"
+    retry_after: float = 1.0  # for mode="rate_limit"
+    hang_s: float = 120.0  # for mode="hang"
+    break_after: int = 2  # for mode="break": content chunks sent before the connection drops
+    chunk_delay_s: float = 0.0  # pause between streamed chunks
+    first_chunk_delay_s: float = 0.0  # pause before the first chunk (simulated TTFT)
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    at: float  # time.monotonic() when received
+    headers: dict[str, str]
+    body: dict[str, Any] = field(default_factory=dict)
+    outcome: str = ""  # "ok", "error 500", "rate_limit", "hang", "break", "transcribed"
+    answer: str = ""  # full answer the server meant to give (chat) or the transcript
+
+    @property
+    def model(self) -> str | None:
+        return self.body.get("model")
+
+    @property
+    def stream(self) -> bool:
+        return bool(self.body.get("stream"))
+
+    @property
+    def messages(self) -> list[dict[str, Any]]:
+        return list(self.body.get("messages") or [])
+
+    @property
+    def auth(self) -> str | None:
+        return self.headers.get("Authorization")
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # [{"type": "text", "text": ...}, ...]
+        return " ".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def _last_user_text(messages: list[dict[str, Any]]) -> str:
+    for m in reversed(messages):
+        if m.get("role") == "user":
+            return _text_of(m.get("content"))
+    return ""
+
+
+def _count_tokens(text: str) -> int:
+    """A deterministic stand-in for a tokenizer: words and punctuation marks."""
+    return len(re.findall(r"\w+|[^\w\s]", text))
+
+
+class FakeOpenAI:
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None) -> None:
+        self.host, self.port = host, port
+        self.api_key = api_key  # when set, other bearer tokens get a 401
+        self.behaviour = Behaviour()
+        self.requests: list[RecordedRequest] = []
+        self._failures = 0
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+
+    # ---- control (any thread) ------------------------------------------------------------
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def configure(self, **behaviour: Any) -> None:
+        """Replace the chat behaviour (unknown keys raise) and restart the failure count."""
+        with self._lock:
+            self.behaviour = replace(Behaviour(), **behaviour)
+            self._failures = 0
+
+    def chat_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/chat/completions")]
+
+    def transcription_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/audio/transcriptions")]
+
+    def answers(self) -> list[str]:
+        """Answers fully delivered to a client."""
+        return [r.answer for r in self.chat_requests() if r.outcome == "ok"]
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def start(self) -> FakeOpenAI:
+        ready = threading.Event()
+        errors: list[BaseException] = []
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            try:
+                loop.run_until_complete(self._start_app())
+            except BaseException as e:  # noqa: BLE001 - reported to the starting thread
+                errors.append(e)
+                ready.set()
+                return
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(self._stop_app())
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-openai", daemon=True)
+        self._thread.start()
+        ready.wait(30)
+        if errors:
+            raise errors[0]
+        return self
+
+    def stop(self) -> None:
+        if self._loop is None or self._thread is None:
+            return
+        loop = self._loop
+
+        def halt() -> None:
+            assert self._stop is not None
+            self._stop.set()  # releases hanging handlers
+            loop.stop()
+
+        loop.call_soon_threadsafe(halt)
+        self._thread.join(15)
+        self._loop = self._thread = None
+
+    async def _start_app(self) -> None:
+        self._stop = asyncio.Event()
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_post("/v1/audio/transcriptions", self._transcribe)
+        app.router.add_get("/v1/models", self._models)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[attr-defined]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+
+    async def _stop_app(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    async def serve_forever(self) -> None:
+        """Run in the current loop (command-line use)."""
+        await self._start_app()
+        print(f"fake OpenAI server on {self.base_url}", flush=True)
+        assert self._stop is not None
+        try:
+            await self._stop.wait()
+        finally:
+            await self._stop_app()
+
+    # ---- helpers -------------------------------------------------------------------------
+    def _record(self, request: web.Request, body: dict[str, Any]) -> RecordedRequest:
+        rec = RecordedRequest(
+            path=request.path, at=time.monotonic(), headers=dict(request.headers), body=body
+        )
+        with self._lock:
+            self.requests.append(rec)
+        return rec
+
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        auth = request.headers.get("Authorization", "")
+        if not auth.startswith("Bearer ") or (self.api_key and auth != f"Bearer {self.api_key}"):
+            return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
+        return None
+
+    def _fault(self) -> Behaviour | None:
+        """The behaviour to apply to this chat request, or None to answer normally."""
+        with self._lock:
+            b = self.behaviour
+            if b.mode == "ok":
+                return None
+            if b.fail_times is not None and self._failures >= b.fail_times:
+                return None
+            self._failures += 1
+            return b
+
+    # ---- handlers ------------------------------------------------------------------------
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "fake"}]}
+        )
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._record(request, {}).outcome = "error 400"
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        rec = self._record(request, body)
+        if (denied := self._unauthorized(request)) is not None:
+            rec.outcome = "error 401"
+            return denied
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not body.get("model"):
+            rec.outcome = "error 400"
+            return _error(400, "'model' and 'messages' are required.", "invalid_request_error")
+
+        answer = answer_for(_last_user_text(messages))
+        rec.answer = answer
+        fault = self._fault()
+        if fault is not None and fault.mode == "error":
+            rec.outcome = f"error {fault.status}"
+            return _error(
+                fault.status, "The server had an error while processing your request.", "server_error"
+            )
+        if fault is not None and fault.mode == "rate_limit":
+            rec.outcome = "rate_limit"
+            resp = _error(429, "Rate limit reached for gpt-4o-mini.", "requests", "rate_limit_exceeded")
+            resp.headers["Retry-After"] = f"{fault.retry_after:g}"
+            resp.headers["x-ratelimit-reset-requests"] = f"{fault.retry_after:g}s"
+            return resp
+        if fault is not None and fault.mode == "hang":
+            rec.outcome = "hang"
+            assert self._stop is not None
+            try:
+                await asyncio.wait_for(self._stop.wait(), fault.hang_s)
+            except TimeoutError:
+                pass
+            return _error(504, "Gateway timeout.", "server_error")
+
+        b = self.behaviour
+        prompt_tokens = sum(_count_tokens(_text_of(m.get("content"))) for m in messages)
+        completion_tokens = _count_tokens(answer)
+        cid = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        created = int(time.time())
+        model = body["model"]
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        if not body.get("stream"):
+            rec.outcome = "ok"
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": {"role": "assistant", "content": answer, "refusal": None},
+                            "logprobs": None,
+                            "finish_reason": "stop",
+                        }
+                    ],
+                    "usage": usage,
+                    "system_fingerprint": "fp_fake",
+                }
+            )
+
+        resp = web.StreamResponse(
+            status=200,
+            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "x-request-id": cid},
+        )
+        await resp.prepare(request)
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            data = {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": model,
+                "system_fingerprint": "fp_fake",
+                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                **extra,
+            }
+            return f"data: {json.dumps(data)}\n\n".encode()
+
+        pieces = re.findall(r"\S+\s*", answer)
+        if b.first_chunk_delay_s:
+            await asyncio.sleep(b.first_chunk_delay_s)
+        await resp.write(chunk({"role": "assistant", "content": "", "refusal": None}))
+        for i, piece in enumerate(pieces):
+            if fault is not None and fault.mode == "break" and i >= fault.break_after:
+                rec.outcome = "break"
+                # drop the TCP connection mid-body: the client sees an incomplete chunked response
+                if request.transport is not None:
+                    request.transport.abort()
+                return resp
+            if b.chunk_delay_s:
+                await asyncio.sleep(b.chunk_delay_s)
+            await resp.write(chunk({"content": piece}))
+        await resp.write(chunk({}, "stop"))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            await resp.write(
+                f"data: {json.dumps({'id': cid, 'object': 'chat.completion.chunk', 'created': created, 'model': model, 'choices': [], 'usage': usage})}\n\n".encode()  # noqa: E501
+            )
+        await resp.write(b"data: [DONE]\n\n")
+        await resp.write_eof()
+        rec.outcome = "ok"
+        return resp
+
+    async def _transcribe(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        fields = {k: v for k, v in form.items() if isinstance(v, str)}
+        rec = self._record(request, dict(fields))
+        if (denied := self._unauthorized(request)) is not None:
+            rec.outcome = "error 401"
+            return denied
+        upload = form.get("file")
+        if upload is None or isinstance(upload, str) or not fields.get("model"):
+            rec.outcome = "error 400"
+            return _error(400, "'file' and 'model' are required.", "invalid_request_error")
+        audio = upload.file.read()
+        rec.body["file_bytes"] = len(audio)
+        try:
+            text, duration = await asyncio.to_thread(_whisper, audio, fields.get("language") or "en")
+        except Exception as e:  # noqa: BLE001 - a bad upload is the client's error
+            rec.outcome = "error 400"
+            return _error(400, f"Invalid file format: {e}", "invalid_request_error")
+        rec.outcome, rec.answer = "transcribed", text
+        fmt = fields.get("response_format", "json")
+        if fmt == "text":
+            return web.Response(text=text, content_type="text/plain")
+        if fmt == "verbose_json":
+            return web.json_response(
+                {
+                    "task": "transcribe",
+                    "language": "english",
+                    "duration": duration,
+                    "text": text,
+                    "segments": [],
+                }
+            )
+        return web.json_response({"text": text, "usage": {"type": "duration", "seconds": round(duration)}})
+
+
+def _whisper(audio: bytes, language: str) -> tuple[str, float]:
+    import numpy as np
+    import soundfile as sf
+    import soxr
+
+    from agent.providers.whisper_stt import load_whisper
+
+    pcm, rate = sf.read(io.BytesIO(audio), dtype="float32", always_2d=True)
+    mono = pcm.mean(axis=1)
+    if rate != 16000:
+        mono = soxr.resample(mono, rate, 16000)
+    model = load_whisper()
+    segments, _ = model.transcribe(
+        np.ascontiguousarray(mono, dtype=np.float32),
+        language=language.split("-")[0],
+        beam_size=1,
+        vad_filter=False,
+        condition_on_previous_text=False,
+    )
+    return " ".join(s.text.strip() for s in segments).strip(), len(mono) / 16000
+
+
+def _error(status: int, message: str, type_: str, code: str | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "type": type_, "param": None, "code": code}}, status=status
+    )
+
+
+@contextmanager
+def running_fake_openai(*, api_key: str | None = None, **behaviour: Any) -> Iterator[FakeOpenAI]:
+    """Start the fake on a free local port; yields the server (`.base_url` ends in `/v1`)."""
+    fake = FakeOpenAI(api_key=api_key)
+    fake.configure(**behaviour)
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8911)
+    p.add_argument("--api-key", default=None)
+    p.add_argument("--mode", default="ok", choices=["ok", "error", "rate_limit", "hang", "break"])
+    p.add_argument("--fail-times", type=int, default=None)
+    p.add_argument("--status", type=int, default=500)
+    p.add_argument("--retry-after", type=float, default=1.0)
+    p.add_argument("--hang-s", type=float, default=120.0)
+    p.add_argument("--break-after", type=int, default=2)
+    a = p.parse_args()
+    fake = FakeOpenAI(a.host, a.port, api_key=a.api_key)
+    fake.configure(
+        mode=a.mode,
+        fail_times=a.fail_times,
+        status=a.status,
+        retry_after=a.retry_after,
+        hang_s=a.hang_s,
+        break_after=a.break_after,
+    )
+    try:
+        asyncio.run(fake.serve_forever())
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
