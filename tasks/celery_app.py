@@ -52,6 +52,11 @@ def _transport_options() -> dict[str, Any]:
     }
 
 
+# Producers (agent, MCP server) give up after ~1 s when Redis is down instead of the default
+# 20 retries: a turn or a tool call must not hang on Celery. Workers reconnect on their own loop.
+_FAST_RETRY = {"max_retries": 2, "interval_start": 0, "interval_step": 0.5, "interval_max": 1}
+
+
 def _lazy_config() -> dict[str, Any]:
     """Evaluated on first use of the connection, so importing this module starts no Redis."""
     url = redis_url()
@@ -60,7 +65,10 @@ def _lazy_config() -> dict[str, Any]:
         "broker_url": url,
         "result_backend": url,
         "broker_transport_options": opts,
-        "result_backend_transport_options": {"visibility_timeout": opts["visibility_timeout"]},
+        "result_backend_transport_options": {
+            "visibility_timeout": opts["visibility_timeout"],
+            "retry_policy": _FAST_RETRY,
+        },
     }
 
 
@@ -78,6 +86,7 @@ app.conf.update(
     # inside one worker while another worker is idle.
     worker_prefetch_multiplier=1,
     task_track_started=True,
+    task_publish_retry_policy=_FAST_RETRY,
     result_extended=True,  # job_status can show the task name and args
     result_expires=24 * 3600,
     task_soft_time_limit=DOC_JOB_TIME_LIMIT_S - 60,

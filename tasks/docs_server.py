@@ -17,6 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import redis
+from kombu.exceptions import OperationalError
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 
@@ -50,7 +52,8 @@ def _tool_errors(fn: F) -> F:
             raise ToolError(str(e)) from e
         except ToolError:
             raise
-        except (OSError, ConnectionError) as e:  # Redis down, broker unreachable, disk trouble
+        except (OSError, redis.RedisError, OperationalError, RuntimeError) as e:
+            # Redis/broker down (Celery signals a dead result consumer with RuntimeError), disk trouble.
             raise ToolError(f"jobs_unavailable: {type(e).__name__}: {e}") from e
 
     return wrapper  # type: ignore[return-value]
@@ -119,6 +122,7 @@ def build_server(docs_dir: Path | str | None = None, max_bytes: int | None = Non
     )
 
     def submit(kind: str, task: str, documents: list[str], kwargs: dict[str, Any]) -> dict[str, Any]:
+        jobs.ping()  # fail fast and cleanly before Celery starts its own reconnect loops
         r = app.send_task(task, kwargs={**kwargs, **_job_options()})
         jobs.record(r.id, {"kind": kind, "documents": documents})
         return {"job_id": r.id, "state": "queued", "kind": kind, "documents": documents}

@@ -16,6 +16,8 @@ from functools import lru_cache
 from typing import Any
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from tasks.celery_app import redis_url
 
@@ -30,7 +32,19 @@ def stale_after_s() -> float:
 
 @lru_cache(maxsize=1)
 def client() -> redis.Redis:
-    return redis.Redis.from_url(redis_url(), decode_responses=True, socket_timeout=5)
+    # Fail within ~2 s when Redis is down: a tool call must answer the agent, not hang a turn.
+    return redis.Redis.from_url(
+        redis_url(),
+        decode_responses=True,
+        socket_timeout=5,
+        socket_connect_timeout=2,
+        retry=Retry(NoBackoff(), 1),
+    )
+
+
+def ping() -> None:
+    """Raises redis.ConnectionError quickly when Redis is unreachable (checked before Celery is)."""
+    client().ping()
 
 
 def record(job_id: str, info: dict[str, Any]) -> None:

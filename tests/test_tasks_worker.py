@@ -48,6 +48,7 @@ def worker(redis_url: str, queue: str, tmp_path_factory: pytest.TempPathFactory)
     w.stop()
 
 
+@pytest.mark.slow
 def test_summarize_keeps_early_facts_with_the_llm(redis_url: str, queue: str, worker: WorkerProcess) -> None:
     app = client_app(redis_url, queue)
     msgs = long_call(40)
@@ -74,7 +75,7 @@ def test_summarize_folds_into_previous_summary(redis_url: str, queue: str, worke
         {"role": "assistant", "content": "I'll escalate the invoice to billing and call you back tomorrow."},
     ]
     payload = {"previous_summary": first["summary"], "messages": later, "use_llm": False}
-    res = app.send_task("callcenter.summarize", args=[payload]).get(timeout=30)
+    res = app.send_task("callcenter.summarize", args=[payload]).get(timeout=120)
     for fact in ("A-483920", "Maria Lopez", "7781-22", "INV-5521", "escalate the invoice"):
         assert fact in res["summary"], (fact, res["summary"])
     assert res["llm"] is False
@@ -101,6 +102,7 @@ async def _wait(
     raise AssertionError(f"timed out; last states: {[(s['state'], s['progress']) for s in trail[-5:]]}")
 
 
+@pytest.mark.slow
 async def test_worker_death_is_reported_and_the_job_redelivered(
     redis_url: str, tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
