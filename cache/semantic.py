@@ -1,0 +1,499 @@
+"""Semantic response cache on Redis Stack (RediSearch vector index), used on the call path.
+
+Why redis-py FT commands and not RedisVL `SemanticCache`: we need several vectors per entry
+(question + FAQ paraphrases, all pointing at one answer), per-entry hit counters and last-hit
+times, per-tenant eviction of the least useful entries, audio per voice, Redis-side stats, and
+a hard latency budget on an async client. SemanticCache fixes its schema and its own hit
+bookkeeping and adds a layer per call; the FT commands are ~10 calls we fully control.
+
+Key layout (namespace `ns`, default "cc"):
+  {ns}:e:{id}          entry hash, kind=q: question, answer, tenant, language, kver, created,
+                       ttl, expiry, hits, last_hit, paraphrases (JSON), vec (question vector)
+  {ns}:e:{id}:p{n}     extra vector doc, kind=p (a paraphrase), same tags, entry={id}
+  {ns}:a:{id}:{voice}  cached audio: pcm (16-bit mono), sr
+  {ns}:t:{tenant}      ZSET of entry ids of a tenant (eviction, listing)
+  {ns}:stats           HASH counters; {ns}:lat LIST of recent lookup ms
+Index {ns}:idx over prefix {ns}:e: — HNSW cosine on vec; TAG tenant/language/kver/kind/entry;
+NUMERIC expiry/hits/last_hit/created. Every key of an entry carries the same Redis EXPIRE.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import redis
+import redis.asyncio as aredis
+from pydantic import BaseModel
+from redis.commands.search.field import NumericField, TagField, TextField, VectorField
+from redis.commands.search.index_definition import IndexDefinition, IndexType
+from redis.commands.search.query import Query
+from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
+
+from cache import policy
+from cache.embedder import DIM, Embedder
+from core.settings import get_settings
+
+log = logging.getLogger("callcenter.cache")
+
+# Rough costs a hit saves (local profile): LLM TTFT + generation at ~30 tok/s, prompt tokens.
+SAVED_BASE_S = 0.4
+TOKENS_PER_S = 30.0
+PROMPT_TOKENS_EST = 250
+LAT_KEEP = 10_000
+
+
+class CacheHit(BaseModel):
+    id: str
+    question: str
+    answer: str
+    distance: float
+    audio: bytes | None = None
+    audio_sample_rate: int | None = None
+
+
+_TAG_SPECIAL = set(",.<>{}[]\"':;!@#$%^&*()-+=~|/\\ ")
+
+
+def tag(value: str) -> str:
+    return "".join("\\" + c if c in _TAG_SPECIAL else c for c in value)
+
+
+def _s(v: Any) -> str:
+    return v.decode() if isinstance(v, bytes) else str(v)
+
+
+def answer_tokens(answer: str) -> int:
+    return max(1, math.ceil(len(answer.split()) * 1.3))
+
+
+class Keys:
+    def __init__(self, ns: str) -> None:
+        self.ns = ns
+        self.index = f"{ns}:idx"
+        self.prefix = f"{ns}:e:"
+        self.stats = f"{ns}:stats"
+        self.lat = f"{ns}:lat"
+
+    def entry(self, eid: str) -> str:
+        return f"{self.ns}:e:{eid}"
+
+    def para(self, eid: str, n: int) -> str:
+        return f"{self.ns}:e:{eid}:p{n}"
+
+    def audio(self, eid: str, voice: str) -> str:
+        return f"{self.ns}:a:{eid}:{voice}"
+
+    def tenant(self, tenant: str) -> str:
+        return f"{self.ns}:t:{tenant}"
+
+
+def index_schema() -> list[Any]:
+    return [
+        TagField("tenant"),
+        TagField("language"),
+        TagField("kver"),
+        TagField("kind"),
+        TagField("entry"),
+        NumericField("expiry"),
+        NumericField("hits"),
+        NumericField("last_hit"),
+        NumericField("created"),
+        TextField("question", no_stem=True),
+        VectorField(
+            "vec", "HNSW", {"TYPE": "FLOAT32", "DIM": DIM, "DISTANCE_METRIC": "COSINE", "M": 16,
+                            "EF_CONSTRUCTION": 200, "EF_RUNTIME": 64},
+        ),
+    ]  # fmt: skip
+
+
+def ensure_index(r: redis.Redis, keys: Keys) -> None:
+    try:
+        r.ft(keys.index).info()
+    except redis.ResponseError:
+        try:
+            r.ft(keys.index).create_index(
+                index_schema(), definition=IndexDefinition(prefix=[keys.prefix], index_type=IndexType.HASH)
+            )
+        except redis.ResponseError as e:
+            if "already exists" not in str(e).lower():
+                raise
+
+
+def knn_query(tenant: str, language: str, kver: str, k: int = 1) -> Query:
+    flt = f"(@tenant:{{{tag(tenant)}}} @language:{{{tag(language)}}} @kver:{{{tag(kver)}}})"
+    return (
+        Query(f"{flt}=>[KNN {k} @vec $v AS dist]")
+        .sort_by("dist")
+        .return_fields("entry", "dist")
+        .paging(0, k)
+        .dialect(2)
+    )
+
+
+def entry_mapping(
+    eid: str, question: str, answer: str, tenant: str, language: str, kver: str, ttl: int,
+    vec: np.ndarray, paraphrases: list[str], created: float | None = None, hits: int = 0,
+    last_hit: float = 0.0, source: str = "",
+) -> dict[str, Any]:  # fmt: skip
+    created = time.time() if created is None else created
+    return {
+        "kind": "q", "entry": eid, "question": question, "answer": answer, "tenant": tenant,
+        "language": language, "kver": kver, "created": created, "ttl": ttl, "expiry": created + ttl,
+        "hits": hits, "last_hit": last_hit, "paraphrases": json.dumps(paraphrases), "source": source,
+        "vec": np.asarray(vec, dtype=np.float32).tobytes(),
+    }  # fmt: skip
+
+
+def write_entry(pipe: Any, keys: Keys, m: dict[str, Any], para_vecs: list[np.ndarray], ttl_left: int) -> None:
+    """Queue the commands storing one entry (works on sync and async pipelines)."""
+    eid = m["entry"]
+    pipe.hset(keys.entry(eid), mapping=m)
+    pipe.expire(keys.entry(eid), ttl_left)
+    for n, pv in enumerate(para_vecs):
+        pk = keys.para(eid, n)
+        pipe.hset(
+            pk,
+            mapping={
+                "kind": "p", "entry": eid, "tenant": m["tenant"], "language": m["language"],
+                "kver": m["kver"], "expiry": m["expiry"], "created": m["created"],
+                "vec": np.asarray(pv, dtype=np.float32).tobytes(),
+            },
+        )  # fmt: skip
+        pipe.expire(pk, ttl_left)
+    pipe.zadd(keys.tenant(m["tenant"]), {eid: m["created"]})
+
+
+class ResponseCache:
+    """Async cache for the agent. Every public method swallows Redis errors (never raises)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        threshold: float | None = None,
+        namespace: str = "cc",
+        embedder: Embedder | None = None,
+        budget_ms: float | None = None,
+        ttl_s: int | None = None,
+        max_entries: int | None = None,
+        **kw: Any,
+    ) -> None:
+        s = get_settings()
+        self.url = redis_url
+        self.threshold = s.cache_threshold if threshold is None else threshold
+        self.keys = Keys(namespace)
+        self.namespace = namespace
+        self._embedder = embedder
+        self.budget_ms = s.cache_lookup_budget_ms if budget_ms is None else budget_ms
+        self.ttl_s = ttl_s or s.cache_ttl_s
+        self.max_entries = max_entries or s.cache_max_entries
+        self.record_stats = kw.get("record_stats", True)
+        self._r: aredis.Redis | None = None
+        self._index_ready = False
+        self._down_until = 0.0  # backoff: skip Redis entirely until then
+        self._failures = 0
+
+    # ---- plumbing --------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder.shared()
+        return self._embedder
+
+    def _client(self) -> aredis.Redis:
+        if self._r is None:
+            self._r = aredis.Redis.from_url(
+                self.url, socket_timeout=1.0, socket_connect_timeout=0.5, health_check_interval=10
+            )
+        return self._r
+
+    async def _ready(self) -> aredis.Redis:
+        r = self._client()
+        if not self._index_ready:
+            async for attempt in AsyncRetrying(
+                stop=stop_after_attempt(2),
+                wait=wait_exponential(multiplier=0.05, max=0.2),
+                retry=retry_if_exception_type((redis.ConnectionError, redis.TimeoutError, OSError)),
+                reraise=True,
+            ):
+                with attempt:
+                    await asyncio.to_thread(self._ensure_index_sync)
+            self._index_ready = True
+        return r
+
+    def _ensure_index_sync(self) -> None:
+        r = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=0.5)
+        try:
+            ensure_index(r, self.keys)
+        finally:
+            r.close()
+
+    def _available(self) -> bool:
+        return time.monotonic() >= self._down_until
+
+    def _failed(self, exc: BaseException) -> None:
+        """Exponential backoff (0.5 s .. 30 s) before touching Redis again; drop the pool."""
+        self._failures += 1
+        delay = min(30.0, 0.5 * 2 ** (self._failures - 1))
+        self._down_until = time.monotonic() + delay
+        self._index_ready = False
+        r, self._r = self._r, None
+        if r is not None:
+            asyncio.get_running_loop().create_task(_close_quietly(r))
+        log.warning("cache: redis unavailable (%s); bypassing for %.1fs", exc.__class__.__name__, delay)
+
+    def _ok(self) -> None:
+        self._failures = 0
+
+    async def close(self) -> None:
+        if self._r is not None:
+            await _close_quietly(self._r)
+            self._r = None
+
+    async def _count(self, **fields: float) -> None:
+        if not self.record_stats:
+            return
+        try:
+            r = self._client()
+            pipe = r.pipeline(transaction=False)
+            for f, v in fields.items():
+                if isinstance(v, float) and not v.is_integer():
+                    pipe.hincrbyfloat(self.keys.stats, f, v)
+                else:
+                    pipe.hincrby(self.keys.stats, f, int(v))
+            await asyncio.wait_for(pipe.execute(), timeout=0.5)
+        except Exception:  # noqa: BLE001 — stats are best effort
+            pass
+
+    # ---- lookup ----------------------------------------------------------------------------
+    async def lookup(
+        self,
+        text: str,
+        *,
+        tenant: str,
+        language: str,
+        knowledge_version: str,
+        context: list[dict] | None = None,
+        voice: str | None = None,
+    ) -> CacheHit | None:
+        hit, _reason = await self.lookup_detailed(
+            text, tenant=tenant, language=language, knowledge_version=knowledge_version,
+            context=context, voice=voice,
+        )  # fmt: skip
+        return hit
+
+    async def lookup_detailed(
+        self,
+        text: str,
+        *,
+        tenant: str,
+        language: str,
+        knowledge_version: str,
+        context: list[dict] | None = None,
+        voice: str | None = None,
+    ) -> tuple[CacheHit | None, str]:
+        """(hit, outcome) where outcome is hit / miss / bypass:<reason>. Never raises."""
+        t0 = time.perf_counter()
+        ok, reason = policy.lookup_allowed(text, context)
+        if not ok:
+            await self._count(lookups=1, bypasses=1, **{f"bypass_{reason}": 1})
+            return None, f"bypass:{reason}"
+        if not self._available():
+            self._bump_local_bypass()
+            return None, "bypass:redis_down"
+        try:
+            hit = await asyncio.wait_for(
+                self._lookup(text, tenant, language, knowledge_version, voice), timeout=self.budget_ms / 1000
+            )
+        except TimeoutError:
+            await self._count(lookups=1, bypasses=1, bypass_budget=1)
+            return None, "bypass:budget"
+        except (redis.RedisError, OSError) as e:
+            self._failed(e)
+            self._bump_local_bypass()
+            return None, "bypass:redis_down"
+        except Exception as e:  # noqa: BLE001 — the call must go on
+            log.exception("cache lookup failed")
+            return None, f"bypass:error:{e.__class__.__name__}"
+        self._ok()
+        ms = (time.perf_counter() - t0) * 1000
+        if hit is None:
+            await self._record(ms, misses=1)
+            return None, "miss"
+        saved_tokens = PROMPT_TOKENS_EST + answer_tokens(hit.answer)
+        saved_s = SAVED_BASE_S + answer_tokens(hit.answer) / TOKENS_PER_S
+        await self._record(ms, hits=1, saved_tokens=saved_tokens, saved_s=round(saved_s, 3) + 1e-9)
+        return hit, "hit"
+
+    def _bump_local_bypass(self) -> None:
+        """Redis is down: count the bypass locally and flush it when Redis is back."""
+        self.pending_bypasses = getattr(self, "pending_bypasses", 0) + 1
+
+    async def _record(self, ms: float, **fields: float) -> None:
+        if not self.record_stats:
+            return
+        pending = getattr(self, "pending_bypasses", 0)
+        if pending:
+            fields = {**fields, "bypasses": pending, "lookups_redis_down": pending, "bypass_redis_down": pending}
+            fields["lookups"] = fields.get("lookups", 0) + pending
+            self.pending_bypasses = 0
+        fields["lookups"] = fields.get("lookups", 0) + 1
+        try:
+            r = self._client()
+            pipe = r.pipeline(transaction=False)
+            for f, v in fields.items():
+                if isinstance(v, float) and not float(v).is_integer():
+                    pipe.hincrbyfloat(self.keys.stats, f, v)
+                else:
+                    pipe.hincrby(self.keys.stats, f, int(v))
+            pipe.lpush(self.keys.lat, round(ms, 3))
+            pipe.ltrim(self.keys.lat, 0, LAT_KEEP - 1)
+            await asyncio.wait_for(pipe.execute(), timeout=0.5)
+        except Exception:  # noqa: BLE001
+            pass
+
+    async def _lookup(self, text: str, tenant: str, language: str, kver: str, voice: str | None) -> CacheHit | None:
+        r = await self._ready()
+        vec = await asyncio.to_thread(self.embedder.embed, text)
+        res = await r.ft(self.keys.index).search(
+            knn_query(tenant, language, kver), query_params={"v": np.asarray(vec, dtype=np.float32).tobytes()}
+        )
+        if not res.docs:
+            return None
+        doc = res.docs[0]
+        dist = float(doc.dist)
+        if dist > self.threshold:
+            return None
+        eid = _s(doc.entry)
+        ekey = self.keys.entry(eid)
+        pipe = r.pipeline(transaction=False)
+        pipe.hmget(ekey, "question", "answer")
+        pipe.hincrby(ekey, "hits", 1)
+        pipe.hset(ekey, "last_hit", time.time())
+        if voice:
+            pipe.hmget(self.keys.audio(eid, voice), "pcm", "sr")
+        out = await pipe.execute()
+        question, answer = out[0]
+        if answer is None:  # expired between search and read
+            return None
+        audio = sr = None
+        if voice and out[3][0] is not None:
+            audio, sr = out[3][0], int(out[3][1])
+        return CacheHit(id=eid, question=_s(question), answer=_s(answer), distance=dist, audio=audio, audio_sample_rate=sr)
+
+    # ---- store -----------------------------------------------------------------------------
+    async def store(
+        self,
+        question: str,
+        answer: str,
+        *,
+        tenant: str,
+        language: str,
+        knowledge_version: str,
+        context: list[dict] | None = None,
+        used_tool: bool = False,
+        call_error: bool = False,
+        ttl_s: int | None = None,
+        paraphrases: list[str] | None = None,
+        entry_id: str | None = None,
+    ) -> str | None:
+        ok, reason = policy.is_cacheable(question, answer, context, used_tool, call_error)
+        if not ok:
+            await self._count(**{f"not_stored_{reason}": 1})
+            return None
+        if not self._available():
+            return None
+        paraphrases = [p for p in (paraphrases or []) if p.strip() and p.strip() != question.strip()]
+        try:
+            r = await self._ready()
+            vecs = await asyncio.to_thread(self.embedder.embed_many, [question, *paraphrases])
+            eid = entry_id or uuid.uuid4().hex[:12]
+            ttl = int(ttl_s or self.ttl_s)
+            m = entry_mapping(eid, question.strip(), answer.strip(), tenant, language, knowledge_version, ttl,
+                              vecs[0], paraphrases, source="call")  # fmt: skip
+            pipe = r.pipeline(transaction=False)
+            write_entry(pipe, self.keys, m, list(vecs[1:]), ttl)
+            pipe.hincrby(self.keys.stats, "stored", 1)
+            await pipe.execute()
+            await self._evict(r, tenant, keep=eid)
+            self._ok()
+            return eid
+        except (redis.RedisError, OSError) as e:
+            self._failed(e)
+            return None
+        except Exception:  # noqa: BLE001
+            log.exception("cache store failed")
+            return None
+
+    async def _evict(self, r: aredis.Redis, tenant: str, keep: str | None = None) -> int:
+        """Over the per-tenant cap: drop expired ids, then the least useful (fewest hits, oldest hit)."""
+        zkey = self.keys.tenant(tenant)
+        n = await r.zcard(zkey)
+        if n <= self.max_entries:
+            return 0
+        ids = [_s(i) for i in await r.zrange(zkey, 0, -1)]
+        pipe = r.pipeline(transaction=False)
+        for i in ids:
+            pipe.hmget(self.keys.entry(i), "hits", "last_hit", "created")
+        rows = await pipe.execute()
+        alive: list[tuple[int, float, float, str]] = []
+        dead: list[str] = []
+        for i, row in zip(ids, rows, strict=True):
+            if row[0] is None:
+                dead.append(i)
+            elif i != keep:
+                alive.append((int(row[0]), max(float(row[1] or 0), float(row[2] or 0)), float(row[2] or 0), i))
+        if dead:
+            await r.zrem(zkey, *dead)
+        over = len(alive) + (1 if keep else 0) - self.max_entries
+        if over <= 0:
+            return 0
+        alive.sort()
+        victims = [a[3] for a in alive[:over]]
+        await delete_entries_async(r, self.keys, victims, tenant)
+        await r.hincrby(self.keys.stats, "evicted", len(victims))
+        return len(victims)
+
+    # ---- audio -----------------------------------------------------------------------------
+    async def attach_audio(self, entry_id: str, audio: bytes, sample_rate: int, voice: str) -> None:
+        if not self._available() or not audio:
+            return
+        try:
+            r = self._client()
+            ttl = await r.ttl(self.keys.entry(entry_id))
+            if ttl is None or ttl == -2:
+                return  # entry gone
+            akey = self.keys.audio(entry_id, voice)
+            pipe = r.pipeline(transaction=False)
+            pipe.hset(akey, mapping={"pcm": audio, "sr": int(sample_rate)})
+            if ttl > 0:
+                pipe.expire(akey, ttl)
+            pipe.hset(self.keys.entry(entry_id), "voices", voice)
+            await pipe.execute()
+        except (redis.RedisError, OSError) as e:
+            self._failed(e)
+        except Exception:  # noqa: BLE001
+            log.exception("cache attach_audio failed")
+
+
+async def _close_quietly(r: aredis.Redis) -> None:
+    try:
+        await r.aclose()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+async def delete_entries_async(r: aredis.Redis, keys: Keys, ids: list[str], tenant: str | None = None) -> None:
+    for eid in ids:
+        pk = [k async for k in r.scan_iter(match=f"{keys.entry(eid)}:p*", count=1000)]
+        ak = [k async for k in r.scan_iter(match=f"{keys.ns}:a:{eid}:*", count=1000)]
+        await r.delete(keys.entry(eid), *pk, *ak)
+        if tenant:
+            await r.zrem(keys.tenant(tenant), eid)
