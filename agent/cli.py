@@ -54,6 +54,27 @@ def bench_pipeline(
         print(json.dumps(doc))
 
 
+@app.command()
+def redis(
+    action: Annotated[str, typer.Argument(help="run (foreground) | start (shared, detached) | stop | url")] = "run",
+    port: Annotated[int | None, typer.Option(help="port for `run`")] = None,
+) -> None:
+    """The embedded Redis Stack server (RediSearch + JSON, AOF) that Celery and the cache share."""
+    from cache.redis_server import ensure_redis, run_foreground, stop_shared
+
+    try:
+        if action == "run":
+            run_foreground(port)
+        elif action in ("start", "url"):
+            print(ensure_redis())
+        elif action == "stop":
+            print("stopped" if stop_shared() else "not running")
+        else:
+            fail(f"unknown action '{action}' (run, start, stop, url)")
+    except UserError as e:
+        fail(str(e), e.exit_code)
+
+
 def _mount() -> None:
     """Sub-command groups live next to the code they drive (one-way: agent -> others)."""
     from sip.cli import app as sip_app
@@ -138,3 +159,7 @@ def main() -> None:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

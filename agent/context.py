@@ -94,7 +94,7 @@ class ContextManager:
 
         out = llm.ChatContext(list(system))
         if self.summary:
-            out.add_message(role="system", content=f"Earlier in this call: {self.summary}")
+            out.add_message(role="system", content=f"Earlier in this call (use it to answer): {self.summary}")
         for i in keep:
             out.insert(i)
         return out

@@ -56,8 +56,14 @@ def chat_messages(chat_ctx: llm.ChatContext) -> list[dict[str, Any]]:
         content = m.get("content")
         if isinstance(content, list):
             content = " ".join(p.get("text", "") for p in content if isinstance(p, dict))
-        if m.get("role") in ("system", "user", "assistant") and content:
-            out.append({"role": m["role"], "content": content})
+        role = "system" if m.get("role") == "developer" else m.get("role")
+        if role not in ("system", "user", "assistant") or not content:
+            continue
+        if role == "system" and out and out[-1]["role"] == "system":
+            # one system block: small models follow a single system message far better
+            out[-1]["content"] += "\n" + content
+        else:
+            out.append({"role": role, "content": content})
     return out
 
 
