@@ -341,7 +341,12 @@ class ResponseCache:
             return
         pending = getattr(self, "pending_bypasses", 0)
         if pending:
-            fields = {**fields, "bypasses": pending, "lookups_redis_down": pending, "bypass_redis_down": pending}
+            fields = {
+                **fields,
+                "bypasses": pending,
+                "lookups_redis_down": pending,
+                "bypass_redis_down": pending,
+            }
             fields["lookups"] = fields.get("lookups", 0) + pending
             self.pending_bypasses = 0
         fields["lookups"] = fields.get("lookups", 0) + 1
@@ -359,7 +364,9 @@ class ResponseCache:
         except Exception:  # noqa: BLE001
             pass
 
-    async def _lookup(self, text: str, tenant: str, language: str, kver: str, voice: str | None) -> CacheHit | None:
+    async def _lookup(
+        self, text: str, tenant: str, language: str, kver: str, voice: str | None
+    ) -> CacheHit | None:
         r = await self._ready()
         vec = await asyncio.to_thread(self.embedder.embed, text)
         res = await r.ft(self.keys.index).search(
@@ -386,7 +393,9 @@ class ResponseCache:
         audio = sr = None
         if voice and out[3][0] is not None:
             audio, sr = out[3][0], int(out[3][1])
-        return CacheHit(id=eid, question=_s(question), answer=_s(answer), distance=dist, audio=audio, audio_sample_rate=sr)
+        return CacheHit(
+            id=eid, question=_s(question), answer=_s(answer), distance=dist, audio=audio, audio_sample_rate=sr
+        )
 
     # ---- store -----------------------------------------------------------------------------
     async def store(
@@ -449,7 +458,9 @@ class ResponseCache:
             if row[0] is None:
                 dead.append(i)
             elif i != keep:
-                alive.append((int(row[0]), max(float(row[1] or 0), float(row[2] or 0)), float(row[2] or 0), i))
+                alive.append(
+                    (int(row[0]), max(float(row[1] or 0), float(row[2] or 0)), float(row[2] or 0), i)
+                )
         if dead:
             await r.zrem(zkey, *dead)
         over = len(alive) + (1 if keep else 0) - self.max_entries
@@ -490,7 +501,9 @@ async def _close_quietly(r: aredis.Redis) -> None:
         pass
 
 
-async def delete_entries_async(r: aredis.Redis, keys: Keys, ids: list[str], tenant: str | None = None) -> None:
+async def delete_entries_async(
+    r: aredis.Redis, keys: Keys, ids: list[str], tenant: str | None = None
+) -> None:
     for eid in ids:
         pk = [k async for k in r.scan_iter(match=f"{keys.entry(eid)}:p*", count=1000)]
         ak = [k async for k in r.scan_iter(match=f"{keys.ns}:a:{eid}:*", count=1000)]
