@@ -105,6 +105,7 @@ class CallAgent(Agent):
                 language=self.tenant.language,
                 knowledge_version=self.tenant.knowledge_version,
                 context=context,
+                voice=self.voice,
             )
             gen.cache_lookup_ms = (time.perf_counter() - t0) * 1000
             if hit is not None:

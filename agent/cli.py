@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from core.errors import UserError
 
@@ -54,9 +55,42 @@ def bench_pipeline(
         print(json.dumps(doc))
 
 
+@bench_app.command("load")
+def bench_load(
+    calls: Annotated[int, typer.Option("--calls", min=1, max=200)] = 10,
+    duration: Annotated[float, typer.Option("--duration", min=5, help="seconds")] = 60,
+    processes: Annotated[int, typer.Option(min=1, max=8)] = 1,
+    profile: Annotated[str, typer.Option(help="local-fastllm | instant | local")] = "local-fastllm",
+    cache: Annotated[bool, typer.Option("--cache/--no-cache")] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="4 calls for 20 s")] = False,
+    out: Annotated[Path | None, typer.Option("--out")] = Path("bench-results/load.json"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Concurrent simulated calls: voice-to-voice p50/p95, loop lag, CPU, memory per call, errors."""
+    _quiet_logs()
+    from agent.bench import write_json
+    from agent.loadbench import run_load
+
+    if quick:
+        calls, duration = 4, 20
+    doc = run_load(calls, duration, processes, profile, cache)
+    table = Table(title=f"bench load — {calls} concurrent calls, {processes} process(es), {duration:.0f} s")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in doc.items():
+        if k != "error_samples":
+            table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+    err_console.print(table)
+    write_json(doc, out, err_console)
+    if as_json:
+        print(json.dumps(doc))
+
+
 @app.command()
 def redis(
-    action: Annotated[str, typer.Argument(help="run (foreground) | start (shared, detached) | stop | url")] = "run",
+    action: Annotated[
+        str, typer.Argument(help="run (foreground) | start (shared, detached) | stop | url")
+    ] = "run",
     port: Annotated[int | None, typer.Option(help="port for `run`")] = None,
 ) -> None:
     """The embedded Redis Stack server (RediSearch + JSON, AOF) that Celery and the cache share."""

@@ -19,6 +19,7 @@ from core.errors import UserError
 SAMPLE_RATE = 24000
 _ENGINE_LOCK = threading.Lock()
 _ENGINE = None
+_SYNTH_LOCK = threading.Lock()
 
 
 def load_hibari(threads: int = 1):  # -> hibari.Hibari
@@ -35,7 +36,9 @@ def load_hibari(threads: int = 1):  # -> hibari.Hibari
 
 def synthesize_pcm16(text: str, threads: int = 1) -> bytes:
     """Whole-utterance synthesis to 16-bit PCM at 24 kHz (used for cache audio too)."""
-    audio = load_hibari(threads)(text)
+    engine = load_hibari(threads)
+    with _SYNTH_LOCK:  # one synthesis at a time per process: concurrent calls share the engine
+        audio = engine(text)
     return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
 
 

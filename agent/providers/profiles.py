@@ -10,7 +10,7 @@ from livekit.agents import inference, llm, stt, tts, vad
 from core.errors import UserError
 from core.settings import Settings
 
-ProfileName = Literal["local", "cloud", "instant"]
+ProfileName = Literal["local", "cloud", "instant", "local-fastllm"]
 
 
 @dataclass
@@ -47,6 +47,14 @@ def build_providers(profile: str, settings: Settings) -> Providers:
             build_vad(),
             t.voice,
         )
+    if profile == "local-fastllm":
+        # Load tests: real local STT/TTS/VAD, instant LLM, so the numbers measure our code.
+        from agent.providers.hibari_tts import HibariTTS
+        from agent.providers.instant import InstantLLM
+        from agent.providers.whisper_stt import WhisperSTT
+
+        t = HibariTTS()
+        return Providers("local-fastllm", WhisperSTT(threads=1), InstantLLM(), t, build_vad(), t.voice)
     if profile == "instant":
         from agent.providers.instant import InstantLLM, InstantSTT, InstantTTS
 

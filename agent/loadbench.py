@@ -1,0 +1,129 @@
+"""`callcenter bench load`: many concurrent simulated calls in one or more worker processes.
+
+Each call slot places calls back to back (a mix of scenarios) until the duration is over.
+Measured per process: voice-to-voice of every answered turn, event-loop lag (a 50 ms ticker's
+overshoot), CPU and RSS, call errors. Processes are independent, like agent workers behind the
+LiveKit server's load-based dispatch; their numbers are merged at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+from agent.report import percentile
+
+ROOT = Path(__file__).resolve().parent.parent
+MIX = ["opening-hours.yaml", "noisy-babble.yaml", "insurance-claim.yaml"]
+
+
+async def _loop_lag(stop: asyncio.Event, out: list[float], period: float = 0.05) -> None:
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        t0 = loop.time()
+        await asyncio.sleep(period)
+        out.append(max(0.0, loop.time() - t0 - period))
+
+
+async def _slot(i: int, deadline: float, profile: str, use_cache: bool, res: dict[str, list[Any]]) -> None:
+    from agent.runner import run_call
+
+    n = 0
+    while time.monotonic() < deadline:
+        scenario = ROOT / "scenarios" / MIX[(i + n) % len(MIX)]
+        with tempfile.TemporaryDirectory() as d:
+            try:
+                r = await run_call(scenario, Path(d), profile=profile, use_cache=use_cache)
+                if r.error:
+                    res["errors"].append(r.error)
+                res["v2v"] += [t.voice_to_voice for t in r.turns if t.voice_to_voice is not None]
+                res["unanswered"].append(sum(t.voice_to_voice is None for t in r.turns))
+            except Exception as e:  # noqa: BLE001 - a load test counts errors, it does not stop
+                res["errors"].append(f"{type(e).__name__}: {e}")
+        n += 1
+        res["calls"].append(1)
+
+
+async def _run_process(calls: int, duration: float, profile: str, use_cache: bool) -> dict[str, Any]:
+    proc = psutil.Process()
+    proc.cpu_percent()
+    rss0 = proc.memory_info().rss
+    res: dict[str, list[Any]] = {"v2v": [], "errors": [], "calls": [], "unanswered": []}
+    lag: list[float] = []
+    rss: list[tuple[float, int]] = []
+    stop = asyncio.Event()
+    lag_task = asyncio.create_task(_loop_lag(stop, lag))
+    start = time.monotonic()
+
+    async def sample_rss() -> None:
+        while not stop.is_set():
+            rss.append((time.monotonic() - start, proc.memory_info().rss))
+            await asyncio.sleep(1.0)
+
+    rss_task = asyncio.create_task(sample_rss())
+    deadline = start + duration
+    await asyncio.gather(*(_slot(i, deadline, profile, use_cache, res) for i in range(calls)))
+    stop.set()
+    await asyncio.gather(lag_task, rss_task)
+    elapsed = time.monotonic() - start
+    cpu = proc.cpu_percent() / 100.0
+    peak = max(r for _, r in rss) if rss else proc.memory_info().rss
+    early = [r for t, r in rss if t >= 0.1 * elapsed][:5]
+    late = [r for t, r in rss][-5:]
+    return {
+        "v2v": res["v2v"],
+        "lag": lag,
+        "errors": res["errors"],
+        "calls_completed": len(res["calls"]),
+        "unanswered_turns": int(sum(res["unanswered"])),
+        "cpu_cores": cpu,
+        "rss_start_mb": rss0 / 2**20,
+        "rss_peak_mb": peak / 2**20,
+        "rss_growth_pct": (100.0 * (np.mean(late) - np.mean(early)) / np.mean(early))
+        if early and late
+        else None,
+        "elapsed_s": elapsed,
+        "concurrent_calls": calls,
+    }
+
+
+def _process_entry(args: tuple[int, float, str, bool]) -> dict[str, Any]:
+    return asyncio.run(_run_process(*args))
+
+
+def run_load(calls: int, duration: float, processes: int, profile: str, use_cache: bool) -> dict[str, Any]:
+    per = [calls // processes + (1 if i < calls % processes else 0) for i in range(processes)]
+    if processes == 1:
+        parts = [_process_entry((calls, duration, profile, use_cache))]
+    else:
+        with mp.get_context("spawn").Pool(processes) as pool:
+            parts = pool.map(_process_entry, [(n, duration, profile, use_cache) for n in per])
+    v2v = [v for p in parts for v in p["v2v"]]
+    lag = [v for p in parts for v in p["lag"]]
+    growth = [p["rss_growth_pct"] for p in parts if p["rss_growth_pct"] is not None]
+    return {
+        "concurrent_calls": calls,
+        "processes": processes,
+        "profile": profile,
+        "duration_s": duration,
+        "calls_completed": sum(p["calls_completed"] for p in parts),
+        "turns_answered": len(v2v),
+        "unanswered_turns": sum(p["unanswered_turns"] for p in parts),
+        "voice_to_voice_p50": percentile(v2v, 50),
+        "voice_to_voice_p95": percentile(v2v, 95),
+        "loop_lag_p50_ms": (percentile(lag, 50) or 0) * 1000,
+        "loop_lag_p95_ms": (percentile(lag, 95) or 0) * 1000,
+        "loop_lag_max_ms": (max(lag) if lag else 0) * 1000,
+        "cpu_cores_used": sum(p["cpu_cores"] for p in parts),
+        "memory_per_call_mb": sum(p["rss_peak_mb"] - p["rss_start_mb"] for p in parts) / max(calls, 1),
+        "rss_growth_pct_max": max(growth) if growth else None,
+        "errors": sum(len(p["errors"]) for p in parts),
+        "error_samples": [e for p in parts for e in p["errors"]][:5],
+    }
