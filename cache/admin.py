@@ -1,0 +1,611 @@
+"""Cache administration: one synchronous service layer for the CLI (and the web dashboard later).
+
+Every function takes plain arguments and returns plain data (dicts/lists); bad input raises
+`UserError` with a one-line message. Writes go through the same `ResponseCache` code the agent
+uses (same cacheability rules, same key layout), so what is warmed is what a call would store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import csv
+import io
+import json
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import redis
+from redis.commands.search.query import Query
+
+from cache import policy
+from cache.semantic import (
+    Keys,
+    ResponseCache,
+    _s,
+    ensure_index,
+    entry_mapping,
+    knn_query,
+    tag,
+    write_entry,
+)
+from core.errors import UserError
+from core.settings import get_settings
+
+MAX_FILE_BYTES = 5 * 1024 * 1024
+EVAL_KVER = "eval"
+Progress = Callable[[int, int], None] | None
+
+
+# ---- input files -------------------------------------------------------------------------
+def read_text_file(path: str | Path, what: str = "file") -> str:
+    p = Path(path)
+    if not p.exists():
+        raise UserError(f"{what} not found: {p}")
+    if not p.is_file():
+        raise UserError(f"{what} is not a regular file: {p}")
+    size = p.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise UserError(f"{p}: file too large ({size / 1e6:.1f} MB > 5 MB)")
+    data = p.read_bytes()
+    if b"\x00" in data[:8192]:
+        raise UserError(f"{p}: binary file, expected text (YAML, CSV or JSONL)")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p}: not UTF-8 text (byte {e.start})") from None
+
+
+def read_jsonl(path: str | Path, what: str = "file") -> list[dict[str, Any]]:
+    text = read_text_file(path, what)
+    rows = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}: line {n}: invalid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise UserError(f"{path}: line {n}: expected a JSON object")
+        obj["_line"] = n
+        rows.append(obj)
+    return rows
+
+
+def read_faq(path: str | Path) -> list[dict[str, Any]]:
+    """Rows {question, answer, paraphrases, tenant?} from YAML, CSV or JSONL."""
+    p = Path(path)
+    ext = p.suffix.lower()
+    if ext in (".jsonl", ".ndjson", ".json"):
+        rows = read_jsonl(p, "FAQ file")
+    elif ext in (".yaml", ".yml"):
+        import yaml
+
+        try:
+            data = yaml.safe_load(read_text_file(p, "FAQ file"))
+        except yaml.YAMLError as e:
+            raise UserError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
+        if isinstance(data, dict):
+            data = data.get("faq", data.get("entries"))
+        if not isinstance(data, list):
+            raise UserError(f"{p}: expected a list of entries (or a mapping with 'faq')")
+        rows = []
+        for n, item in enumerate(data, 1):
+            if not isinstance(item, dict):
+                raise UserError(f"{p}: entry {n}: expected a mapping")
+            rows.append({**item, "_line": n})
+    elif ext in (".csv", ".tsv"):
+        text = read_text_file(p, "FAQ file")
+        reader = csv.DictReader(io.StringIO(text), delimiter="\t" if ext == ".tsv" else ",")
+        rows = []
+        for n, item in enumerate(reader, 2):
+            para = item.get("paraphrases") or ""
+            rows.append(
+                {**item, "paraphrases": [x.strip() for x in para.split("|") if x.strip()], "_line": n}
+            )
+    else:
+        raise UserError(f"{p}: unsupported format '{ext or 'none'}' (use .yaml, .csv or .jsonl)")
+    out = []
+    for row in rows:
+        n = row["_line"]
+        for f in ("question", "answer"):
+            if not isinstance(row.get(f), str) or not row[f].strip():
+                raise UserError(f"{p}: line {n}: missing or empty '{f}'")
+        para = row.get("paraphrases") or []
+        if isinstance(para, str):
+            para = [para]
+        if not isinstance(para, list) or not all(isinstance(x, str) for x in para):
+            raise UserError(f"{p}: line {n}: 'paraphrases' must be a list of strings")
+        out.append(
+            {
+                "id": str(row["id"]) if row.get("id") else None,
+                "question": row["question"].strip(),
+                "answer": row["answer"].strip(),
+                "paraphrases": para,
+                "tenant": row.get("tenant") or None,
+                "_line": n,
+            }
+        )
+    if not out:
+        raise UserError(f"{p}: no entries")
+    return out
+
+
+def tenant_scope(name: str | None) -> tuple[str, str, str]:
+    """(tenant, language, knowledge_version) of a configured tenant; UserError if unknown."""
+    from core.tenants import load_tenant
+
+    t = load_tenant(name)
+    return t.name, t.language, t.knowledge_version
+
+
+# ---- the service -------------------------------------------------------------------------
+class CacheAdmin:
+    def __init__(self, redis_url: str | None = None, namespace: str = "cc") -> None:
+        if redis_url is None:
+            from cache.redis_server import ensure_redis
+
+            redis_url = ensure_redis()
+        self.url = redis_url
+        self.ns = namespace
+        self.keys = Keys(namespace)
+        self.r = redis.Redis.from_url(redis_url, socket_timeout=30, socket_connect_timeout=2)
+        try:
+            self.r.ping()
+        except (redis.RedisError, OSError) as e:
+            raise UserError(f"cannot reach Redis at {redis_url}: {e}") from None
+        ensure_index(self.r, self.keys)
+
+    def cache(self, threshold: float | None = None, **kw: Any) -> ResponseCache:
+        return ResponseCache(self.url, threshold=threshold, namespace=self.ns, **kw)
+
+    # -- warm --
+    def warm(
+        self,
+        path: str | Path | None = None,
+        *,
+        tenant: str | None = None,
+        audio: bool = False,
+        ttl_s: int | None = None,
+        progress: Progress = None,
+    ) -> dict[str, Any]:
+        """Store a FAQ file's entries, or (no path) the tenant's own `faq:` from its YAML."""
+        if path is not None:
+            rows = read_faq(path)
+        else:
+            from core.tenants import load_tenant
+
+            t = load_tenant(tenant)
+            rows = [
+                {"id": None, **f.model_dump(), "tenant": t.name, "_line": i} for i, f in enumerate(t.faq, 1)
+            ]
+            if not rows:
+                raise UserError(f"tenant '{t.name}' has no faq entries")
+        scopes: dict[str | None, tuple[str, str, str]] = {}
+        for row in rows:
+            name = row["tenant"] or tenant
+            if name not in scopes:
+                scopes[name] = tenant_scope(name)
+        return asyncio.run(self._warm_rows(rows, scopes, tenant, ttl_s, progress))
+
+    async def _warm_rows(self, rows, scopes, default_tenant, ttl_s, progress) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        c = self.cache(budget_ms=60_000)
+        stored, skipped = 0, {}
+        ids: list[str] = []
+        try:
+            for i, row in enumerate(rows, 1):
+                tname, lang, kver = scopes[row["tenant"] or default_tenant]
+                ok, reason = policy.is_cacheable(row["question"], row["answer"])
+                if not ok:
+                    skipped[reason] = skipped.get(reason, 0) + 1
+                else:
+                    eid = await c.store(
+                        row["question"], row["answer"], tenant=tname, language=lang, knowledge_version=kver,
+                        ttl_s=ttl_s, paraphrases=row["paraphrases"], entry_id=row["id"],
+                    )  # fmt: skip
+                    if eid is None:
+                        skipped["redis_error"] = skipped.get("redis_error", 0) + 1
+                    else:
+                        stored += 1
+                        ids.append(eid)
+                if progress:
+                    progress(i, len(rows))
+        finally:
+            await c.close()
+        return {"stored": stored, "skipped": skipped, "total": len(rows), "ids": ids}
+
+    def mine_calls(self, calls_dir: str | Path, *, tenant: str | None = None, min_count: int = 2,
+                   limit: int = 50, distance: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        """Frequent self-contained caller questions from `*/transcript.json` (clustered by meaning)."""
+        from cache.embedder import get_embedder
+
+        d = Path(calls_dir)
+        if not d.is_dir():
+            raise UserError(f"calls directory not found: {d}")
+        texts: list[str] = []
+        for f in sorted(d.glob("*/transcript.json")):
+            try:
+                data = json.loads(read_text_file(f, "transcript"))
+            except json.JSONDecodeError as e:
+                raise UserError(f"{f}: invalid JSON ({e.msg})") from None
+            turns = data.get("turns", []) if isinstance(data, dict) else []
+            for t in turns:
+                q = (t.get("user_text") or "").strip() if isinstance(t, dict) else ""
+                if q and policy.lookup_allowed(q)[0]:
+                    texts.append(q)
+        if not texts:
+            return []
+        vecs = get_embedder().encode(texts)
+        radius = distance if distance is not None else get_settings().cache_threshold
+        clusters: list[list[int]] = []
+        for i, v in enumerate(vecs):
+            for cl in clusters:
+                if 1 - float(v @ vecs[cl[0]]) <= radius:
+                    cl.append(i)
+                    break
+            else:
+                clusters.append([i])
+        clusters.sort(key=len, reverse=True)
+        out = []
+        for cl in clusters:
+            if len(cl) < min_count:
+                break
+            members = [texts[i] for i in cl]
+            rep = max(set(members), key=members.count)
+            out.append({"question": rep, "count": len(cl), "paraphrases": sorted(set(members) - {rep})[:10]})
+            if len(out) >= limit:
+                break
+        return out
+
+    def warm_from_calls(self, calls_dir: str | Path, *, tenant: str | None = None, min_count: int = 2,
+                        limit: int = 50, progress: Progress = None) -> dict[str, Any]:  # fmt: skip
+        from core.local_llm import complete_text
+        from core.tenants import load_tenant
+
+        t = load_tenant(tenant)
+        found = self.mine_calls(calls_dir, tenant=t.name, min_count=min_count, limit=limit)
+        system = (
+            f"You answer phone callers for {t.business_name}. Reply in one or two short spoken sentences, "
+            f"using only these facts: {t.facts_block()} If the facts do not cover it, say you don't know."
+        )
+        rows = []
+        for i, q in enumerate(found, 1):
+            ans = complete_text(
+                [{"role": "system", "content": system}, {"role": "user", "content": q["question"]}], 80
+            )
+            rows.append({"id": None, "question": q["question"], "answer": ans, "paraphrases": q["paraphrases"],
+                         "tenant": t.name, "_line": i})  # fmt: skip
+            if progress:
+                progress(i, len(found) * 2)
+        scopes = {t.name: (t.name, t.language, t.knowledge_version)}
+        res = asyncio.run(self._warm_rows(rows, scopes, t.name, None, None))
+        res["mined"] = len(found)
+        return res
+
+    # -- read --
+    def _entry_ids(self, tenant: str | None = None) -> list[str]:
+        q = "@kind:{q}" + (f" @tenant:{{{tag(tenant)}}}" if tenant else "")
+        ids: list[str] = []
+        offset = 0
+        while True:
+            res = self.r.ft(self.keys.index).search(Query(q).no_content().paging(offset, 10_000).dialect(2))
+            ids += [_s(d.id)[len(self.keys.prefix) :] for d in res.docs]
+            offset += 10_000
+            if offset >= res.total:
+                break
+        return ids
+
+    def show(self, eid: str) -> dict[str, Any]:
+        h = self.r.hgetall(self.keys.entry(eid))
+        if not h:
+            raise UserError(f"no cache entry '{eid}'")
+        return self._row(eid, h)
+
+    def _row(self, eid: str, h: dict[bytes, bytes], with_vec: bool = False) -> dict[str, Any]:
+        now = time.time()
+        g = {k.decode(): v for k, v in h.items()}
+        ttl_left = self.r.ttl(self.keys.entry(eid))
+        row = {
+            "id": eid,
+            "tenant": _s(g.get("tenant", b"")),
+            "language": _s(g.get("language", b"")),
+            "kver": _s(g.get("kver", b"")),
+            "question": _s(g.get("question", b"")),
+            "answer": _s(g.get("answer", b"")),
+            "paraphrases": json.loads(_s(g.get("paraphrases", b"[]"))),
+            "created": float(g.get("created", 0)),
+            "ttl": int(float(g.get("ttl", 0))),
+            "expiry": float(g.get("expiry", 0)),
+            "hits": int(g.get("hits", 0)),
+            "last_hit": float(g.get("last_hit", 0)),
+            "source": _s(g.get("source", b"")),
+            "voices": [v for v in _s(g.get("voices", b"")).split(",") if v],
+            "age_s": round(now - float(g.get("created", now)), 1),
+            "ttl_left_s": ttl_left if ttl_left and ttl_left > 0 else None,
+        }
+        if with_vec:
+            row["vec"] = base64.b64encode(g["vec"]).decode()
+            pv = []
+            for n in range(len(row["paraphrases"])):
+                v = self.r.hget(self.keys.para(eid, n), "vec")
+                if v is not None:
+                    pv.append(base64.b64encode(v).decode())
+            row["paraphrase_vecs"] = pv
+        return row
+
+    def list(self, tenant: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+        rows = []
+        for eid in self._entry_ids(tenant):
+            h = self.r.hgetall(self.keys.entry(eid))
+            if h:
+                rows.append(self._row(eid, h))
+        rows.sort(key=lambda r: (r["tenant"], -r["hits"], r["created"]))
+        return rows[:limit] if limit else rows
+
+    def search(self, text: str, *, tenant: str | None = None, k: int = 5,
+               threshold: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+        from cache.embedder import get_embedder
+
+        tname, lang, kver = tenant_scope(tenant)
+        thr = get_settings().cache_threshold if threshold is None else threshold
+        vec = get_embedder().embed(text)
+        res = self.r.ft(self.keys.index).search(
+            knn_query(tname, lang, kver, k=k * 4), query_params={"v": np.asarray(vec, np.float32).tobytes()}
+        )
+        allowed, reason = policy.lookup_allowed(text)
+        seen: dict[str, float] = {}
+        for d in res.docs:
+            eid = _s(d.entry)
+            seen.setdefault(eid, float(d.dist))
+        out = []
+        for eid, dist in list(seen.items())[:k]:
+            q = self.r.hget(self.keys.entry(eid), "question")
+            out.append({"id": eid, "question": _s(q or b""), "distance": round(dist, 4),
+                        "would_hit": allowed and dist <= thr and eid == next(iter(seen)),
+                        "bypass": None if allowed else reason})  # fmt: skip
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        raw = {k.decode(): float(v) for k, v in self.r.hgetall(self.keys.stats).items()}
+        lat = [float(x) for x in self.r.lrange(self.keys.lat, 0, -1)]
+        lookups = int(raw.get("lookups", 0))
+        hits = int(raw.get("hits", 0))
+        return {
+            "entries": len(self._entry_ids()),
+            "lookups": lookups,
+            "hits": hits,
+            "misses": int(raw.get("misses", 0)),
+            "bypasses": int(raw.get("bypasses", 0)),
+            "hit_rate": round(hits / lookups, 4) if lookups else 0.0,
+            "lookup_p50_ms": round(float(np.percentile(lat, 50)), 2) if lat else None,
+            "lookup_p99_ms": round(float(np.percentile(lat, 99)), 2) if lat else None,
+            "seconds_saved": round(raw.get("saved_s", 0.0), 1),
+            "tokens_saved": int(raw.get("saved_tokens", 0)),
+            "stored": int(raw.get("stored", 0)),
+            "evicted": int(raw.get("evicted", 0)),
+            "detail": {k: int(v) for k, v in sorted(raw.items()) if k.startswith(("bypass_", "not_stored_"))},
+        }
+
+    # -- write --
+    def _delete(self, ids: list[str]) -> int:
+        n = 0
+        for eid in ids:
+            tenant = self.r.hget(self.keys.entry(eid), "tenant")
+            extra = list(self.r.scan_iter(match=f"{self.keys.entry(eid)}:p*", count=1000))
+            extra += list(self.r.scan_iter(match=f"{self.ns}:a:{eid}:*", count=1000))
+            n += 1 if self.r.delete(self.keys.entry(eid), *extra) else 0
+            if tenant:
+                self.r.zrem(self.keys.tenant(_s(tenant)), eid)
+        return n
+
+    def invalidate(self, *, entry_id: str | None = None, tenant: str | None = None,
+                   similar_to: str | None = None, max_distance: float | None = None,
+                   stale: bool = False, everything: bool = False) -> int:  # fmt: skip
+        """Delete entries by id, tenant, similarity to a text (within a tenant), stale kver, or all."""
+        chosen = sum(
+            x is not None and x is not False
+            for x in (entry_id, similar_to, everything or None, stale or None)
+        )
+        if chosen == 0 and tenant is None:
+            raise UserError("say what to invalidate: an id, --tenant, --similar-to, --stale or --all")
+        if chosen > 1:
+            raise UserError("choose one of: id, --similar-to, --stale, --all")
+        if entry_id is not None:
+            if not self.r.exists(self.keys.entry(entry_id)):
+                raise UserError(f"no cache entry '{entry_id}'")
+            return self._delete([entry_id])
+        if everything:
+            return self._delete(self._entry_ids())
+        if stale:
+            tname, _lang, kver = tenant_scope(tenant)
+            ids = [
+                e
+                for e in self._entry_ids(tname)
+                if _s(self.r.hget(self.keys.entry(e), "kver") or b"") != kver
+            ]
+            return self._delete(ids)
+        if similar_to is not None:
+            thr = get_settings().cache_threshold if max_distance is None else max_distance
+            rows = self.search(similar_to, tenant=tenant, k=50, threshold=thr)
+            return self._delete([r["id"] for r in rows if r["distance"] <= thr])
+        tenant_scope(tenant)  # unknown tenant -> error
+        return self._delete(self._entry_ids(tenant))
+
+    def export(self, out: str | Path | None, tenant: str | None = None) -> int:
+        rows = []
+        for eid in self._entry_ids(tenant):
+            h = self.r.hgetall(self.keys.entry(eid))
+            if h:
+                row = self._row(eid, h, with_vec=True)
+                for k in ("age_s", "ttl_left_s", "voices"):
+                    row.pop(k)
+                rows.append(row)
+        rows.sort(key=lambda r: (r["tenant"], r["created"], r["id"]))
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
+        if out is None or str(out) == "-":
+            print(text, end="")
+        else:
+            Path(out).write_text(text)
+        return len(rows)
+
+    def import_(self, path: str | Path) -> dict[str, int]:
+        rows = read_jsonl(path, "import file")
+        need = ("id", "question", "answer", "tenant", "language", "kver", "created", "ttl", "vec")
+        for row in rows:
+            for f in need:
+                if f not in row:
+                    raise UserError(f"{path}: line {row['_line']}: missing '{f}'")
+        now = time.time()
+        imported = expired = 0
+        pipe = self.r.pipeline(transaction=False)
+        for row in rows:
+            expiry = float(row.get("expiry") or row["created"] + row["ttl"])
+            left = int(expiry - now)
+            if left <= 0:
+                expired += 1
+                continue
+            try:
+                vec = np.frombuffer(base64.b64decode(row["vec"]), dtype=np.float32)
+                pvecs = [
+                    np.frombuffer(base64.b64decode(v), dtype=np.float32)
+                    for v in row.get("paraphrase_vecs", [])
+                ]
+            except (ValueError, TypeError) as e:
+                raise UserError(f"{path}: line {row['_line']}: bad vector ({e})") from None
+            m = entry_mapping(
+                str(row["id"]), row["question"], row["answer"], row["tenant"], row["language"], row["kver"],
+                int(row["ttl"]), vec, list(row.get("paraphrases", [])), created=float(row["created"]),
+                hits=int(row.get("hits", 0)), last_hit=float(row.get("last_hit", 0)), source=row.get("source", ""),
+            )  # fmt: skip
+            m["expiry"] = expiry
+            write_entry(pipe, self.keys, m, pvecs, left)
+            imported += 1
+        pipe.execute()
+        return {"imported": imported, "expired": expired}
+
+    # -- eval --
+    def eval(self, entries: str | Path, queries: str | Path, *, threshold: float | None = None,
+             sweep: bool = False) -> dict[str, Any]:  # fmt: skip
+        return run_eval(self.url, entries, queries, threshold=threshold, sweep=sweep)
+
+
+def load_eval_files(entries: str | Path, queries: str | Path) -> tuple[list[dict], list[dict]]:
+    ents = read_jsonl(entries, "entries file")
+    for e in ents:
+        for f in ("id", "question", "answer"):
+            if not isinstance(e.get(f), str) or not e[f].strip():
+                raise UserError(f"{entries}: line {e['_line']}: missing or empty '{f}'")
+    qs = read_jsonl(queries, "queries file")
+    for q in qs:
+        if not isinstance(q.get("query"), str) or not q["query"].strip():
+            raise UserError(f"{queries}: line {q['_line']}: missing or empty 'query'")
+        if "expect" not in q:
+            raise UserError(f"{queries}: line {q['_line']}: missing 'expect' (an entry id or null)")
+        ctx = q.get("context")
+        if ctx is not None and not isinstance(ctx, list):
+            raise UserError(f"{queries}: line {q['_line']}: 'context' must be a list of turns")
+    if not ents or not qs:
+        raise UserError("eval needs at least one entry and one query")
+    return ents, qs
+
+
+SWEEP = [round(float(x), 3) for x in np.arange(0.05, 0.501, 0.01)]
+
+
+def run_eval(redis_url: str, entries: str | Path, queries: str | Path, *, threshold: float | None = None,
+             sweep: bool = False) -> dict[str, Any]:  # fmt: skip
+    """Load entries into a fresh namespace, run the agent's lookup on each query, report; clean up."""
+    ents, qs = load_eval_files(entries, queries)
+    default_tenant = get_settings().default_tenant
+    thr = get_settings().cache_threshold if threshold is None else threshold
+    ns = f"eval-{uuid.uuid4().hex[:10]}"
+    outcomes = asyncio.run(_eval_async(redis_url, ns, ents, qs, default_tenant))
+    result = score(outcomes, thr)
+    if sweep:
+        curve = [score(outcomes, t, latency=False) for t in SWEEP]
+        result["curve"] = curve
+        result["recommended_threshold"] = recommend(curve)
+    return result
+
+
+async def _eval_async(url: str, ns: str, ents: list[dict], qs: list[dict], default_tenant: str) -> list[dict]:
+    # threshold 2.0 (max cosine distance): record the nearest entry's distance for every query, then
+    # apply any threshold afterwards; identical to running the lookup once per threshold.
+    c = ResponseCache(url, threshold=2.0, namespace=ns, budget_ms=30_000, record_stats=False)
+    try:
+        for e in ents:
+            eid = await c.store(
+                e["question"], e["answer"], tenant=e.get("tenant") or default_tenant, language="en",
+                knowledge_version=EVAL_KVER, paraphrases=e.get("paraphrases") or [], entry_id=e["id"],
+            )  # fmt: skip
+            if eid is None:
+                ok, reason = policy.is_cacheable(e["question"], e["answer"])
+                if ok:
+                    raise UserError(f"eval: could not store entry '{e['id']}' (Redis error)")
+        out = []
+        for q in qs:
+            t0 = time.perf_counter()
+            hit, outcome = await c.lookup_detailed(
+                q["query"], tenant=q.get("tenant") or default_tenant, language="en",
+                knowledge_version=EVAL_KVER, context=q.get("context") or None,
+            )  # fmt: skip
+            ms = (time.perf_counter() - t0) * 1000
+            out.append({"query": q["query"], "expect": q["expect"], "got": hit.id if hit else None,
+                        "distance": hit.distance if hit else None, "outcome": outcome, "ms": ms})  # fmt: skip
+        return out
+    finally:
+        r = c._client()
+        try:
+            await r.ft(c.keys.index).dropindex(delete_documents=True)
+        except Exception:  # noqa: BLE001
+            pass
+        keys = [k async for k in r.scan_iter(match=f"{ns}:*", count=1000)]
+        if keys:
+            await r.delete(*keys)
+        await c.close()
+
+
+def score(outcomes: list[dict], thr: float, latency: bool = True) -> dict[str, Any]:
+    pos = [o for o in outcomes if o["expect"] is not None]
+    hits = false = 0
+    for o in outcomes:
+        got = o["got"] if o["distance"] is not None and o["distance"] <= thr else None
+        if got is None:
+            continue
+        if got == o["expect"]:
+            hits += 1
+        else:
+            false += 1
+    n = len(outcomes)
+    res: dict[str, Any] = {
+        "threshold": float(thr),
+        "n_queries": n,
+        "n_positive": len(pos),
+        "n_negative": n - len(pos),
+        "hit_rate": round(hits / len(pos), 4) if pos else 0.0,
+        "false_hit_rate": round(false / n, 4) if n else 0.0,
+    }
+    if latency:
+        ms = [
+            o["ms"]
+            for o in outcomes
+            if not o["outcome"].startswith("bypass:not") and "pii" not in o["outcome"]
+        ]
+        ms = ms or [o["ms"] for o in outcomes]
+        res["lookup_p50_ms"] = round(float(np.percentile(ms, 50)), 2)
+        res["lookup_p99_ms"] = round(float(np.percentile(ms, 99)), 2)
+    return res
+
+
+def recommend(curve: list[dict], max_false: float = 0.01) -> float:
+    """Highest hit rate with false hits <= 1 %; ties -> the lower (stricter) threshold."""
+    ok = [c for c in curve if c["false_hit_rate"] <= max_false]
+    if not ok:
+        return min(c["threshold"] for c in curve)
+    best = max(c["hit_rate"] for c in ok)
+    return min(c["threshold"] for c in ok if c["hit_rate"] == best)
