@@ -470,3 +470,16 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def use_fake_for_cloud(monkeypatch: Any, fake: FakeOpenAI, *, api_key: str = "dummy") -> None:
+    """Point the `cloud` profile at `fake` through the env (pytest `monkeypatch`): no real network,
+    HTTP transcriptions (the fake has no realtime websocket), the local TTS voice."""
+    from core.settings import get_settings
+
+    monkeypatch.setenv("OPENAI_API_KEY", api_key)
+    monkeypatch.setenv("OPENAI_BASE_URL", fake.base_url)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("CALLCENTER_STT_REALTIME", "false")
+    monkeypatch.delenv("ELEVEN_API_KEY", raising=False)
+    get_settings.cache_clear()

@@ -17,7 +17,7 @@ from livekit.plugins import openai
 from agent.providers import build_providers
 from agent.runner import run_call
 from core.settings import Settings, get_settings
-from tests.fake_openai import FakeOpenAI, answer_for, running_fake_openai
+from tests.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
 
 HERE = Path(__file__).resolve().parent
 
@@ -25,13 +25,7 @@ HERE = Path(__file__).resolve().parent
 @pytest.fixture
 def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
     with running_fake_openai(api_key="dummy") as server:
-        monkeypatch.setenv("OPENAI_API_KEY", "dummy")
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
-        # the fake has no realtime transcription websocket: use the HTTP transcriptions endpoint
-        monkeypatch.setenv("CALLCENTER_STT_REALTIME", "false")
-        monkeypatch.delenv("ELEVEN_API_KEY", raising=False)  # local TTS voice, no network
-        get_settings.cache_clear()
+        use_fake_for_cloud(monkeypatch, server)
         try:
             yield server
         finally:
