@@ -1,0 +1,315 @@
+"""`callcenter cache …` — admin commands over `cache.admin` (thin: parse, call, print)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from core.errors import UserError
+from core.settings import get_settings
+
+app = typer.Typer(
+    help="Semantic response cache: warm, inspect, invalidate, export/import, eval, bench.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    err.print(f"error: {message}", highlight=False, markup=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handled(fn):  # type: ignore[no-untyped-def]
+    """UserError -> one line on stderr, exit 2 (never a traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*a: Any, **kw: Any) -> Any:
+        try:
+            return fn(*a, **kw)
+        except UserError as e:
+            _fail(str(e).splitlines()[0] if str(e) else "failed", e.exit_code)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _admin(namespace: str = "cc"):  # type: ignore[no-untyped-def]
+    from cache.admin import CacheAdmin
+
+    return CacheAdmin(namespace=namespace)
+
+
+def _check_token(token: str | None) -> None:
+    need = get_settings().admin_token
+    if need and token != need:
+        raise UserError("this command needs --token matching CALLCENTER_ADMIN_TOKEN")
+
+
+def _when(ts: float) -> str:
+    return dt.datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M") if ts else "-"
+
+
+def _dur(s: float | None) -> str:
+    if s is None:
+        return "-"
+    s = int(s)
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
+        if s >= n:
+            return f"{s // n}{unit}"
+    return f"{s}s"
+
+
+NS = Annotated[str, typer.Option("--namespace", help="key namespace (default: the live cache)")]
+TENANT = Annotated[str | None, typer.Option("--tenant", "-t", help="tenant name")]
+JSON_OUT = Annotated[bool, typer.Option("--json", help="print JSON")]
+
+
+@app.command()
+@handled
+def warm(
+    file: Annotated[Path | None, typer.Argument(help="FAQ file: .yaml, .csv or .jsonl")] = None,
+    tenant: TENANT = None,
+    from_calls: Annotated[Path | None, typer.Option("--from-calls", help="dir of saved calls")] = None,
+    min_count: Annotated[int, typer.Option(help="--from-calls: min times a question was asked")] = 2,
+    audio: Annotated[bool, typer.Option("--audio", help="pre-synthesize audio (not yet supported)")] = False,
+    ttl: Annotated[int | None, typer.Option("--ttl", help="entry TTL in seconds")] = None,
+    namespace: NS = "cc",
+) -> None:
+    """Store FAQ answers (a file, the tenant's own faq, or questions mined from calls)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    if file is not None and from_calls is not None:
+        raise UserError("give either FILE or --from-calls, not both")
+    if audio:
+        raise UserError("--audio is not supported yet: audio is stored on the first hit in a call")
+    if file is not None:
+        from cache.admin import read_faq
+
+        read_faq(file)  # validate before touching Redis
+    adm = _admin(namespace)
+    with Progress(
+        TextColumn("warming"), BarColumn(), MofNCompleteColumn(), console=err, transient=True
+    ) as prog:
+        task = prog.add_task("warm", total=None)
+
+        def cb(i: int, n: int) -> None:
+            prog.update(task, completed=i, total=n)
+
+        if from_calls is not None:
+            res = adm.warm_from_calls(from_calls, tenant=tenant, min_count=min_count, progress=cb)
+        else:
+            res = adm.warm(file, tenant=tenant, ttl_s=ttl, progress=cb)
+    skipped = ", ".join(f"{k}: {v}" for k, v in res["skipped"].items()) or "none"
+    extra = f", mined {res['mined']} questions" if "mined" in res else ""
+    console.print(f"stored {res['stored']} of {res['total']} entries{extra}; skipped: {skipped}")
+
+
+@app.command("list")
+@handled
+def list_(tenant: TENANT = None, limit: int = 50, json_out: JSON_OUT = False, namespace: NS = "cc") -> None:
+    """Entries with tenant, question, answer, age, TTL left, hits, last hit."""
+    rows = _admin(namespace).list(tenant, limit)
+    if json_out:
+        print(json.dumps(rows))
+        return
+    t = Table("id", "tenant", "question", "answer", "age", "ttl left", "hits", "last hit")
+    for r in rows:
+        t.add_row(r["id"], r["tenant"], r["question"], r["answer"][:60], _dur(r["age_s"]), _dur(r["ttl_left_s"]),
+                  str(r["hits"]), _when(r["last_hit"]))  # fmt: skip
+    console.print(t)
+    console.print(f"{len(rows)} entries")
+
+
+@app.command()
+@handled
+def show(entry_id: str, json_out: JSON_OUT = False, namespace: NS = "cc") -> None:
+    """One entry in full."""
+    r = _admin(namespace).show(entry_id)
+    if json_out:
+        print(json.dumps(r))
+        return
+    t = Table("field", "value", show_header=False)
+    for k, v in r.items():
+        if k in ("created", "last_hit", "expiry"):
+            v = _when(v)
+        t.add_row(k, str(v))
+    console.print(t)
+
+
+@app.command()
+@handled
+def search(
+    text: str,
+    tenant: TENANT = None,
+    k: int = 5,
+    threshold: Annotated[float | None, typer.Option(help="cosine distance (default: settings)")] = None,
+    json_out: JSON_OUT = False,
+    namespace: NS = "cc",
+) -> None:
+    """Nearest entries of a tenant with distance and whether the lookup would hit."""
+    rows = _admin(namespace).search(text, tenant=tenant, k=k, threshold=threshold)
+    if json_out:
+        print(json.dumps(rows))
+        return
+    t = Table("id", "question", "distance", "would hit")
+    for r in rows:
+        t.add_row(
+            r["id"], r["question"], f"{r['distance']:.3f}", "yes" if r["would_hit"] else (r["bypass"] or "no")
+        )
+    console.print(t)
+
+
+@app.command()
+@handled
+def stats(json_out: JSON_OUT = False, namespace: NS = "cc") -> None:
+    """Hit rate, lookups, bypasses, lookup p50/p99, estimated seconds and tokens saved."""
+    s = _admin(namespace).stats()
+    if json_out:
+        print(json.dumps(s))
+        return
+    t = Table("metric", "value", show_header=False)
+    for k, v in s.items():
+        if k != "detail":
+            t.add_row(k, str(v))
+    for k, v in s["detail"].items():
+        t.add_row(k, str(v))
+    console.print(t)
+
+
+@app.command()
+@handled
+def invalidate(
+    entry_id: Annotated[str | None, typer.Argument(help="entry id")] = None,
+    tenant: TENANT = None,
+    similar_to: Annotated[str | None, typer.Option("--similar-to", help="entries near this text")] = None,
+    max_distance: Annotated[float | None, typer.Option(help="--similar-to radius")] = None,
+    stale: Annotated[
+        bool, typer.Option("--stale", help="tenant entries of an old knowledge version")
+    ] = False,
+    all_: Annotated[bool, typer.Option("--all", help="every entry")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
+    token: Annotated[str | None, typer.Option("--token", help="admin token")] = None,
+    namespace: NS = "cc",
+) -> None:
+    """Delete entries by id, tenant, similarity, stale knowledge version, or all."""
+    _check_token(token)
+    if entry_id is None and tenant is None and similar_to is None and not all_:
+        raise UserError("say what to invalidate: an id, --tenant, --similar-to, --stale or --all")
+    what = entry_id or (f"similar to '{similar_to}'" if similar_to else None) or ("ALL entries" if all_ else
+                                                                                     f"tenant {tenant}")  # fmt: skip
+    if not yes:
+        if not sys.stdin.isatty():
+            raise UserError("invalidate needs --yes when not interactive")
+        typer.confirm(f"invalidate {what}?", abort=True)
+    n = _admin(namespace).invalidate(entry_id=entry_id, tenant=tenant, similar_to=similar_to,
+                                     max_distance=max_distance, stale=stale, everything=all_)  # fmt: skip
+    console.print(f"invalidated {n} entries")
+
+
+@app.command()
+@handled
+def export(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="JSONL file (default stdout)")] = None,
+    tenant: TENANT = None,
+    namespace: NS = "cc",
+) -> None:
+    """Write entries as JSONL (ids, ttl, hits, vectors: import restores them exactly)."""
+    n = _admin(namespace).export(out, tenant)
+    if out is not None:
+        console.print(f"exported {n} entries to {out}")
+
+
+@app.command("import")
+@handled
+def import_(
+    file: Path, token: Annotated[str | None, typer.Option("--token")] = None, namespace: NS = "cc"
+) -> None:
+    """Load a JSONL export (expired entries are skipped)."""
+    _check_token(token)
+    from cache.admin import read_jsonl
+
+    read_jsonl(file, "import file")
+    res = _admin(namespace).import_(file)
+    console.print(f"imported {res['imported']} entries ({res['expired']} expired, skipped)")
+
+
+@app.command("eval")
+@handled
+def eval_(
+    entries: Annotated[Path, typer.Option("--entries", help="ENTRIES.jsonl")],
+    queries: Annotated[Path, typer.Option("--queries", help="QUERIES.jsonl")],
+    threshold: Annotated[float | None, typer.Option(help="cosine distance (default: settings)")] = None,
+    sweep: Annotated[bool, typer.Option("--sweep", help="threshold curve and a recommendation")] = False,
+    json_out: JSON_OUT = False,
+) -> None:
+    """Hit and false-hit rates of the agent's lookup on a labelled set (isolated namespace)."""
+    from cache.admin import load_eval_files, run_eval
+    from cache.redis_server import ensure_redis
+
+    if threshold is not None and sweep:
+        raise UserError("give --threshold or --sweep, not both")
+    load_eval_files(entries, queries)
+    res = run_eval(ensure_redis(), entries, queries, threshold=threshold, sweep=sweep)
+    curve = res.pop("curve", None)
+    if json_out:
+        if curve is not None:
+            res["curve"] = curve
+        print(json.dumps(res))
+        return
+    if curve is not None:
+        t = Table("threshold", "hit rate", "false hit rate")
+        for c in curve:
+            t.add_row(f"{c['threshold']:.2f}", f"{c['hit_rate']:.3f}", f"{c['false_hit_rate']:.3f}")
+        console.print(t)
+        console.print(f"recommended threshold: {res['recommended_threshold']}")
+    t = Table("metric", "value", show_header=False)
+    for k, v in res.items():
+        t.add_row(k, str(v))
+    console.print(t)
+
+
+@app.command()
+@handled
+def bench(
+    sizes: Annotated[str, typer.Option(help="comma-separated entry counts")] = "1000,10000,100000",
+    queries: int = 300,
+    out: Annotated[Path | None, typer.Option("--out", help="write JSON here")] = None,
+) -> None:
+    """Lookup p50/p99 (embedding + KNN) and memory per entry at growing index sizes."""
+    from cache.bench import run_bench
+    from cache.redis_server import ensure_redis
+
+    try:
+        ns = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        raise UserError(f"--sizes must be comma-separated integers, got '{sizes}'") from None
+    if not ns or min(ns) <= 0:
+        raise UserError("--sizes must be positive integers")
+    res = run_bench(ensure_redis(), ns, queries=queries, progress=lambda m: err.print(m))
+    t = Table(
+        "entries", "insert s", "knn p50 ms", "knn p99 ms", "lookup p50 ms", "lookup p99 ms", "bytes/entry"
+    )
+    for r in res["sizes"]:
+        t.add_row(str(r["entries"]), str(r["insert_s"]), str(r["knn_p50_ms"]), str(r["knn_p99_ms"]),
+                  str(r.get("lookup_p50_ms", "-")), str(r.get("lookup_p99_ms", "-")), str(r["bytes_per_entry"]))  # fmt: skip
+    console.print(t)
+    console.print(
+        f"embedding: p50 {res.get('embed_p50_ms', 0):.1f} ms, p99 {res.get('embed_p99_ms', 0):.1f} ms"
+    )
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(res, indent=2))
+        console.print(f"wrote {out}")
