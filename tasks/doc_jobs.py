@@ -8,7 +8,9 @@ The documents' text travels in the message, so a worker needs no access to the d
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -20,6 +22,7 @@ from tasks import jobs
 from tasks.celery_app import TASK_ANALYZE, TASK_COMPARE, app
 from tasks.summarize import use_llm_default
 
+log = logging.getLogger(__name__)
 _SLICE_S = 0.25  # how often a paced job wakes up to check the cancel flag
 _HEARTBEAT_S = 1.0
 MAX_LLM_PARTS = 8
@@ -32,46 +35,73 @@ def _llm(messages: list[dict[str, str]], max_tokens: int) -> str:
 
 
 class Progress:
-    """Progress reporting, pacing and cancellation for one job run."""
+    """Progress reporting, pacing, heartbeat and cancellation for one job run (a context manager)."""
 
     def __init__(self, task: Task, min_duration_s: float | None) -> None:
         self.task = task
+        # Celery's task.request is thread-local: keep this run's request for the heartbeat thread.
+        self._request = task.request
+        self._real = bool(task.request.id)  # False when the body is called directly (no worker)
         self.job_id: str = task.request.id or "local"
         env = float(os.environ.get("CALLCENTER_DOCS_JOB_MIN_DURATION_S", "0") or 0)
         self.min_duration_s = env if min_duration_s is None else float(min_duration_s)
         self.t0 = time.monotonic()
-        self.attempt = jobs.next_attempt(self.job_id) if task.request.id else 1
+        self.attempt = jobs.next_attempt(self.job_id) if self._real else 1
         self.stage = "starting"
         self.progress = 0.0
-        self._last_beat = 0.0
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._beat = threading.Thread(target=self._beat_loop, name="job-heartbeat", daemon=True)
+
+    def __enter__(self) -> Progress:
+        if self._real:
+            self._beat.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._lock:
+            self._done.set()  # no PROGRESS may land after the final SUCCESS/FAILURE
+        if self._beat.is_alive():
+            self._beat.join(5)
+
+    def _publish(self) -> None:
+        if not self._real:
+            return
+        with self._lock:
+            if self._done.is_set():
+                return
+            meta = {"progress": round(self.progress, 3), "stage": self.stage, "attempt": self.attempt}
+            meta["heartbeat"] = time.time()
+            self.task.backend.store_result(self.job_id, meta, "PROGRESS", request=self._request)
+
+    def _beat_loop(self) -> None:
+        # Beats even while a slow LLM call blocks the task thread: job_status reads a silent job as
+        # a dead worker, so silence must mean exactly that.
+        while not self._done.wait(_HEARTBEAT_S):
+            try:
+                self._publish()
+            except Exception as e:  # Redis blip: the next beat retries
+                log.warning("job %s heartbeat failed: %s", self.job_id, e)
 
     def report(self, progress: float, stage: str) -> None:
-        self.progress, self.stage = progress, stage
+        self.progress, self.stage = max(self.progress, progress), stage
         self.check_cancel()
-        if self.task.request.id:
-            meta = {
-                "progress": round(progress, 3),
-                "stage": stage,
-                "attempt": self.attempt,
-                "heartbeat": time.time(),
-            }
-            self.task.update_state(state="PROGRESS", meta=meta)
-        self._last_beat = time.monotonic()
+        self._publish()
 
     def pace(self, fraction_done: float) -> None:
-        """Sleep until `fraction_done` of min_duration_s has elapsed, checking cancel and beating."""
+        """Sleep until `fraction_done` of min_duration_s has elapsed, checking for cancellation."""
         until = self.t0 + self.min_duration_s * fraction_done
         while (now := time.monotonic()) < until:
             time.sleep(min(_SLICE_S, until - now))
-            if time.monotonic() - self._last_beat >= _HEARTBEAT_S:
-                elapsed = time.monotonic() - self.t0
-                self.report(max(self.progress, min(0.99, elapsed / self.min_duration_s * 0.99)), self.stage)
-            else:
-                self.check_cancel()
+            by_time = (time.monotonic() - self.t0) / self.min_duration_s * 0.99
+            self.progress = max(self.progress, min(0.99, by_time))
+            self.check_cancel()
 
     def check_cancel(self) -> None:
-        if self.task.request.id and jobs.cancel_requested(self.job_id):
-            self.task.backend.mark_as_revoked(self.job_id, reason="cancelled", request=self.task.request)
+        if self._real and jobs.cancel_requested(self.job_id):
+            with self._lock:
+                self._done.set()  # stop beating first, so nothing overwrites REVOKED
+            self.task.backend.mark_as_revoked(self.job_id, reason="cancelled", request=self._request)
             raise Ignore()  # the state stays REVOKED; the message is acked, never redelivered
 
     def elapsed(self) -> float:
@@ -82,8 +112,11 @@ class Progress:
 def analyze_document(
     self: Task, name: str, text: str, min_duration_s: float | None = None, use_llm: bool | None = None
 ) -> dict[str, Any]:
-    p = Progress(self, min_duration_s)
-    llm = use_llm_default() if use_llm is None else use_llm
+    with Progress(self, min_duration_s) as p:
+        return _analyze(p, name, text, use_llm_default() if use_llm is None else use_llm)
+
+
+def _analyze(p: Progress, name: str, text: str, llm: bool) -> dict[str, Any]:
     parts = da.chunks(text)
     # The small local model takes seconds per part: spread at most MAX_LLM_PARTS calls evenly over
     # the document so even a 2 MB file finishes well inside the time limit.
@@ -123,8 +156,12 @@ def compare_documents(
     min_duration_s: float | None = None,
     use_llm: bool | None = None,
 ) -> dict[str, Any]:
-    p = Progress(self, min_duration_s)
-    llm = use_llm_default() if use_llm is None else use_llm
+    with Progress(self, min_duration_s) as p:
+        llm = use_llm_default() if use_llm is None else use_llm
+        return _compare(p, a_name, a_text, b_name, b_text, llm)
+
+
+def _compare(p: Progress, a_name: str, a_text: str, b_name: str, b_text: str, llm: bool) -> dict[str, Any]:
     p.report(0.0, "diffing")
     diff, stats = da.unified_diff(a_text, b_text, a_name, b_name)
     pairs = da.changed_pairs(a_text, b_text)
