@@ -1,0 +1,135 @@
+"""Cache pages and JSON API, all through the shared service layer `cache.admin.CacheAdmin`."""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from agent.dashboard.auth import require_admin
+from core.errors import UserError
+
+if TYPE_CHECKING:
+    from agent.dashboard.app import Dashboard
+
+MAX_UPLOAD = 5 * 1024 * 1024
+FAQ_SUFFIXES = {".yaml", ".yml", ".csv", ".tsv", ".jsonl", ".ndjson", ".json"}
+ENTRY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def _tenant(request: Request, value: str | None = None) -> str | None:
+    t = (value if value is not None else request.query_params.get("tenant", "")).strip()
+    if not t:
+        return None
+    if not TENANT.match(t):
+        raise UserError("bad tenant name")
+    return t
+
+
+def _k(request: Request) -> int:
+    try:
+        return max(1, min(int(request.query_params.get("k", "5")), 50))
+    except ValueError:
+        raise UserError("k must be a number") from None
+
+
+def routes(dash: Dashboard) -> list[Route]:
+    async def call(fn: Any, *args: Any, **kw: Any) -> Any:
+        return await run_in_threadpool(fn, *args, **kw)
+
+    def errors(handler: Any) -> Any:
+        async def wrapped(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except UserError as e:
+                return JSONResponse({"error": str(e)}, 400)
+
+        return wrapped
+
+    async def page(request: Request) -> Response:
+        q = request.query_params.get("q", "").strip()[:500]
+        err = None
+        results: list[dict[str, Any]] = []
+        entries: list[dict[str, Any]] = []
+        stats: dict[str, Any] = {}
+        try:
+            tenant = _tenant(request)
+            admin = await call(dash.admin)
+            if q:
+                results = await call(admin.search, q, tenant=tenant, k=5)
+            entries = await call(admin.list, tenant, 200)
+            stats = await call(admin.stats)
+        except UserError as e:
+            err, tenant = str(e), None
+        return dash.page(request, "cache.html", q=q, tenant=tenant or "", results=results, entries=entries,
+                         stats=stats, error=err)  # fmt: skip
+
+    async def search(request: Request) -> Response:
+        q = request.query_params.get("q", "").strip()
+        if not q:
+            raise UserError("q is required")
+        admin = await call(dash.admin)
+        rows = await call(admin.search, q[:500], tenant=_tenant(request), k=_k(request))
+        return JSONResponse([{"id": r["id"], "question": r["question"], "distance": r["distance"],
+                              "would_hit": r.get("would_hit", False)} for r in rows])  # fmt: skip
+
+    async def entries(request: Request) -> Response:
+        admin = await call(dash.admin)
+        return JSONResponse(await call(admin.list, _tenant(request), 500))
+
+    async def stats(request: Request) -> Response:
+        admin = await call(dash.admin)
+        return JSONResponse(await call(admin.stats))
+
+    async def delete(request: Request) -> Response:
+        if (denied := require_admin(request, dash.token)) is not None:
+            return denied
+        eid = request.path_params["entry_id"]
+        if not ENTRY_ID.match(eid):
+            return JSONResponse({"error": "bad entry id"}, 400)
+        admin = await call(dash.admin)
+        try:
+            n = await call(admin.invalidate, entry_id=eid)
+        except UserError as e:
+            return JSONResponse({"error": str(e)}, 404)
+        return JSONResponse({"deleted": n, "id": eid})
+
+    async def warm(request: Request) -> Response:
+        if (denied := require_admin(request, dash.token)) is not None:
+            return denied
+        async with request.form(max_files=1, max_fields=5) as form:
+            up = form.get("file")
+            tenant_field = form.get("tenant")
+            if not isinstance(up, UploadFile):
+                raise UserError("upload a FAQ file in the 'file' field")
+            suffix = Path(up.filename or "").suffix.lower()
+            if suffix not in FAQ_SUFFIXES:
+                raise UserError("FAQ file must be .yaml, .csv or .jsonl")
+            data = await up.read(MAX_UPLOAD + 1)
+        if len(data) > MAX_UPLOAD:
+            raise UserError("file too large (> 5 MB)")
+        tenant = _tenant(request, tenant_field if isinstance(tenant_field, str) else "")
+        with tempfile.TemporaryDirectory(prefix="cc-warm-") as tmp:
+            path = Path(tmp) / f"faq{suffix}"
+            path.write_bytes(data)
+            admin = await call(dash.admin)
+            res = await call(admin.warm, path, tenant=tenant)
+        return JSONResponse({k: res[k] for k in ("stored", "skipped", "total", "ids")})
+
+    g = dash.guard
+    return [
+        Route("/cache", g(page)),
+        Route("/api/cache/search", g(errors(search))),
+        Route("/api/cache/entries", g(errors(entries))),
+        Route("/api/cache/stats", g(errors(stats))),
+        Route("/api/cache/warm", errors(warm), methods=["POST"]),
+        Route("/api/cache/{entry_id}", delete, methods=["DELETE"]),
+    ]
