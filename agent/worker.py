@@ -218,7 +218,11 @@ class PhoneCall:
 
     # ---- report --------------------------------------------------------------------------
     def _on_close(self, ev: CloseEvent) -> None:
-        if not any(e["type"] == "hangup" for e in self.control.events):
+        # Every report says how the call ended: by our hang-up, a completed transfer, or this.
+        ended = any(
+            e["type"] == "hangup" or (e["type"] == "transfer" and e["ok"]) for e in self.control.events
+        )
+        if not ended:
             by = "agent" if ev.reason.value in ("user_initiated", "task_completed") else "caller"
             self.control.record("hangup", by=by, reason=ev.reason.value)
         try:
