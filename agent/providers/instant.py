@@ -30,7 +30,10 @@ class InstantSTT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
-        text = self.expected.pop(0) if self.expected else ""
+        # Everything the caller has started saying since the last segment: a hesitation's first
+        # fragment alone, "" for a VAD segment that was only noise, a cough or echo.
+        text = " ".join(self.expected)
+        self.expected.clear()
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             alternatives=[stt.SpeechData(language="en", text=text, confidence=1.0)],

@@ -7,12 +7,13 @@ to finish (or gives up after a while), barges in when the scenario says so.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from agent.sim.audio_io import TICK
 from agent.sim.caller_voice import synthesize_caller
+from agent.sim.line import LINE_RATE, SPEECH_RMS
 from agent.sim.scenario import Scenario, Turn
 
 TICKS_PER_S = 50
@@ -29,6 +30,45 @@ class Utterance:
     start: int  # timeline samples
     end: int  # last caller speech sample (exact: the synthesized audio is trimmed)
     barge_in: bool = False
+    gaps: list[tuple[int, int]] = field(default_factory=list)  # mid-sentence pauses (timeline)
+    label: str | None = None
+
+
+@dataclass
+class Sound:
+    """A non-speech noise the caller made (cough, click, burst): never a turn."""
+
+    kind: str
+    start: int  # timeline samples
+    end: int
+    label: str | None = None
+
+
+def synthesize_sound(kind: str, seed: int) -> np.ndarray:
+    """Procedural caller-side noises at 8 kHz, at speech level so they look like speech to a VAD."""
+    rng = np.random.default_rng(seed)
+    r = LINE_RATE
+    if kind == "cough":  # two short voiced-ish noise bursts with a fast attack and decay
+        parts = []
+        for dur in (0.14, 0.18):
+            n = int(dur * r)
+            env = np.exp(-np.linspace(0, 5, n)) * (1 - np.exp(-np.linspace(0, 60, n)))
+            x = rng.standard_normal(n) + 0.8 * np.sin(2 * np.pi * 180 * np.arange(n) / r)
+            parts += [np.convolve(x, np.ones(3) / 3, "same") * env, np.zeros(int(0.06 * r))]
+        out = np.concatenate(parts)
+    elif kind == "click":  # handset clicks: a few sharp decaying impulses
+        out = np.zeros(int(0.25 * r))
+        for t0 in rng.uniform(0, 0.2, 3):
+            i = int(t0 * r)
+            n = min(len(out) - i, int(0.008 * r))
+            out[i : i + n] += rng.standard_normal(n) * np.exp(-np.linspace(0, 6, n)) * 3
+    elif kind == "burst":  # rustle / wind on the mouthpiece: half a second of loud noise
+        n = int(0.5 * r)
+        out = rng.standard_normal(n) * np.hanning(n) ** 0.3
+    else:
+        raise ValueError(f"unknown sound {kind}")
+    rms = float(np.sqrt(np.mean(out[np.abs(out) > 0.01 * np.max(np.abs(out))] ** 2)))
+    return np.clip(out * (SPEECH_RMS * 1.2 / rms), -0.99, 0.99).astype(np.float32)
 
 
 @dataclass
@@ -54,6 +94,7 @@ class ScriptedCaller:
     def __init__(self, scenario: Scenario, on_dtmf=None, on_say=None) -> None:
         self.turns: list[Turn] = list(scenario.turns)
         self.utterances: list[Utterance] = []
+        self.sounds: list[Sound] = []
         self.activity = AgentActivity()
         self.done = False
         self.hangup_tick: int | None = None
@@ -65,6 +106,7 @@ class ScriptedCaller:
         self._wait_from = 0  # tick the current wait started
         self._pause_until: int | None = None
         self._greeted = False
+        self._cues: list[tuple[int, Utterance]] = []  # (8 kHz offset, fragment) still to announce
 
     @property
     def speaking(self) -> bool:
@@ -96,6 +138,10 @@ class ScriptedCaller:
             self._advance(tick)
         out = np.zeros(n, dtype=np.float32)
         if self._audio is not None:
+            while self._cues and self._cues[0][0] <= self._audio_pos:
+                _, frag = self._cues.pop(0)
+                if self._on_say:  # the next fragment after a hesitation starts being spoken now
+                    self._on_say(frag)
             chunk = self._audio[self._audio_pos : self._audio_pos + n]
             out[: len(chunk)] = chunk
             self._audio_pos += n
@@ -138,13 +184,38 @@ class ScriptedCaller:
             if self._on_dtmf:
                 self._on_dtmf(turn.dtmf, tick)
             return
-        assert turn.say is not None
-        audio = synthesize_caller(turn.say)
-        self._audio, self._audio_pos = audio, 0
         start = tick * TICK
+        if turn.sound is not None:
+            audio = synthesize_sound(turn.sound, seed=self._pos)
+            self._audio, self._audio_pos = audio, 0
+            self.sounds.append(Sound(turn.sound, start, start + len(audio) * UP, turn.label))
+            return
+        assert turn.say is not None
+        frags = turn.fragments()
+        pieces, offsets, gaps = [], [], []
+        pos = 0
+        for i, frag in enumerate(frags):
+            if i:
+                pause = np.zeros(int(turn.hesitate_s * LINE_RATE), np.float32)
+                gaps.append((start + pos * UP, start + (pos + len(pause)) * UP))
+                pieces.append(pause)
+                pos += len(pause)
+            offsets.append(pos)
+            pieces.append(synthesize_caller(frag))
+            pos += len(pieces[-1])
+        audio = np.concatenate(pieces)
+        self._audio, self._audio_pos = audio, 0
         u = Utterance(
-            len(self.utterances), turn.say, start, start + len(audio) * UP, turn.barge_in_after is not None
+            len(self.utterances),
+            turn.say,
+            start,
+            start + len(audio) * UP,
+            turn.barge_in_after is not None,
+            gaps,
+            turn.label,
         )
         self.utterances.append(u)
+        parts = [replace(u, text=f) for f in frags]
+        self._cues = list(zip(offsets[1:], parts[1:], strict=True))
         if self._on_say:
-            self._on_say(u)
+            self._on_say(parts[0])

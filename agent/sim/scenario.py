@@ -7,6 +7,11 @@ turns:
   - pause: 1.5
   - say: "Do you deliver on Sundays?"
     barge_in_after: 0.8
+  - sound: cough               # a non-speech noise from the caller's side (cough|click|burst)
+    barge_in_after: 1.0
+  - say: "I'd like to, um, change my address"
+    hesitate_after: 4          # pause after the 4th word ...
+    hesitate_s: 0.8            # ... for 0.8 s, mid-sentence
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from core.errors import UserError
 
 NoiseType = Literal["none", "white", "babble", "street"]
+SoundType = Literal["cough", "click", "burst"]
 
 
 class LineConfig(BaseModel):
@@ -39,17 +45,34 @@ class Turn(BaseModel):
     pause: float | None = Field(default=None, ge=0, le=600)
     barge_in_after: float | None = Field(default=None, ge=0, le=60)
     dtmf: str | None = Field(default=None, pattern=r"^[0-9*#]+$")
+    sound: SoundType | None = None
+    hesitate_after: int | None = Field(default=None, ge=1, le=100, description="words before a pause")
+    hesitate_s: float = Field(default=0.8, ge=0.05, le=5.0)
+    label: str | None = Field(default=None, max_length=40, description="benchmark ground truth tag")
 
     @model_validator(mode="after")
     def one_action(self) -> Turn:
-        actions = [a for a in ("say", "pause", "dtmf") if getattr(self, a) is not None]
+        actions = [a for a in ("say", "pause", "dtmf", "sound") if getattr(self, a) is not None]
         if len(actions) != 1:
-            raise ValueError("each turn needs exactly one of: say, pause, dtmf")
+            raise ValueError("each turn needs exactly one of: say, pause, dtmf, sound")
         if self.say is not None and not self.say.strip():
             raise ValueError("say must not be empty")
-        if self.barge_in_after is not None and self.say is None:
-            raise ValueError("barge_in_after only applies to a say turn")
+        if self.barge_in_after is not None and self.say is None and self.sound is None:
+            raise ValueError("barge_in_after only applies to a say or sound turn")
+        if self.hesitate_after is not None:
+            if self.say is None:
+                raise ValueError("hesitate_after only applies to a say turn")
+            if self.hesitate_after >= len(self.say.split()):
+                raise ValueError("hesitate_after must leave words after the pause")
         return self
+
+    def fragments(self) -> list[str]:
+        """The spoken pieces of a say turn: two when the caller hesitates mid-sentence."""
+        assert self.say is not None
+        if self.hesitate_after is None:
+            return [self.say]
+        words = self.say.split()
+        return [" ".join(words[: self.hesitate_after]), " ".join(words[self.hesitate_after :])]
 
 
 class Scenario(BaseModel):

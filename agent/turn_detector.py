@@ -1,0 +1,138 @@
+"""Offline text end-of-utterance detection and a backchannel gate, for the hybrid turn-taking.
+
+`TextTurnDetector` implements livekit's `_TurnDetector` protocol: once the VAD reports silence,
+the session asks it how likely the caller is done. Rules over the last transcript (whisper
+punctuates, so "?" / "." endings are informative): a complete sentence gets the short
+endpointing delay (`min_delay`), a sentence hanging on a filler, a conjunction, a preposition,
+an article, "my", a comma or an ellipsis gets the long one (`max_delay`). It runs in
+microseconds, needs no model download and cannot fail, which is why it is the shipped default
+(the legacy livekit text plugin downloads its model; the audio EOT model is measured in the
+benchmark).
+
+`BackchannelGateSTT` wraps a non-streaming STT: while the agent is mid-reply, a transcript made
+only of backchannel words ("uh-huh", "okay", "right") is reported as empty. livekit then treats
+the overlap as a false interruption (pause, then resume the same sentence) instead of
+committing a user turn that cuts the agent off.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from livekit.agents import APIConnectOptions, llm, stt, utils
+from livekit.agents.types import NOT_GIVEN, NotGivenOr
+
+COMPLETE_P = 0.95
+INCOMPLETE_P = 0.02
+NEUTRAL_P = 0.6  # no punctuation and no dangling word: lean towards "done" (short delay)
+UNLIKELY_THRESHOLD = 0.15
+
+FILLERS = {"um", "umm", "uh", "uhh", "er", "erm", "ehm", "hmm", "mm", "uhm", "like"}
+CONJUNCTIONS = {"and", "but", "or", "so", "because", "cause", "if", "then", "that", "which", "who",
+                "when", "while", "although", "though", "whether", "until", "unless", "since", "than"}
+PREPOSITIONS = {"to", "for", "of", "in", "on", "at", "with", "from", "about", "into", "by", "as",
+                "onto", "over", "under", "after", "before", "between", "through", "without"}
+DETERMINERS = {"a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that",
+               "these", "those", "some", "any", "another", "every", "each"}
+# A sentence cannot end on these either: subject pronouns, auxiliaries, modal verbs.
+STARTERS = {"i", "i'd", "i'm", "i'll", "i've", "we", "we'd", "you", "is", "are", "was", "were",
+            "can", "could", "would", "should", "will", "do", "does", "did", "have", "has", "want",
+            "need", "just", "also", "very", "really", "it's", "there's"}
+DANGLING = FILLERS | CONJUNCTIONS | PREPOSITIONS | DETERMINERS | STARTERS
+
+BACKCHANNELS = {"uh-huh", "uh", "huh", "mm-hmm", "mhm", "mm", "hmm", "okay", "ok", "right", "yeah",
+                "yes", "yep", "sure", "alright", "all", "got", "it", "i", "see", "oh", "ah", "cool",
+                "great", "good", "fine", "uhuh", "mmhmm"}
+
+_WORD = re.compile(r"[a-z0-9'\-]+")
+
+
+def utterance_complete_probability(text: str) -> float:
+    """Probability that `text` is a finished caller turn (rules, see module doc)."""
+    t = text.strip().lower()
+    if not t:
+        return COMPLETE_P  # nothing transcribed: nothing to wait for
+    if t.endswith(("...", "…", ",", "-", "—", ";", ":")):
+        return INCOMPLETE_P
+    words = _WORD.findall(t)
+    last = words[-1] if words else ""
+    if t.endswith(("?", "!")):
+        return COMPLETE_P
+    if last in DANGLING:  # whisper ends fragments with "." too: "I'd like to."
+        return INCOMPLETE_P
+    if t.endswith("."):
+        return COMPLETE_P
+    return NEUTRAL_P
+
+
+def is_backchannel(text: str) -> bool:
+    words = _WORD.findall(text.lower())
+    return 0 < len(words) <= 3 and all(w in BACKCHANNELS for w in words)
+
+
+def _last_user_text(chat_ctx: llm.ChatContext) -> str:
+    for item in reversed(chat_ctx.items):
+        if isinstance(item, llm.ChatMessage) and item.role == "user":
+            return item.text_content or ""
+    return ""
+
+
+class TextTurnDetector:
+    """livekit `_TurnDetector` over the last user transcript (English rules)."""
+
+    @property
+    def model(self) -> str:
+        return "callcenter-text-eou-rules"
+
+    @property
+    def provider(self) -> str:
+        return "callcenter"
+
+    async def unlikely_threshold(self, language: str | None) -> float | None:
+        return UNLIKELY_THRESHOLD
+
+    async def supports_language(self, language: str | None) -> bool:
+        return not language or str(language).lower().startswith("en")
+
+    async def predict_end_of_turn(self, chat_ctx: llm.ChatContext, *, timeout: float | None = None) -> float:
+        return utterance_complete_probability(_last_user_text(chat_ctx))
+
+
+class BackchannelGateSTT(stt.STT):
+    """Blanks pure-backchannel transcripts while the agent speaks (non-streaming STTs only)."""
+
+    def __init__(self, inner: stt.STT) -> None:
+        super().__init__(capabilities=inner.capabilities)
+        self.inner = inner
+        self.agent_speaking: Callable[[], bool] = lambda: False
+        self.dropped: list[str] = []
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def provider(self) -> str:
+        return self.inner.provider
+
+    def prewarm(self) -> None:
+        self.inner.prewarm()
+
+    async def _recognize_impl(
+        self,
+        buffer: utils.AudioBuffer,
+        *,
+        language: NotGivenOr[str] = NOT_GIVEN,
+        conn_options: APIConnectOptions,
+    ) -> stt.SpeechEvent:
+        ev = await self.inner.recognize(buffer, language=language, conn_options=conn_options)
+        text = ev.alternatives[0].text if ev.alternatives else ""
+        if is_backchannel(text) and self.agent_speaking():
+            self.dropped.append(text)
+            lang = ev.alternatives[0].language
+            return stt.SpeechEvent(
+                type=ev.type, request_id=ev.request_id,
+                alternatives=[stt.SpeechData(language=lang, text="", confidence=0.0)],
+            )
+        return ev

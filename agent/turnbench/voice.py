@@ -1,0 +1,102 @@
+"""Bench providers: the instant profile with a real agent voice.
+
+The instant TTS emits a tone; a tone is not speech to the VAD, so its echo would test nothing.
+Here the agent speaks hibari speech (synthesized once per text, then replayed from memory), and
+the LLM answers instantly with a reply long enough to talk over (~4 s). STT stays the instant
+one: it returns exactly the text the caller has started speaking (nothing for noises).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+from livekit.agents import APIConnectOptions, llm, tts
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
+
+from agent.providers import Providers
+from agent.providers.instant import InstantSTT
+from agent.providers.profiles import build_vad
+
+LONG_REPLY = "We are open Monday to Friday from eight until six, and Saturdays until one."
+SHORT_REPLY = "Okay, go ahead."
+SHORT_TRIGGERS = ("stop", "no, that's wrong", "wait")
+RATE = 24000
+_cache: dict[str, bytes] = {}
+_lock = threading.Lock()
+
+
+def speech_pcm(text: str) -> bytes:
+    with _lock:
+        if text not in _cache:
+            from agent.providers.hibari_tts import synthesize_pcm16
+
+            _cache[text] = synthesize_pcm16(text)
+        return _cache[text]
+
+
+def reply_for(user_text: str) -> str:
+    t = user_text.strip().lower()
+    return SHORT_REPLY if any(t.startswith(s) for s in SHORT_TRIGGERS) else LONG_REPLY
+
+
+class BenchLLM(llm.LLM):
+    def chat(
+        self,
+        *,
+        chat_ctx: llm.ChatContext,
+        tools: list[llm.Tool] | None = None,
+        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
+        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
+        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
+        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
+    ) -> llm.LLMStream:
+        return _Stream(self, chat_ctx=chat_ctx, tools=[], conn_options=conn_options)
+
+
+class _Stream(llm.LLMStream):
+    async def _run(self) -> None:
+        last = ""
+        for item in self._chat_ctx.items:
+            if isinstance(item, llm.ChatMessage) and item.role == "user":
+                last = item.text_content or ""
+        rid = f"bench-{time.monotonic_ns()}"
+        for word in reply_for(last).split(" "):
+            self._event_ch.send_nowait(
+                llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(role="assistant", content=word + " "))
+            )
+
+
+class SpeechTTS(tts.TTS):
+    voice = "bench-hibari-cached"
+
+    def __init__(self) -> None:
+        super().__init__(capabilities=tts.TTSCapabilities(streaming=False), sample_rate=RATE, num_channels=1)
+
+    def synthesize(
+        self, text: str, *, conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS
+    ) -> tts.ChunkedStream:
+        return _TTSStream(tts=self, input_text=text, conn_options=conn_options)
+
+
+class _TTSStream(tts.ChunkedStream):
+    async def _run(self, output_emitter: tts.AudioEmitter) -> None:
+        output_emitter.initialize(
+            request_id=f"speech-{time.monotonic_ns()}", sample_rate=RATE, num_channels=1, mime_type="audio/pcm"
+        )
+        text = self.input_text.strip()
+        pcm = _cache.get(text) or await asyncio.to_thread(speech_pcm, text)
+        output_emitter.push(pcm)
+        output_emitter.flush()
+
+
+def bench_providers() -> Providers:
+    t = SpeechTTS()
+    return Providers("instant-speech", InstantSTT(), BenchLLM(), t, build_vad(), t.voice)
+
+
+def prewarm(texts: list[str]) -> None:
+    for t in texts:
+        speech_pcm(t)
