@@ -99,6 +99,9 @@ class Metrics:
         """Feed a finished call (its report directory or a `CallResult`) into the metrics."""
         rep = load_report(source)
         lab = self.labels(tenant or rep.tenant, profile or rep.profile, arm)
+        series = (self.turns, self.cache_hits, self.cache_misses, self.cache_bypasses, self.transfers)
+        for c in (*series, *self.stage.values(), self.cache_lookup):
+            c.labels(**lab)  # every series exists (at 0) once a call was seen
         self.calls.labels(**lab).inc()
         tokens: int | None = None
         for t in rep.turns:

@@ -62,7 +62,8 @@ class SecurityHeaders:
 
 class Dashboard:
     def __init__(self, calls_dir: Path, redis_url: str | None, admin_token: str | None,
-                 open_readonly_on_localhost: bool, experiment: Experiment | None = None) -> None:  # fmt: skip
+                 open_readonly_on_localhost: bool, experiment: Experiment | None = None,
+                 namespace: str = "cc") -> None:  # fmt: skip
         self.calls = CallStore(Path(calls_dir))
         self.redis_url = redis_url
         self.token = admin_token
@@ -75,6 +76,7 @@ class Dashboard:
         self.templates.env.filters["datetime"] = _datetime
         self.templates.env.filters["duration"] = _duration
         self._admin: Any = None
+        self.namespace = namespace
 
     # -- shared pieces --
     def admin(self) -> Any:
@@ -82,7 +84,7 @@ class Dashboard:
         if self._admin is None:
             from cache.admin import CacheAdmin
 
-            self._admin = CacheAdmin(self.redis_url)
+            self._admin = CacheAdmin(self.redis_url, namespace=self.namespace)
         return self._admin
 
     def cache_stats(self) -> dict[str, Any]:
@@ -184,8 +186,11 @@ def _duration(s: float | None) -> str:
 
 
 def create_app(calls_dir: Path | str, redis_url: str | None, admin_token: str | None,
-               open_readonly_on_localhost: bool = True, experiment: Experiment | None = None) -> Starlette:  # fmt: skip
-    dash = Dashboard(Path(calls_dir), redis_url, admin_token, open_readonly_on_localhost, experiment)
+               open_readonly_on_localhost: bool = True, experiment: Experiment | None = None,
+               cache_namespace: str = "cc") -> Starlette:  # fmt: skip
+    dash = Dashboard(
+        Path(calls_dir), redis_url, admin_token, open_readonly_on_localhost, experiment, cache_namespace
+    )
     g = dash.guard
     routes = [
         Route("/", g(dash.index)),
