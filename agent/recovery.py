@@ -22,7 +22,7 @@ from livekit.agents.voice.events import ErrorEvent
 
 log = logging.getLogger("callcenter.recovery")
 
-APOLOGY = "Sorry, I am having trouble on my side, could you say that again?"  # one sentence: no gap
+APOLOGY = "I am sorry but I am having trouble right now so please say that again."  # no comma: no pause
 
 
 class LLMRecovery:
