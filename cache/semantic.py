@@ -23,6 +23,7 @@ import asyncio
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from typing import Any
@@ -199,6 +200,10 @@ class ResponseCache:
         self._index_ready = False
         self._down_until = 0.0  # backoff: skip Redis entirely until then
         self._failures = 0
+        if self._embedder is None and kw.get("preload", True):
+            # Load the model off the event loop now, so the first caller turn does not pay ~1-2 s
+            # (a lookup before it is ready times out against the budget and bypasses).
+            threading.Thread(target=Embedder.shared, name="cache-embedder-load", daemon=True).start()
 
     # ---- plumbing --------------------------------------------------------------------------
     @property
