@@ -22,7 +22,7 @@ from core.settings import get_settings
 from tests.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
 
 pytestmark = pytest.mark.slow
-SCENARIO = Path(__file__).resolve().parent / "data" / "cloud-two-turns.yaml"
+SCENARIO = Path(__file__).resolve().parent / "data" / "cloud-faults.yaml"
 MAX_ATTEMPTS = 4  # livekit-agents default: 1 + max_retry (3)
 
 
@@ -75,7 +75,7 @@ async def _call(tmp_path: Path, cache: Any = None) -> CallResult:
     result = await run_call(SCENARIO, tmp_path, profile="cloud", use_cache=False, cache=cache)
     assert result.error is None, result.error
     assert any(e["type"] == "hangup" for e in result.events)  # the caller finished the script
-    assert len(result.turns) == 2
+    assert len(result.turns) == 3
     return result
 
 
