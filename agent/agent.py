@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callcenter.agent")
 FRAME_MS = 20
+LOOKUP_HARD_TIMEOUT_S = 0.5
 
 
 @dataclass
@@ -99,14 +100,22 @@ class CallAgent(Agent):
 
         if self.cache is not None and question:
             t0 = time.perf_counter()
-            hit = await self.cache.lookup(
-                question,
-                tenant=self.tenant.name,
-                language=self.tenant.language,
-                knowledge_version=self.tenant.knowledge_version,
-                context=context,
-                voice=self.voice,
-            )
+            try:
+                # The cache enforces its own budget; this outer bound also covers a cold start.
+                hit = await asyncio.wait_for(
+                    self.cache.lookup(
+                        question,
+                        tenant=self.tenant.name,
+                        language=self.tenant.language,
+                        knowledge_version=self.tenant.knowledge_version,
+                        context=context,
+                        voice=self.voice,
+                    ),
+                    timeout=LOOKUP_HARD_TIMEOUT_S,
+                )
+            except TimeoutError:
+                hit = None
+                self.turn_log.cache_bypasses += 1
             gen.cache_lookup_ms = (time.perf_counter() - t0) * 1000
             if hit is not None:
                 gen.cache_hit = True

@@ -86,6 +86,26 @@ def bench_load(
         print(json.dumps(doc))
 
 
+@worker_app.command("start")
+def worker_start(
+    log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING…")] = None,
+) -> None:
+    """Run the LiveKit agent worker (agent_name from CALLCENTER_AGENT_NAME; SIGTERM drains calls)."""
+    from agent.worker import run_worker
+
+    run_worker("start", log_level)
+
+
+@worker_app.command("dev")
+def worker_dev(
+    log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING…")] = None,
+) -> None:
+    """Run the LiveKit agent worker in development mode (debug logs, no drain, no idle processes)."""
+    from agent.worker import run_worker
+
+    run_worker("dev", log_level)
+
+
 @app.command()
 def redis(
     action: Annotated[

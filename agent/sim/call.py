@@ -30,6 +30,7 @@ from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_
 from agent.sim.caller import ScriptedCaller, Utterance
 from agent.sim.line import LINE_RATE, LineModel
 from agent.sim.scenario import Scenario
+from agent.telephony import PhoneBehaviours, SimCallControl, SimTransferOutcome
 from core.tenants import Tenant
 
 log = logging.getLogger("callcenter.sim")
@@ -104,9 +105,11 @@ class SimulatedCall:
         turn_mode: TurnMode = "vad",
         console: Console | None = None,
         greet: bool = True,
+        transfer_outcome: SimTransferOutcome = "completed",
     ) -> None:
         self.scenario, self.tenant, self.providers, self.out_dir = scenario, tenant, providers, out_dir
         self.cache, self.turn_mode, self.greet = cache, turn_mode, greet
+        self.transfer_outcome = transfer_outcome
         self.console = console or Console(quiet=True)
         self.tl = _Timeline()
         self.turn_log = TurnLog()
@@ -122,7 +125,7 @@ class SimulatedCall:
         self.console.print(f"[cyan]caller ▸[/] {u.text}")
 
     def _on_dtmf(self, digits: str, tick: int) -> None:
-        self.events.append({"type": "dtmf", "digits": digits, "t": tick * TICK / TL_RATE})
+        self.phone.on_dtmf(digits)  # records the dtmf event; "0" -> transfer to a human
         self.console.print(f"[cyan]caller ▸[/] (presses {digits})")
 
     def _on_item(self, ev: Any) -> None:
@@ -146,6 +149,12 @@ class SimulatedCall:
         session.input.audio = agent_in
         session.output.audio = agent_out
         session.on("conversation_item_added", self._on_item)
+        # Phone behaviours on the simulated line; their events go straight into transcript.json.
+        self.control = SimCallControl(
+            self.transfer_outcome, events=self.events, clock=lambda: self.tick * TICK / TL_RATE
+        )
+        self.phone = PhoneBehaviours(session, self.tenant, self.control)
+        self.phone.attach()
         agent = CallAgent(self.tenant, voice=self.providers.voice, cache=self.cache, turn_log=self.turn_log)
         uplink = LineModel(self.scenario.line, direction_seed=1)
         up = soxr.ResampleStream(LINE_RATE, TL_RATE, 1, dtype="float32", quality="LQ")
@@ -159,7 +168,7 @@ class SimulatedCall:
                 session.say(self.tenant.greeting)
             loop = asyncio.get_running_loop()
             t0 = loop.time()
-            while not caller.done:
+            while not caller.done and not self.phone.ended.is_set():
                 delay = t0 + self.tick * 0.02 - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -186,12 +195,14 @@ class SimulatedCall:
                 if self.tick > MAX_CALL_S * 50:
                     self.events.append({"type": "max_duration", "t": MAX_CALL_S})
                     break
-            self.events.append({"type": "hangup", "by": "caller", "t": self.tick * TICK / TL_RATE})
+            if not self.phone.ended.is_set():
+                self.events.append({"type": "hangup", "by": "caller", "t": self.tick * TICK / TL_RATE})
         except Exception as e:  # a crash mid-call must still leave its recording and metrics
             log.exception("call failed")
             error = f"{type(e).__name__}: {e}"
         finally:
             agent_in.close()
+            await self.phone.aclose()
             try:
                 await asyncio.wait_for(agent.drain(), 10)
                 await asyncio.wait_for(session.aclose(), 15)
