@@ -116,7 +116,13 @@ def series(calls: list[CallSummary], bucket_s: int = 300, now: float | None = No
     for c in done:
         buckets.setdefault(int(c.ts // bucket_s) * bucket_s, []).append(c)
     xs = sorted(buckets)
-    out: dict[str, Any] = {"x": xs, "calls_per_hour": [], "cache_hit_rate": []}
+    out: dict[str, Any] = {
+        "x": xs,
+        "now": now,
+        "bucket_s": bucket_s,
+        "calls_per_hour": [],
+        "cache_hit_rate": [],
+    }
     for s in STAGES:
         out[f"{s}_p50"], out[f"{s}_p95"] = [], []
     for x in xs:

@@ -56,11 +56,16 @@
   const s = JSON.parse(dataEl.textContent);
   const stages = ["eou_delay", "stt_delay", "llm_ttft", "tts_ttfb", "voice_to_voice"];
   const colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#d62728"];
-  function chart(id, series, data) {
+  // x range: from the first bucket (at least 1 h back) to now, so a single point is not stretched
+  const x0 = Math.min(s.x.length ? s.x[0] - s.bucket_s : s.now, s.now - 3600);
+  const x1 = s.now + s.bucket_s;
+  function chart(id, series, data, axes, yRange) {
     const el = document.getElementById(id);
     if (!el) return;
     const opts = { width: el.clientWidth || 420, height: 220, series: [{}].concat(series),
-                   scales: { x: { time: true } }, axes: [{}, { size: 60 }] };
+                   scales: { x: { time: true, range: [x0, x1] }, y: yRange ? { range: yRange } : { auto: true },
+                             calls: { auto: true } },
+                   axes: axes || [{}, { size: 60 }] };
     if (!data[0].length) { el.textContent = "no finished calls in the last 24 h"; return; }
     new uPlot(opts, data, el);
   }
@@ -71,5 +76,6 @@
   chart("chart-cache", [
     { label: "hit rate %", stroke: "#2ca02c", width: 2, points: { show: true } },
     { label: "calls/hour", stroke: "#1f77b4", width: 2, points: { show: true }, scale: "calls" },
-  ], [s.x, s.cache_hit_rate.map((v) => (v === null ? null : v * 100)), s.calls_per_hour]);
+  ], [s.x, s.cache_hit_rate.map((v) => (v === null ? null : v * 100)), s.calls_per_hour],
+  [{}, { size: 50, label: "hit rate %" }, { scale: "calls", side: 1, size: 50, label: "calls/hour", grid: { show: false } }], [0, 100]);
 })();
