@@ -70,6 +70,7 @@ class Behaviour:
     break_after: int = 2  # for mode="break": content chunks sent before the connection drops
     chunk_delay_s: float = 0.0  # pause between streamed chunks
     first_chunk_delay_s: float = 0.0  # pause before the first chunk (simulated TTFT)
+    only_if: str | None = None  # regex on the last user message: fault only those requests
 
 
 @dataclass
@@ -237,11 +238,13 @@ class FakeOpenAI:
             return _error(401, "Incorrect API key provided.", "invalid_request_error", "invalid_api_key")
         return None
 
-    def _fault(self) -> Behaviour | None:
+    def _fault(self, question: str) -> Behaviour | None:
         """The behaviour to apply to this chat request, or None to answer normally."""
         with self._lock:
             b = self.behaviour
             if b.mode == "ok":
+                return None
+            if b.only_if is not None and not re.search(b.only_if, question, re.IGNORECASE):
                 return None
             if b.fail_times is not None and self._failures >= b.fail_times:
                 return None
@@ -269,9 +272,10 @@ class FakeOpenAI:
             rec.outcome = "error 400"
             return _error(400, "'model' and 'messages' are required.", "invalid_request_error")
 
-        answer = answer_for(_last_user_text(messages))
+        question = _last_user_text(messages)
+        answer = answer_for(question)
         rec.answer = answer
-        fault = self._fault()
+        fault = self._fault(question)
         if fault is not None and fault.mode == "error":
             rec.outcome = f"error {fault.status}"
             return _error(

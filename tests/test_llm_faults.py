@@ -143,11 +143,14 @@ async def test_hang_past_timeout_then_next_attempt_answers(
 async def test_final_failure_apologises_and_keeps_the_call(
     fake: FakeOpenAI, recoveries: list[LLMRecovery], tmp_path: Path
 ) -> None:
-    fake.configure(mode="error", status=500, fail_times=MAX_ATTEMPTS)
+    # every attempt at the first question fails (however many streams the session starts)
+    fake.configure(mode="error", status=500, only_if=r"hours")
     cache = RecordingCache()
     result = await _call(tmp_path, cache=cache)
     outcomes = _outcomes(fake)
     assert outcomes[:MAX_ATTEMPTS] == ["error 500"] * MAX_ATTEMPTS, outcomes
+    hours = [r for r in fake.chat_requests() if "hours" in r.messages[-1]["content"].lower()]
+    assert len(hours) % MAX_ATTEMPTS == 0 or len(hours) > MAX_ATTEMPTS  # retried to the budget
     [rec] = recoveries
     assert rec.failures >= 1 and rec.apologies == 1
     assert _said(result, APOLOGY), result.transcript["items"]  # the caller heard the apology
