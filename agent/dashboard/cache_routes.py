@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import redis
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
@@ -19,6 +21,7 @@ from core.errors import UserError
 if TYPE_CHECKING:
     from agent.dashboard.app import Dashboard
 
+log = logging.getLogger("callcenter.dashboard")
 MAX_UPLOAD = 5 * 1024 * 1024
 FAQ_SUFFIXES = {".yaml", ".yml", ".csv", ".tsv", ".jsonl", ".ndjson", ".json"}
 ENTRY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
@@ -29,7 +32,7 @@ def _tenant(request: Request, value: str | None = None) -> str | None:
     t = (value if value is not None else request.query_params.get("tenant", "")).strip()
     if not t:
         return None
-    if not TENANT.match(t):
+    if not TENANT.fullmatch(t):
         raise UserError("bad tenant name")
     return t
 
@@ -41,9 +44,19 @@ def _k(request: Request) -> int:
         raise UserError("k must be a number") from None
 
 
+class CacheDown(Exception):
+    """Redis is unreachable (the URL, which may hold a password, is never shown)."""
+
+
 def routes(dash: Dashboard) -> list[Route]:
     async def call(fn: Any, *args: Any, **kw: Any) -> Any:
         return await run_in_threadpool(fn, *args, **kw)
+
+    async def service() -> Any:
+        try:
+            return await call(dash.admin)
+        except (UserError, OSError) as e:
+            raise CacheDown("cache unavailable: Redis is unreachable") from e
 
     def errors(handler: Any) -> Any:
         async def wrapped(request: Request) -> Response:
@@ -51,6 +64,11 @@ def routes(dash: Dashboard) -> list[Route]:
                 return await handler(request)
             except UserError as e:
                 return JSONResponse({"error": str(e)}, 400)
+            except CacheDown as e:
+                return JSONResponse({"error": str(e)}, 503)
+            except (redis.RedisError, OSError) as e:
+                log.warning("cache operation failed: %s", type(e).__name__)
+                return JSONResponse({"error": "cache unavailable: Redis error"}, 503)
 
         return wrapped
 
@@ -62,12 +80,12 @@ def routes(dash: Dashboard) -> list[Route]:
         stats: dict[str, Any] = {}
         try:
             tenant = _tenant(request)
-            admin = await call(dash.admin)
+            admin = await service()
             if q:
                 results = await call(admin.search, q, tenant=tenant, k=5)
             entries = await call(admin.list, tenant, 200)
             stats = await call(admin.stats)
-        except UserError as e:
+        except (UserError, CacheDown) as e:
             err, tenant = str(e), None
         return dash.page(request, "cache.html", q=q, tenant=tenant or "", results=results, entries=entries,
                          stats=stats, error=err)  # fmt: skip
@@ -76,26 +94,27 @@ def routes(dash: Dashboard) -> list[Route]:
         q = request.query_params.get("q", "").strip()
         if not q:
             raise UserError("q is required")
-        admin = await call(dash.admin)
+        admin = await service()
         rows = await call(admin.search, q[:500], tenant=_tenant(request), k=_k(request))
         return JSONResponse([{"id": r["id"], "question": r["question"], "distance": r["distance"],
                               "would_hit": r.get("would_hit", False)} for r in rows])  # fmt: skip
 
     async def entries(request: Request) -> Response:
-        admin = await call(dash.admin)
+        admin = await service()
         return JSONResponse(await call(admin.list, _tenant(request), 500))
 
     async def stats(request: Request) -> Response:
-        admin = await call(dash.admin)
+        admin = await service()
         return JSONResponse(await call(admin.stats))
 
+    @errors
     async def delete(request: Request) -> Response:
         if (denied := require_admin(request, dash.token)) is not None:
             return denied
         eid = request.path_params["entry_id"]
-        if not ENTRY_ID.match(eid):
+        if not ENTRY_ID.fullmatch(eid):
             return JSONResponse({"error": "bad entry id"}, 400)
-        admin = await call(dash.admin)
+        admin = await service()
         try:
             n = await call(admin.invalidate, entry_id=eid)
         except UserError as e:
@@ -120,7 +139,7 @@ def routes(dash: Dashboard) -> list[Route]:
         with tempfile.TemporaryDirectory(prefix="cc-warm-") as tmp:
             path = Path(tmp) / f"faq{suffix}"
             path.write_bytes(data)
-            admin = await call(dash.admin)
+            admin = await service()
             res = await call(admin.warm, path, tenant=tenant)
         return JSONResponse({k: res[k] for k in ("stored", "skipped", "total", "ids")})
 

@@ -19,7 +19,7 @@ ACTIVE_WINDOW_S = 15 * 60  # a call directory without metrics.json, touched this
 
 def call_dir(calls_dir: Path, call_id: str) -> Path | None:
     """The directory of a call, or None for an unsafe or unknown id (no traversal, no symlinks out)."""
-    if not CALL_ID.match(call_id) or ".." in call_id:
+    if not CALL_ID.fullmatch(call_id) or ".." in call_id:
         return None
     root = calls_dir.resolve()
     d = (root / call_id).resolve()
@@ -55,7 +55,7 @@ class CallStore:
         if not self.dir.is_dir():
             return out
         for d in self.dir.iterdir():
-            if not d.is_dir() or not CALL_ID.match(d.name):
+            if d.is_symlink() or not d.is_dir() or not CALL_ID.fullmatch(d.name):
                 continue
             m = d / "metrics.json"
             if m.exists():
