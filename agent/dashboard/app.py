@@ -207,16 +207,21 @@ def create_app(calls_dir: Path | str, redis_url: str | None, admin_token: str | 
     return app
 
 
-def run_dashboard(host: str = "127.0.0.1", port: int = 8700, calls_dir: Path | str = "calls") -> None:
-    """`callcenter dashboard --host H --port P`: settings give the token and Redis."""
+def run_dashboard(host: str = "127.0.0.1", port: int = 8700, calls_dir: Path | str = "calls",
+                  experiment: Path | str | None = None) -> None:  # fmt: skip
+    """`callcenter dashboard --host H --port P`: settings give the admin token and Redis; the
+    optional experiment file (YAML/JSON, see `agent.observability.load_experiment`) adds the A/B table."""
     import uvicorn
 
+    from agent.observability import load_experiment
     from core.settings import get_settings
 
     s = get_settings()
-    loopback = host in ("127.0.0.1", "localhost", "::1")
-    if not loopback and not s.admin_token:
-        log.warning("listening on %s without CALLCENTER_ADMIN_TOKEN: every view will refuse access", host)
+    if host not in ("127.0.0.1", "localhost", "::1") and not s.admin_token:
+        log.warning("listening on %s without CALLCENTER_ADMIN_TOKEN: remote clients are refused", host)
     open_local = bool(getattr(s, "dashboard_open_on_localhost", True))
-    app = create_app(calls_dir, s.redis_url, s.admin_token, open_readonly_on_localhost=open_local)
+    exp = load_experiment(experiment) if experiment else None
+    app = create_app(
+        calls_dir, s.redis_url, s.admin_token, open_readonly_on_localhost=open_local, experiment=exp
+    )
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
