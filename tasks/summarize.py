@@ -59,9 +59,13 @@ def llm_prose(previous_prose: str, messages: list[Mapping[str, Any]]) -> str:
 
 
 def extractive_prose(previous_prose: str, messages: list[Mapping[str, Any]]) -> str:
-    """No-LLM fallback: keep the old prose and the caller's latest request, both clipped."""
-    last_user = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
-    parts = [previous_prose[:400], f"Caller most recently said: {' '.join(last_user.split())[:160]}"]
+    """No-LLM fallback: the old prose plus the topics the caller raised, clipped.
+
+    Worded as past topics, never as a pending request: a small model that reads "the caller
+    said X" in its context tends to answer X again instead of the current question."""
+    asked = [" ".join(message_text(m).split())[:60] for m in messages if m.get("role") == "user"]
+    topics = "; ".join(dict.fromkeys(a.rstrip("?.!") for a in asked if a))[:240]
+    parts = [previous_prose[:400], f"Topics already covered: {topics}." if topics else ""]
     return " ".join(p for p in parts if p.strip())
 
 

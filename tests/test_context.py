@@ -56,6 +56,7 @@ class TimedContext(ContextManager):
         out = super().prepare(chat_ctx)
         self.prepare_s.append(time.perf_counter() - t0)
         self.sent.append(len(out.items))
+        self.last_sent = "\n".join(getattr(i, "text_content", "") or "" for i in out.items)
         return out
 
 
@@ -98,7 +99,8 @@ async def test_long_call_stays_bounded_and_remembers_early_facts(redis_url, queu
     assert ctx.stats.summaries >= 2, ctx.stats.events
     assert ORDER in ctx.summary and "Maria Lopez" in ctx.summary
     assert max(ctx.prepare_s) < 0.2  # generous: prepare never awaits the worker
-    assert "483920" in answers[-1].replace(" ", ""), answers[-1]
+    assert ORDER in ctx.last_sent  # what the LLM received at turn 40 still holds the order number
+    assert "483920" in answers[-1].replace(" ", ""), answers[-1]  # and the model used it
 
 
 async def test_without_a_worker_the_call_completes_and_stays_bounded(redis_url):

@@ -24,6 +24,7 @@ from rich.console import Console
 
 from agent.agent import CallAgent, Generation, TurnLog
 from agent.providers import Providers
+from agent.recovery import attach_recovery
 from agent.report import TurnMetrics, turn_table, write_metrics, write_private
 from agent.session import TurnMode, create_session
 from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_frame
@@ -164,6 +165,7 @@ class SimulatedCall:
         pending = np.zeros(0, np.float32)
         try:
             await session.start(agent, record=False)
+            attach_recovery(session, agent.call_flags)  # apologise once if the LLM finally fails
             if self.greet:
                 session.say(self.tenant.greeting)
             loop = asyncio.get_running_loop()
