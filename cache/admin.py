@@ -173,8 +173,16 @@ class CacheAdmin:
         audio: bool = False,
         ttl_s: int | None = None,
         progress: Progress = None,
+        synthesize: Callable[[str], tuple[bytes, int]] | None = None,
+        voice: str | None = None,
     ) -> dict[str, Any]:
-        """Store a FAQ file's entries, or (no path) the tenant's own `faq:` from its YAML."""
+        """Store a FAQ file's entries, or (no path) the tenant's own `faq:` from its YAML.
+
+        With `audio=True`, `synthesize(text) -> (pcm16, sample_rate)` pre-renders each answer for
+        `voice` (the agent's TTS voice id), so the first hit already plays cached audio.
+        """
+        if audio and (synthesize is None or not voice):
+            raise UserError("audio warm-up needs a synthesizer and a voice")
         if path is not None:
             rows = read_faq(path)
         else:
@@ -191,9 +199,12 @@ class CacheAdmin:
             name = row["tenant"] or tenant
             if name not in scopes:
                 scopes[name] = tenant_scope(name)
-        return asyncio.run(self._warm_rows(rows, scopes, tenant, ttl_s, progress))
+        audio_to = (synthesize, voice) if audio else None
+        return asyncio.run(self._warm_rows(rows, scopes, tenant, ttl_s, progress, audio_to))
 
-    async def _warm_rows(self, rows, scopes, default_tenant, ttl_s, progress) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    async def _warm_rows(
+        self, rows, scopes, default_tenant, ttl_s, progress, audio_to=None
+    ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         c = self.cache(budget_ms=60_000)
         stored, skipped = 0, {}
         ids: list[str] = []
@@ -213,11 +224,15 @@ class CacheAdmin:
                     else:
                         stored += 1
                         ids.append(eid)
+                        if audio_to is not None:
+                            fn, voice = audio_to
+                            pcm, sr = await asyncio.to_thread(fn, row["answer"])
+                            await c.attach_audio(eid, pcm, sr, voice)
                 if progress:
                     progress(i, len(rows))
         finally:
             await c.close()
-        return {"stored": stored, "skipped": skipped, "total": len(rows), "ids": ids}
+        return {"stored": stored, "skipped": skipped, "total": len(rows), "ids": ids, "audio": bool(audio_to)}
 
     def mine_calls(self, calls_dir: str | Path, *, tenant: str | None = None, min_count: int = 2,
                    limit: int = 50, distance: float | None = None) -> list[dict[str, Any]]:  # fmt: skip

@@ -84,7 +84,7 @@ def warm(
     tenant: TENANT = None,
     from_calls: Annotated[Path | None, typer.Option("--from-calls", help="dir of saved calls")] = None,
     min_count: Annotated[int, typer.Option(help="--from-calls: min times a question was asked")] = 2,
-    audio: Annotated[bool, typer.Option("--audio", help="pre-synthesize audio (not yet supported)")] = False,
+    audio: Annotated[bool, typer.Option("--audio", help="pre-synthesize audio (local voice)")] = False,
     ttl: Annotated[int | None, typer.Option("--ttl", help="entry TTL in seconds")] = None,
     namespace: NS = "cc",
 ) -> None:
@@ -93,8 +93,19 @@ def warm(
 
     if file is not None and from_calls is not None:
         raise UserError("give either FILE or --from-calls, not both")
+    synth = voice = None
     if audio:
-        raise UserError("--audio is not supported yet: audio is stored on the first hit in a call")
+        if from_calls is not None:
+            raise UserError("--audio works with FILE or --tenant warm-up, not --from-calls")
+        # The local profile's voice (agent/providers/hibari_tts.py); a cloud voice's audio is
+        # stored on the first hit in a call instead.
+        from agent.providers.hibari_tts import SAMPLE_RATE, HibariTTS, synthesize_pcm16
+
+        voice = HibariTTS.voice
+
+        def synth(text: str) -> tuple[bytes, int]:
+            return synthesize_pcm16(text), SAMPLE_RATE
+
     if file is not None:
         from cache.admin import read_faq
 
@@ -111,9 +122,12 @@ def warm(
         if from_calls is not None:
             res = adm.warm_from_calls(from_calls, tenant=tenant, min_count=min_count, progress=cb)
         else:
-            res = adm.warm(file, tenant=tenant, ttl_s=ttl, progress=cb)
+            res = adm.warm(
+                file, tenant=tenant, ttl_s=ttl, progress=cb, audio=audio, synthesize=synth, voice=voice
+            )
     skipped = ", ".join(f"{k}: {v}" for k, v in res["skipped"].items()) or "none"
     extra = f", mined {res['mined']} questions" if "mined" in res else ""
+    extra += f", audio for voice {voice}" if res.get("audio") else ""
     console.print(f"stored {res['stored']} of {res['total']} entries{extra}; skipped: {skipped}")
 
 

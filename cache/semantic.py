@@ -491,7 +491,9 @@ class ResponseCache:
             pipe.hset(akey, mapping={"pcm": audio, "sr": int(sample_rate)})
             if ttl > 0:
                 pipe.expire(akey, ttl)
-            pipe.hset(self.keys.entry(entry_id), "voices", voice)
+            have = _s(await r.hget(self.keys.entry(entry_id), "voices") or b"")
+            voices = sorted({v for v in have.split(",") if v} | {voice})
+            pipe.hset(self.keys.entry(entry_id), "voices", ",".join(voices))
             await pipe.execute()
         except (redis.RedisError, OSError) as e:
             self._failed(e)
