@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from core.settings import REPO_ROOT
+
 app = typer.Typer(help="Background workers.", no_args_is_help=True)
 mcp_app = typer.Typer(help="The MCP document server.", no_args_is_help=True)
 
@@ -42,9 +44,10 @@ def celery_worker(
 
 @mcp_app.command("serve")
 def serve(
-    docs: Annotated[Path, typer.Option(help="Documents directory", exists=True, file_okay=False)] = Path(
-        "documents"
-    ),
+    docs: Annotated[
+        Path,
+        typer.Option(help="Documents directory", exists=True, file_okay=False, envvar="CALLCENTER_DOCS_DIR"),
+    ] = REPO_ROOT / "documents",
     transport: Annotated[str, typer.Option(help="stdio or streamable-http")] = "stdio",
     host: Annotated[str, typer.Option()] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8765,
