@@ -139,3 +139,43 @@ def test_cli_eval_json(redis_url: str, tmp_path: Path) -> None:
     assert p.returncode == 0, p.stderr
     res = json.loads(p.stdout)
     assert res["hit_rate"] == 1.0 and res["false_hit_rate"] == 0.0 and res["n_queries"] == 2
+
+
+def test_faq_formats_and_mining_calls(adm: CacheAdmin, tmp_path: Path) -> None:
+    from cache.admin import read_faq
+
+    y = tmp_path / "faq.yaml"
+    y.write_text(
+        "faq:\n  - question: Do you sell gift cards?\n    answer: Yes.\n    paraphrases: ['gift vouchers?']\n"
+    )
+    c = tmp_path / "faq.csv"
+    c.write_text('question,answer,paraphrases\n"Do you sell gift cards?","Yes.","gift vouchers?|giftcards"\n')
+    assert read_faq(y)[0]["paraphrases"] == ["gift vouchers?"]
+    assert read_faq(c)[0]["paraphrases"] == ["gift vouchers?", "giftcards"]
+    for i, texts in enumerate([["What are your opening hours?", "and on Sundays?"],
+                               ["what are your opening hours", "My number is 415 555 0134"],
+                               ["What are your opening hours?", "Do you sell gift cards?"]]):  # fmt: skip
+        d = tmp_path / "calls" / f"call{i}"
+        d.mkdir(parents=True)
+        turns = [{"user_text": t, "agent_text": "..."} for t in texts]
+        (d / "transcript.json").write_text(json.dumps({"turns": turns}))
+    mined = adm.mine_calls(tmp_path / "calls", min_count=2)
+    assert len(mined) == 1 and mined[0]["count"] == 3
+    assert mined[0]["question"].lower().startswith("what are your opening hours")
+
+
+def test_invalidate_stale_knowledge_version(adm: CacheAdmin) -> None:
+    import asyncio
+
+    from cache.admin import tenant_scope
+
+    name, lang, kver = tenant_scope("acme")
+    c = adm.cache()
+    asyncio.run(
+        c.store("Do you sell gift cards?", "Yes.", tenant=name, language=lang, knowledge_version="old")
+    )
+    asyncio.run(
+        c.store("Do you ship abroad?", "To the EU.", tenant=name, language=lang, knowledge_version=kver)
+    )
+    assert adm.invalidate(tenant="acme", stale=True) == 1
+    assert [r["kver"] for r in adm.list("acme")] == [kver]
