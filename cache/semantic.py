@@ -48,6 +48,7 @@ SAVED_BASE_S = 0.4
 TOKENS_PER_S = 30.0
 PROMPT_TOKENS_EST = 250
 LAT_KEEP = 10_000
+STATS_TIMEOUT_S = 0.2  # stats are best effort and must not slow a turn
 
 
 class CacheHit(BaseModel):
@@ -265,6 +266,10 @@ class ResponseCache:
     async def _count(self, **fields: float) -> None:
         if not self.record_stats:
             return
+        if not self._available():  # Redis down: keep the call path free of connect attempts
+            if fields.get("bypasses"):
+                self._bump_local_bypass()
+            return
         try:
             r = self._client()
             pipe = r.pipeline(transaction=False)
@@ -273,7 +278,7 @@ class ResponseCache:
                     pipe.hincrbyfloat(self.keys.stats, f, v)
                 else:
                     pipe.hincrby(self.keys.stats, f, int(v))
-            await asyncio.wait_for(pipe.execute(), timeout=0.5)
+            await asyncio.wait_for(pipe.execute(), timeout=STATS_TIMEOUT_S)
         except Exception:  # noqa: BLE001 — stats are best effort
             pass
 
@@ -365,7 +370,7 @@ class ResponseCache:
                     pipe.hincrby(self.keys.stats, f, int(v))
             pipe.lpush(self.keys.lat, round(ms, 3))
             pipe.ltrim(self.keys.lat, 0, LAT_KEEP - 1)
-            await asyncio.wait_for(pipe.execute(), timeout=0.5)
+            await asyncio.wait_for(pipe.execute(), timeout=STATS_TIMEOUT_S)
         except Exception:  # noqa: BLE001
             pass
 
