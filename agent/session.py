@@ -11,13 +11,14 @@ Turn-taking configurations (measured by `callcenter bench turns`, see docs/turn-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from livekit.agents import AgentSession, inference
 from livekit.agents.voice.turn import TurnHandlingOptions
 
 from agent.providers import Providers
-from agent.turn_detector import BackchannelGateSTT, TextTurnDetector
+from agent.turn_detector import BackchannelGateSTT, EchoGateVAD, TextTurnDetector
 
 TurnMode = Literal["vad", "eot", "vad-fixed", "vad+eot-audio", "vad+text-eou"]
 SHIPPED: TurnMode = "vad"
@@ -27,6 +28,21 @@ BENCH_CONFIGS: dict[str, TurnMode] = {
     "vad+text-eou": "vad+text-eou",
     "shipped": SHIPPED,
 }
+
+
+@dataclass(frozen=True)
+class TurnTuning:
+    """The shipped values (why: docs/turn-taking.md). The benchmark sweeps them in-process."""
+
+    vad_min_silence: float = 0.2  # VAD end-of-speech; the text EOU guards mid-sentence pauses
+    min_delay: float = 0.2  # endpointing after a complete-looking transcript
+    max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
+    min_interruption: float = 0.25  # speech needed to pause the agent (barge-in reaction)
+    false_interruption_timeout: float = 0.3  # silence after which a pause with no words resumes
+    echo_gate_dbfs: float | None = -27.0  # double-talk threshold; None disables the echo gate
+
+
+TUNING = TurnTuning()
 
 
 def _baseline(mode: TurnMode) -> TurnHandlingOptions:
@@ -51,51 +67,61 @@ def _baseline(mode: TurnMode) -> TurnHandlingOptions:
     return opts
 
 
-def telephony_turn_handling(mode: TurnMode = "vad") -> TurnHandlingOptions:
+def telephony_turn_handling(mode: TurnMode = "vad", tuning: TurnTuning | None = None) -> TurnHandlingOptions:
     """Turn-taking tuned for 8 kHz phone audio with noise and line echo.
 
-    - endpointing: short silence (0.3 s) when the transcript reads as a finished sentence, up to
-      1.6 s when it hangs on "um", "and", "to", "my", a comma... (text EOU decides which).
-    - interruption: 0.25 s of speech pauses the agent at once (barge-in reaction), but the reply
-      is only cut when a real transcript follows; a cough, click, echo or a pure backchannel
-      (blanked by the gate) leaves no transcript, so the agent resumes the same sentence after
-      0.6 s of silence instead of restarting or going quiet.
+    - endpointing: a short silence when the transcript reads as a finished sentence, the long
+      one when it hangs on "um", "and", "to", "my", a comma... (the text EOU decides which).
+    - interruption: a quarter second of speech pauses the agent at once (barge-in reaction), but
+      the reply is only cut when a real transcript follows; a cough, click, echo or a pure
+      backchannel (blanked by the gate) leaves no transcript, so the agent resumes the same
+      sentence after a short silence instead of restarting or going quiet. The resume must come
+      within ~0.7 s or the caller takes the silence as the end of the answer.
     """
     if mode not in ("vad", "eot"):
         return _baseline(mode)
+    t = tuning or TUNING
     return {
         "turn_detection": inference.TurnDetector() if mode == "eot" else TextTurnDetector(),
-        "endpointing": {"mode": "fixed", "min_delay": 0.3, "max_delay": 1.6},
+        "endpointing": {"mode": "fixed", "min_delay": t.min_delay, "max_delay": t.max_delay},
         "interruption": {
             "enabled": True,
             "mode": "vad",  # "adaptive" needs LiveKit's hosted model: not available offline
-            "min_duration": 0.25,
+            "min_duration": t.min_interruption,
             "min_words": 0,  # non-streaming STT: words only arrive after the caller stops
             "resume_false_interruption": True,
-            "false_interruption_timeout": 0.6,
+            "false_interruption_timeout": t.false_interruption_timeout,
         },
         "preemptive_generation": {"enabled": True},
     }
 
 
 def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> AgentSession:
-    the_stt = providers.stt
+    tuned, t = turn_mode in ("vad", "eot"), TUNING
+    the_stt, the_vad = providers.stt, providers.vad
     gate: BackchannelGateSTT | None = None
-    if turn_mode in ("vad", "eot") and not providers.stt.capabilities.streaming:
-        gate = BackchannelGateSTT(providers.stt)
-        the_stt = gate
+    echo_gate: EchoGateVAD | None = None
+    if tuned and not providers.stt.capabilities.streaming:
+        the_stt = gate = BackchannelGateSTT(providers.stt)
+    if tuned and isinstance(providers.vad, inference.VAD):
+        # Same native silero VAD, shorter end-of-speech silence (see TurnTuning).
+        the_vad = inference.VAD(min_silence_duration=t.vad_min_silence, activation_threshold=0.5)
+    if tuned and t.echo_gate_dbfs is not None:
+        the_vad = echo_gate = EchoGateVAD(the_vad, t.echo_gate_dbfs)
     session = AgentSession(
         stt=the_stt,
         llm=providers.llm,
         tts=providers.tts,
-        vad=providers.vad,
-        turn_handling=telephony_turn_handling(turn_mode),
+        vad=the_vad,
+        turn_handling=telephony_turn_handling(turn_mode, t),
     )
-    if gate is not None:
-        # "mid-reply" = a reply exists and was not cut; a paused reply still counts.
-        def _speaking() -> bool:
-            sp = session.current_speech
-            return sp is not None and not sp.interrupted and not sp.done()
 
-        gate.agent_speaking = _speaking
+    # "mid-reply" = a reply exists and was not cut; a paused reply still counts.
+    def _speaking() -> bool:
+        sp = session.current_speech
+        return sp is not None and not sp.interrupted and not sp.done()
+
+    for g in (gate, echo_gate):
+        if g is not None:
+            g.agent_speaking = _speaking
     return session

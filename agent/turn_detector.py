@@ -13,6 +13,12 @@ benchmark).
 only of backchannel words ("uh-huh", "okay", "right") is reported as empty. livekit then treats
 the overlap as a false interruption (pause, then resume the same sentence) instead of
 committing a user turn that cuts the agent off.
+
+`EchoGateVAD` wraps the VAD with a telephony echo suppressor (the G.164-style "non-linear
+processor"): while the agent has a reply in progress, uplink frames quieter than the double-talk
+threshold are attenuated by 30 dB before the VAD sees them. The agent's own voice leaking back
+(line echo is >= 15 dB below the caller's speech) and moderate background noise stop looking
+like a barge-in; a caller talking over the agent is louder and passes at once.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from livekit.agents import APIConnectOptions, llm, stt, utils
+import numpy as np
+from livekit import rtc
+from livekit.agents import APIConnectOptions, llm, stt, utils, vad
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 COMPLETE_P = 0.95
@@ -136,3 +144,46 @@ class BackchannelGateSTT(stt.STT):
                 alternatives=[stt.SpeechData(language=lang, text="", confidence=0.0)],
             )
         return ev
+
+
+DOUBLE_TALK_DBFS = -27.0  # 7 dB under the nominal -20 dBFS speech level of a phone line
+GATE_ATTENUATION_DB = 30.0
+
+
+class EchoGateVAD(vad.VAD):
+    """Echo/noise suppression in front of the VAD while the agent is mid-reply."""
+
+    def __init__(self, inner: vad.VAD, threshold_dbfs: float = DOUBLE_TALK_DBFS) -> None:
+        super().__init__(capabilities=inner.capabilities)
+        self.inner = inner
+        self.threshold = 10 ** (threshold_dbfs / 20)
+        self.gain = 10 ** (-GATE_ATTENUATION_DB / 20)
+        self.agent_speaking: Callable[[], bool] = lambda: False
+        self.gated_frames = 0
+
+    @property
+    def model(self) -> str:
+        return self.inner.model
+
+    @property
+    def provider(self) -> str:
+        return self.inner.provider
+
+    def gate(self, frame: rtc.AudioFrame) -> rtc.AudioFrame:
+        if not self.agent_speaking():
+            return frame
+        x = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / 32768.0
+        if len(x) == 0 or float(np.sqrt(np.mean(x * x))) >= self.threshold:
+            return frame  # double talk: the caller is speaking over the agent
+        self.gated_frames += 1
+        y = (x * self.gain * 32767).astype(np.int16)
+        return rtc.AudioFrame(
+            data=y.tobytes(), sample_rate=frame.sample_rate, num_channels=frame.num_channels,
+            samples_per_channel=frame.samples_per_channel,
+        )
+
+    def stream(self) -> vad.VADStream:
+        s = self.inner.stream()
+        push = s.push_frame
+        s.push_frame = lambda frame: push(self.gate(frame))  # type: ignore[method-assign]
+        return s

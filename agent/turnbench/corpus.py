@@ -27,11 +27,11 @@ HARDEST = "babble-10"  # the goals' condition: 10 dB babble, G.711, echo
 
 # name -> (noise, snr_db, packet_loss, cases in the full run)
 CONDITIONS: dict[str, tuple[str, float | None, float, int]] = {
-    "clean": ("none", None, 0.0, 10),
-    "white-20": ("white", 20.0, 0.0, 10),
-    "street-10-loss2": ("street", 10.0, 0.02, 10),
-    "babble-10": ("babble", 10.0, 0.0, 30),
-    "babble-5-loss2": ("babble", 5.0, 0.02, 10),
+    "clean": ("none", None, 0.0, 6),
+    "white-20": ("white", 20.0, 0.0, 6),
+    "street-10-loss2": ("street", 10.0, 0.02, 6),
+    "babble-10": ("babble", 10.0, 0.0, 20),
+    "babble-5-loss2": ("babble", 5.0, 0.02, 6),
 }
 
 QUESTIONS = [
@@ -46,12 +46,12 @@ QUESTIONS = [
 ]
 # (sentence, words before the hesitation): the first fragment dangles on a filler or a function word
 HESITATIONS = [
-    ("I'd like to, um, change my delivery address.", 3),
+    ("I'd like to, um, change my delivery address.", 4),
     ("Can you tell me, uh, when my order arrives?", 5),
-    ("I want to ask about the, er, warranty on my drill.", 6),
+    ("I want to ask about the, er, warranty on my drill.", 7),
     ("My question is about my, um, last invoice.", 6),
     ("I need a key cut for my, uh, front door.", 8),
-    ("Could you check whether, um, my parcel has shipped?", 4),
+    ("Could you check whether, um, my parcel has shipped?", 5),
 ]
 BACKCHANNELS = ["uh-huh", "okay", "right", "mm-hmm", "yeah"]
 DISTRACTORS = ["backchannel", "cough", "click", "burst", "none"]

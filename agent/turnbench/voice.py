@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 from livekit.agents import APIConnectOptions, llm, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
@@ -33,7 +34,12 @@ def speech_pcm(text: str) -> bytes:
         if text not in _cache:
             from agent.providers.hibari_tts import synthesize_pcm16
 
-            _cache[text] = synthesize_pcm16(text)
+            pcm = np.frombuffer(synthesize_pcm16(text), np.int16)
+            # Trim the synthesizer's leading/trailing padding: it is not turn-taking latency.
+            on = np.flatnonzero(np.abs(pcm) > 0.01 * 32768)
+            if len(on):
+                pcm = pcm[max(0, on[0] - RATE // 100) : on[-1] + RATE // 50]
+            _cache[text] = pcm.tobytes()
         return _cache[text]
 
 

@@ -1,0 +1,80 @@
+"""The offline text end-of-utterance rules, the backchannel lexicon, the scenario extensions."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+from livekit.agents import llm
+
+from agent.sim.caller import synthesize_sound
+from agent.sim.scenario import Turn
+from agent.turn_detector import (
+    UNLIKELY_THRESHOLD,
+    TextTurnDetector,
+    is_backchannel,
+    utterance_complete_probability,
+)
+from agent.turnbench.corpus import CONDITIONS, CORPUS_DIR, make_case
+
+
+@pytest.mark.parametrize("text", [
+    "What are your opening hours?", "I'd like to change my delivery address.", "Do you deliver on Sundays!",
+    "thanks", "",
+])
+def test_complete(text: str) -> None:
+    assert utterance_complete_probability(text) >= UNLIKELY_THRESHOLD
+
+
+@pytest.mark.parametrize("text", [
+    "I'd like to, um,", "I'd like to um", "I want to ask about the", "My question is about my",
+    "Could you check whether...", "I need a key cut for my, uh,", "I'd like to.", "and", "so I was wondering if",
+    "Can you tell me, uh", "Wait…",
+])
+def test_incomplete(text: str) -> None:
+    assert utterance_complete_probability(text) < UNLIKELY_THRESHOLD
+
+
+def test_detector_reads_the_last_user_message() -> None:
+    ctx = llm.ChatContext()
+    ctx.add_message(role="assistant", content="How can I help?")
+    ctx.add_message(role="user", content="I'd like to, um,")
+    det = TextTurnDetector()
+    p = asyncio.run(det.predict_end_of_turn(ctx))
+    assert p < asyncio.run(det.unlikely_threshold("en"))
+    ctx.add_message(role="user", content="change my address.")
+    assert asyncio.run(det.predict_end_of_turn(ctx)) > UNLIKELY_THRESHOLD
+    assert asyncio.run(det.supports_language("en")) and not asyncio.run(det.supports_language("de"))
+
+
+@pytest.mark.parametrize(("text", "bc"), [
+    ("uh-huh", True), ("Okay.", True), ("right", True), ("Mm-hmm.", True), ("yeah okay", True),
+    ("Stop.", False), ("No, that's wrong.", False), ("Wait, do you have a store?", False), ("", False),
+])
+def test_backchannel(text: str, bc: bool) -> None:
+    assert is_backchannel(text) is bc
+
+
+def test_hesitation_and_sound_turns() -> None:
+    t = Turn(say="I'd like to, um, change my address.", hesitate_after=4, hesitate_s=0.6)
+    assert t.fragments() == ["I'd like to, um,", "change my address."]
+    assert Turn(say="Hello there").fragments() == ["Hello there"]
+    Turn(sound="cough", barge_in_after=1.0)
+    with pytest.raises(ValueError):
+        Turn(say="Hi", hesitate_after=1)  # nothing after the pause
+    with pytest.raises(ValueError):
+        Turn(sound="cough", say="hi")
+    for kind in ("cough", "click", "burst"):
+        a = synthesize_sound(kind, seed=3)
+        assert 0.05 < len(a) / 8000 < 0.8 and np.max(np.abs(a)) < 1.0
+        assert np.array_equal(a, synthesize_sound(kind, seed=3))
+
+
+def test_corpus_files_match_the_generator() -> None:
+    import yaml
+
+    for cond, (*_, n) in CONDITIONS.items():
+        for i in range(n):
+            p = CORPUS_DIR / cond / f"{cond}-{i:02d}.yaml"
+            assert yaml.safe_load(p.read_text()) == make_case(cond, i), p
