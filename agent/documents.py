@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -64,6 +65,8 @@ class ToolRefused(Exception):
     """The server answered with a tool error (`code: message`)."""
 
     def __init__(self, text: str) -> None:
+        # The server prefixes "Error executing tool <name>: "; our code follows it.
+        text = re.sub(r"^Error executing tool \w+:\s*", "", text)
         super().__init__(text)
         self.code = text.split(":", 1)[0].strip()
 
@@ -77,6 +80,10 @@ def _spoken(text: str, limit: int = 220) -> str:
     """Markdown table rows and headings read badly aloud; keep one short plain sentence."""
     s = " ".join(text.replace("|", " ").replace("#", " ").replace("**", "").split())
     return s if len(s) <= limit else s[:limit].rsplit(" ", 1)[0] + "…"
+
+
+def _cap(s: str) -> str:
+    return s[:1].upper() + s[1:]  # str.capitalize() would lowercase the document titles
 
 
 def _duration_words(seconds: float) -> str:
@@ -287,17 +294,15 @@ class DocumentDesk:
             st = await self._call("job_status", job_id=j.id)
             self._update(j, st)
             if j.state == "queued":
-                out.append(f"{j.label.capitalize()} is waiting for a free worker.")
+                out.append(f"{_cap(j.label)} is waiting for a free worker.")
             elif j.state == "worker_lost":
-                out.append(
-                    f"{j.label.capitalize()} was interrupted; it will restart when the service is back."
-                )
+                out.append(f"{_cap(j.label)} was interrupted; it will restart when the service is back.")
             elif j.state in _FINAL:
-                out.append(f"{j.label.capitalize()} just finished; I'll read it out now.")
+                out.append(f"{_cap(j.label)} just finished; I'll read it out now.")
             else:
                 left = max(2.0, (time.monotonic() - j.started) * (1 - j.progress) / max(j.progress, 0.05))
                 out.append(
-                    f"{j.label.capitalize()} is {round(j.progress * 100)} percent done, {_duration_words(left)} left."
+                    f"{_cap(j.label)} is {round(j.progress * 100)} percent done, {_duration_words(left)} left."
                 )
         return out or ["Nothing is running right now."]
 
@@ -343,13 +348,13 @@ class DocumentDesk:
 
     def _result_sentence(self, job: Job, res: dict[str, Any]) -> str:
         if job.kind == "analysis":
-            facts = "; ".join(_spoken(f, 90) for f in (res.get("key_facts") or [])[:2])
-            return f"{job.label.capitalize()} is ready. {_spoken(res.get('summary', ''), 240)}" + (
+            facts = "; ".join(_spoken(f, 90).rstrip(".…") for f in (res.get("key_facts") or [])[:2])
+            return f"{_cap(job.label)} is ready. {_spoken(res.get('summary', ''), 240)}" + (
                 f" Key facts: {facts}." if facts else ""
             )
         if res.get("identical"):
-            return f"{job.label.capitalize()} is ready: the two are identical."
-        return f"{job.label.capitalize()} is ready. {_spoken(res.get('differences', ''), 300)}"
+            return f"{_cap(job.label)} is ready: the two are identical."
+        return f"{_cap(job.label)} is ready. {_spoken(res.get('differences', ''), 300)}"
 
     async def _say_when_quiet(self, text: str) -> None:
         """Speak only after the caller and the agent have both been quiet for `quiet_s`."""

@@ -1,0 +1,336 @@
+"""DocumentDesk in a real AgentSession, against the real MCP document server (streamable-http and
+stdio) and a real Celery worker on the embedded Redis. The LLM is the instant one, so timings
+measure only our own overhead."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import statistics
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from livekit.agents import AgentSession
+
+from agent.agent import TurnLog
+from agent.documents import UNREACHABLE, DocumentCallAgent, DocumentDesk
+from agent.providers.instant import InstantLLM
+from core.settings import REPO_ROOT
+from core.tenants import load_tenant
+from tasks.testing import McpHttpServer, WorkerProcess, stdio_params
+
+PLAIN = "What are your opening hours?"
+
+
+@pytest.fixture(scope="module")
+def queue() -> str:
+    return f"test-docagent-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def docs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    docs = tmp_path_factory.mktemp("docs") / "docs"
+    shutil.copytree(REPO_ROOT / "documents", docs)
+    return docs
+
+
+@pytest.fixture(scope="module")
+def logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("logs")
+
+
+@pytest.fixture(scope="module")
+def worker(redis_url: str, queue: str, logs: Path) -> Iterator[WorkerProcess]:
+    w = WorkerProcess(redis_url, queue, logs).start()
+    yield w
+    w.stop()
+
+
+def env(redis_url: str, queue: str, job_s: float) -> dict[str, str]:
+    return {
+        "REDIS_URL": redis_url,
+        "CALLCENTER_CELERY_QUEUE": queue,
+        "CALLCENTER_TASKS_LLM": "0",  # deterministic analysis: the worker's LLM is not under test
+        "CALLCENTER_DOCS_JOB_MIN_DURATION_S": str(job_s),
+        "CALLCENTER_JOB_STALE_AFTER_S": "2",  # a killed worker is noticed within seconds
+    }
+
+
+@pytest.fixture(scope="module")
+def server(
+    redis_url: str, queue: str, docs_dir: Path, worker: WorkerProcess, logs: Path
+) -> Iterator[McpHttpServer]:
+    s = McpHttpServer(docs_dir, logs, env(redis_url, queue, 3)).start()
+    yield s
+    s.stop()
+
+
+class Call:
+    """A text-level call: real AgentSession + CallAgent with the document hook."""
+
+    def __init__(self, desk: DocumentDesk) -> None:
+        self.desk = desk
+        self.turn_log = TurnLog()
+        self.agent = DocumentCallAgent(
+            load_tenant("acme"), voice="none", turn_log=self.turn_log, documents=desk
+        )
+        self.session = AgentSession(llm=InstantLLM())
+        self.said: list[str] = []
+        self.session.on("conversation_item_added", self._item)
+
+    def _item(self, ev: Any) -> None:
+        if getattr(ev.item, "role", "") == "assistant":
+            self.said.append(ev.item.text_content or "")
+
+    async def ask(self, text: str) -> str:
+        result = await self.session.run(user_input=text)
+        return " ".join(
+            ev.item.text_content or ""
+            for ev in result.events
+            if hasattr(ev, "item") and getattr(ev.item, "role", "") == "assistant"
+        )
+
+    async def wait_said(self, needle: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for s in self.said:
+                if needle in s:
+                    return s
+            await asyncio.sleep(0.1)
+        raise AssertionError(f"agent never said {needle!r}: {self.said}")
+
+
+@pytest.fixture
+async def call(server: McpHttpServer) -> AsyncIterator[Call]:
+    desk = DocumentDesk.http(server.url, poll_s=0.3, quiet_s=0.3)
+    c = Call(desk)
+    assert await desk.start()
+    await c.session.start(c.agent, record=False)
+    desk.attach(c.session)
+    yield c
+    await desk.aclose()
+    await c.session.aclose()
+
+
+async def job_state(server_url: str, job_id: str) -> str:
+    probe = DocumentDesk.http(server_url)
+    try:
+        return (await probe._call("job_status", job_id=job_id))["state"]
+    finally:
+        await probe.aclose()
+
+
+# ---- happy paths ---------------------------------------------------------------------------------
+async def test_read_only_intents(call: Call) -> None:
+    t0 = time.monotonic()
+    a = await call.ask("Can you search the documents for mattress removal?")
+    assert "Old mattress removal" in a and "section Services" in a, a
+    a = await call.ask("What does the policy say about refunds?")
+    assert "5 business days" in a, a
+    assert time.monotonic() - t0 < 5  # fast path: no Celery
+    assert "open" in await call.ask(PLAIN)  # not a document request: the LLM answers
+    gens = call.turn_log.generations
+    assert [g.used_tool for g in gens[:2]] == [True, True] and not gens[2].used_tool
+
+
+async def test_edit_intent(call: Call, docs_dir: Path) -> None:
+    a = await call.ask("In the contract, change $14.50 to $15.25")
+    assert a.startswith("Done") and "$15.25" in a, a
+    assert "$15.25 per pallet" in (docs_dir / "contract.md").read_text()
+    a = await call.ask("In the contract, change $99.99 to $1.00")
+    assert "couldn't find $99.99" in a, a
+
+
+async def test_analysis_answers_meanwhile_and_speaks_result(call: Call) -> None:
+    a = await call.ask("Please analyze the returns policy.")
+    assert "started the analysis of the Returns and Refunds Policy" in a and "It takes" in a, a
+    job_id = next(iter(call.desk.jobs))
+    other = await call.ask(PLAIN)  # the conversation goes on while the job runs
+    assert "open" in other, other
+    await asyncio.sleep(1.0)
+    status = await call.ask("How is it going?")
+    assert "percent done" in status or "just finished" in status, status
+    result = await call.wait_said("is ready", timeout=30)
+    assert (
+        result.startswith("The analysis of the Returns and Refunds Policy is ready.")
+        and "Key facts" in result
+    )
+    assert call.desk.jobs[job_id].state == "succeeded"
+
+
+async def test_compare_and_cancel_intents(call: Call, server: McpHttpServer) -> None:
+    a = await call.ask("Compare the two price lists")
+    assert "started the comparison of the Price List" in a, a
+    b = await call.ask("Cancel the comparison")
+    assert b.startswith("OK, I stopped the comparison"), b
+    job_id = next(iter(call.desk.jobs))
+    assert await job_state(server.url, job_id) in ("cancelled", "succeeded")  # may finish first
+
+
+async def test_compare_result_over_stdio(
+    redis_url: str, queue: str, docs_dir: Path, worker: WorkerProcess
+) -> None:
+    params = stdio_params(docs_dir, env(redis_url, queue, 1))
+    desk = DocumentDesk.stdio(docs_dir, params.env, poll_s=0.3, quiet_s=0.3)
+    c = Call(desk)
+    assert await desk.start()
+    await c.session.start(c.agent, record=False)
+    desk.attach(c.session)
+    try:
+        a = await c.ask("What changed between price list version 1 and version 2?")
+        assert "comparison" in a, a
+        said = await c.wait_said("is ready", timeout=30)
+        assert "Price List" in said
+    finally:
+        await desk.aclose()
+        await c.session.aclose()
+
+
+# ---- hang-up, worker death, server crash ---------------------------------------------------------
+async def test_hangup_revokes_running_job(
+    redis_url: str, queue: str, docs_dir: Path, worker: WorkerProcess, logs: Path
+) -> None:
+    s = McpHttpServer(docs_dir, logs, env(redis_url, queue, 30)).start()
+    try:
+        desk = DocumentDesk.http(s.url, poll_s=0.3)
+        c = Call(desk)
+        await desk.start()
+        await c.session.start(c.agent, record=False)
+        desk.attach(c.session)
+        await c.ask("Please analyze the contract")
+        job_id = next(iter(desk.jobs))
+        deadline = time.monotonic() + 20
+        while await job_state(s.url, job_id) != "running":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.3)
+        await desk.aclose()  # the caller hangs up
+        await c.session.aclose()
+        deadline = time.monotonic() + 10
+        while (state := await job_state(s.url, job_id)) != "cancelled":
+            assert time.monotonic() < deadline, state
+            await asyncio.sleep(0.3)
+    finally:
+        s.stop()
+
+
+async def test_worker_death_is_told_and_call_continues(redis_url: str, docs_dir: Path, logs: Path) -> None:
+    q = f"test-docdeath-{uuid.uuid4().hex[:6]}"
+    w = WorkerProcess(redis_url, q, logs).start()
+    s = McpHttpServer(docs_dir, logs, env(redis_url, q, 30)).start()
+    desk = DocumentDesk.http(s.url, poll_s=0.3, quiet_s=0.3)
+    c = Call(desk)
+    try:
+        await desk.start()
+        await c.session.start(c.agent, record=False)
+        desk.attach(c.session)
+        await c.ask("Please analyze the returns policy")
+        job = next(iter(desk.jobs.values()))
+        deadline = time.monotonic() + 20
+        while job.state != "running":
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        w.kill()
+        told = await c.wait_said("document service stopped", timeout=20)
+        assert "the analysis of the Returns and Refunds Policy" in told
+        assert "open" in await c.ask(PLAIN)  # the call goes on
+        assert "interrupted" in await c.ask("How is it going?")
+    finally:
+        await desk.aclose()
+        await c.session.aclose()
+        s.stop()
+        w.stop()
+
+
+async def test_mcp_server_crash_during_a_call(redis_url: str, queue: str, docs_dir: Path, logs: Path) -> None:
+    s = McpHttpServer(docs_dir, logs, env(redis_url, queue, 3)).start()
+    desk = DocumentDesk.http(s.url, call_timeout_s=3)
+    c = Call(desk)
+    try:
+        await desk.start()
+        await c.session.start(c.agent, record=False)
+        desk.attach(c.session)
+        assert "Old mattress removal" in await c.ask("Search the documents for mattress removal")
+        assert s.proc is not None
+        s.proc.send_signal(19)  # SIGSTOP: the next request hangs inside the server...
+        pending = asyncio.create_task(c.ask("Which document mentions pallets?"))
+        await asyncio.sleep(0.5)
+        s.kill()  # ...which then dies with the request in flight
+        t0 = time.monotonic()
+        assert await pending == UNREACHABLE
+        assert time.monotonic() - t0 < 5
+        assert "open" in await c.ask(PLAIN)  # the call continues
+        assert await c.ask("Search the documents for pallets") == UNREACHABLE  # still down: told again
+    finally:
+        await desk.aclose()
+        await c.session.aclose()
+        s.stop()
+
+
+# ---- cache and latency ---------------------------------------------------------------------------
+async def test_document_turns_are_never_cached(redis_url: str, server: McpHttpServer) -> None:
+    from cache.semantic import ResponseCache
+
+    cache = ResponseCache(redis_url, namespace=f"docagent{uuid.uuid4().hex[:6]}")
+    desk = DocumentDesk.http(server.url)
+    tenant = load_tenant("acme")
+    agent = DocumentCallAgent(tenant, voice="none", cache=cache, documents=desk)
+    session = AgentSession(llm=InstantLLM())
+    await desk.start()
+    await session.start(agent, record=False)
+    desk.attach(session)
+    q_doc = "Search the documents for mattress removal"
+    try:
+        await session.run(user_input=q_doc)
+        await session.run(user_input=PLAIN)
+        await agent.drain()
+        keys = dict(tenant=tenant.name, language=tenant.language, knowledge_version=tenant.knowledge_version)
+        assert await cache.lookup(PLAIN, **keys, context=[], voice="none") is not None  # the cache works
+        assert await cache.lookup(q_doc, **keys, context=[], voice="none") is None
+        assert agent.turn_log.generations[0].used_tool
+    finally:
+        await desk.aclose()
+        await session.aclose()
+
+
+async def test_turn_latency_with_a_running_job(
+    redis_url: str, queue: str, docs_dir: Path, worker: WorkerProcess, logs: Path
+) -> None:
+    s = McpHttpServer(docs_dir, logs, env(redis_url, queue, 40)).start()
+    desk = DocumentDesk.http(s.url)  # the shipped poll interval (1 s)
+    c = Call(desk)
+    try:
+        await desk.start()
+        await c.session.start(c.agent, record=False)
+        desk.attach(c.session)
+
+        async def sample(n: int) -> list[float]:
+            out = []
+            for _ in range(n):
+                t0 = time.perf_counter()
+                await c.ask(PLAIN)
+                out.append((time.perf_counter() - t0) * 1000)
+                await asyncio.sleep(0.1)
+            return out
+
+        await sample(2)  # warm-up
+        idle = await sample(20)
+        await c.ask("Please analyze the returns policy")
+        job = next(iter(desk.jobs.values()))
+        while job.state != "running":
+            await asyncio.sleep(0.2)
+        busy = await sample(20)
+        assert job.state == "running"  # the job really ran the whole time
+        mi, mb = statistics.median(idle), statistics.median(busy)
+        print(
+            f"\nturn latency median idle {mi:.1f} ms, with running job {mb:.1f} ms ({(mb / mi - 1) * 100:+.1f} %)"
+        )
+        print(f"idle {[round(x, 1) for x in idle]}\nbusy {[round(x, 1) for x in busy]}")
+        assert mb <= mi * 1.10 + 50
+    finally:
+        await desk.aclose()
+        await c.session.aclose()
+        s.stop()
