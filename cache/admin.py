@@ -30,6 +30,7 @@ from cache.semantic import (
     ensure_index,
     entry_mapping,
     knn_query,
+    related_keys,
     tag,
     write_entry,
 )
@@ -410,9 +411,8 @@ class CacheAdmin:
     def _delete(self, ids: list[str]) -> int:
         n = 0
         for eid in ids:
-            tenant = self.r.hget(self.keys.entry(eid), "tenant")
-            extra = list(self.r.scan_iter(match=f"{self.keys.entry(eid)}:p*", count=1000))
-            extra += list(self.r.scan_iter(match=f"{self.ns}:a:{eid}:*", count=1000))
+            tenant, para, voices = self.r.hmget(self.keys.entry(eid), "tenant", "paraphrases", "voices")
+            extra = related_keys(self.keys, eid, para, voices)
             n += 1 if self.r.delete(self.keys.entry(eid), *extra) else 0
             if tenant:
                 self.r.zrem(self.keys.tenant(_s(tenant)), eid)

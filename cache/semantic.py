@@ -20,12 +20,12 @@ NUMERIC expiry/hits/last_hit/created. Every key of an entry carries the same Red
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import math
 import threading
 import time
-import uuid
 from typing import Any
 
 import numpy as np
@@ -137,6 +137,23 @@ def knn_query(tenant: str, language: str, kver: str, k: int = 1) -> Query:
         .paging(0, k)
         .dialect(2)
     )
+
+
+def stable_id(tenant: str, language: str, kver: str, question: str) -> str:
+    """Same question in the same scope -> same entry (re-warming or a second caller replaces it)."""
+    norm = " ".join(question.lower().split()).strip(" ?.!")
+    return hashlib.sha1(f"{tenant}\x1f{language}\x1f{kver}\x1f{norm}".encode()).hexdigest()[:12]
+
+
+def related_keys(keys: Keys, eid: str, paraphrases: Any, voices: Any) -> list[str]:
+    """Paraphrase-vector and audio keys of an entry, from its own fields (no SCAN)."""
+    try:
+        n = len(json.loads(_s(paraphrases))) if paraphrases else 0
+    except ValueError:
+        n = 0
+    out = [keys.para(eid, i) for i in range(n)]
+    out += [keys.audio(eid, v) for v in _s(voices or b"").split(",") if v]
+    return out
 
 
 def entry_mapping(
@@ -433,11 +450,19 @@ class ResponseCache:
         try:
             r = await self._ready()
             vecs = await asyncio.to_thread(self.embedder.embed_many, [question, *paraphrases])
-            eid = entry_id or uuid.uuid4().hex[:12]
+            eid = entry_id or stable_id(tenant, language, knowledge_version, question)
             ttl = int(ttl_s or self.ttl_s)
+            old = await r.hmget(self.keys.entry(eid), "paraphrases", "voices", "hits", "last_hit", "answer")
             m = entry_mapping(eid, question.strip(), answer.strip(), tenant, language, knowledge_version, ttl,
                               vecs[0], paraphrases, source="call")  # fmt: skip
             pipe = r.pipeline(transaction=False)
+            if old[0] is not None:  # same question again: replace, keep its usefulness record
+                stale = related_keys(self.keys, eid, old[0], old[1])
+                if _s(old[4] or b"") == m["answer"]:
+                    stale = [k for k in stale if ":a:" not in k]  # same answer: audio still valid
+                    m["voices"] = _s(old[1] or b"")
+                pipe.delete(self.keys.entry(eid), *stale)
+                m["hits"], m["last_hit"] = int(old[2] or 0), float(old[3] or 0)
             write_entry(pipe, self.keys, m, list(vecs[1:]), ttl)
             pipe.hincrby(self.keys.stats, "stored", 1)
             await pipe.execute()
@@ -517,8 +542,7 @@ async def delete_entries_async(
     r: aredis.Redis, keys: Keys, ids: list[str], tenant: str | None = None
 ) -> None:
     for eid in ids:
-        pk = [k async for k in r.scan_iter(match=f"{keys.entry(eid)}:p*", count=1000)]
-        ak = [k async for k in r.scan_iter(match=f"{keys.ns}:a:{eid}:*", count=1000)]
-        await r.delete(keys.entry(eid), *pk, *ak)
+        para, voices = await r.hmget(keys.entry(eid), "paraphrases", "voices")
+        await r.delete(keys.entry(eid), *related_keys(keys, eid, para, voices))
         if tenant:
             await r.zrem(keys.tenant(tenant), eid)

@@ -38,6 +38,9 @@ FAQ = [
 def test_warm_list_search_invalidate(adm: CacheAdmin, tmp_path: Path) -> None:
     res = adm.warm(write(tmp_path / "faq.jsonl", FAQ), tenant="acme")
     assert res["stored"] == 2 and res["skipped"] == {"pii_question": 1}
+    adm.search("gift cards", tenant="acme")
+    again = adm.warm(write(tmp_path / "faq.jsonl", FAQ), tenant="acme")
+    assert again["ids"] == res["ids"] and len(adm.list("acme")) == 2  # re-warming replaces, no duplicates
     rows = adm.list("acme")
     assert {r["question"] for r in rows} == {FAQ[0]["question"], FAQ[1]["question"]}
     found = adm.search("what time do you open", tenant="acme", threshold=0.25)
@@ -170,12 +173,13 @@ def test_invalidate_stale_knowledge_version(adm: CacheAdmin) -> None:
     from cache.admin import tenant_scope
 
     name, lang, kver = tenant_scope("acme")
-    c = adm.cache()
-    asyncio.run(
-        c.store("Do you sell gift cards?", "Yes.", tenant=name, language=lang, knowledge_version="old")
-    )
-    asyncio.run(
-        c.store("Do you ship abroad?", "To the EU.", tenant=name, language=lang, knowledge_version=kver)
-    )
+
+    async def fill() -> None:
+        c = adm.cache()
+        await c.store("Do you sell gift cards?", "Yes.", tenant=name, language=lang, knowledge_version="old")
+        await c.store("Do you ship abroad?", "To the EU.", tenant=name, language=lang, knowledge_version=kver)
+        await c.close()
+
+    asyncio.run(fill())
     assert adm.invalidate(tenant="acme", stale=True) == 1
     assert [r["kver"] for r in adm.list("acme")] == [kver]
