@@ -212,7 +212,7 @@ class DocumentDesk:
         intent = parse(text, docs)
         if intent is None:
             return None
-        if intent.kind in ("status", "cancel") and not self._active():
+        if (intent.kind == "cancel" and not self._active()) or (intent.kind == "status" and not self.jobs):
             return None  # "how is it going?" without a job is small talk for the LLM
         try:
             return await self._dispatch(intent)
@@ -304,7 +304,10 @@ class DocumentDesk:
                 out.append(
                     f"{_cap(j.label)} is {round(j.progress * 100)} percent done, {_duration_words(left)} left."
                 )
-        return out or ["Nothing is running right now."]
+        if not out:  # asked after the result was spoken
+            last = list(self.jobs.values())[-1]
+            out.append(f"{_cap(last.label)} has {'finished' if last.state == 'succeeded' else last.state}.")
+        return out
 
     def _update(self, job: Job, st: dict[str, Any]) -> None:
         job.state, job.progress = st["state"], float(st.get("progress") or 0.0)
@@ -348,7 +351,7 @@ class DocumentDesk:
 
     def _result_sentence(self, job: Job, res: dict[str, Any]) -> str:
         if job.kind == "analysis":
-            facts = "; ".join(_spoken(f, 90).rstrip(".…") for f in (res.get("key_facts") or [])[:2])
+            facts = "; ".join(_spoken(f, 90).rstrip(".") for f in (res.get("key_facts") or [])[:2])
             return f"{_cap(job.label)} is ready. {_spoken(res.get('summary', ''), 240)}" + (
                 f" Key facts: {facts}." if facts else ""
             )
@@ -382,9 +385,11 @@ class DocumentDesk:
 
     # ---- helpers ---------------------------------------------------------------------------
     def _title(self, name: str) -> str:
-        for d in self._docs:
+        short = [d.title.split(" — ")[0] for d in self._docs]
+        for d, sh in zip(self._docs, short, strict=True):
             if d.name == name and d.title:
-                return f"the {d.title.split(' — ')[0]}"
+                # two price lists share "Price List": keep the part that tells them apart
+                return f"the {sh if short.count(sh) == 1 else d.title.replace(' — ', ', ')}"
         return name
 
     def _doc_list(self) -> str:
@@ -421,6 +426,11 @@ class DocumentCallAgent(CallAgent):
         super().__init__(*args, **kwargs)
         self.documents = documents
 
+    async def on_enter(self) -> None:
+        # The session exists now: the desk needs it to speak job results (session.say).
+        self.documents.attach(self.session)
+        await super().on_enter()
+
     async def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
     ) -> AsyncIterator[llm.ChatChunk | str]:
@@ -438,6 +448,16 @@ class DocumentCallAgent(CallAgent):
         # --- end hook ---
         async for chunk in super().llm_node(chat_ctx, tools, model_settings):
             yield chunk
+
+
+def sandbox_docs(out_dir: Path) -> Path:
+    """A per-call copy of the sample documents, so a simulated call's edits never touch the repo."""
+    import shutil
+
+    dest = out_dir / "documents"
+    if not dest.exists():
+        shutil.copytree(REPO_ROOT / "documents", dest)
+    return dest
 
 
 @dataclass

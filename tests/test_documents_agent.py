@@ -334,3 +334,38 @@ async def test_turn_latency_with_a_running_job(
         await desk.aclose()
         await c.session.aclose()
         s.stop()
+
+
+# ---- the scenario through the simulated phone call -----------------------------------------------
+async def test_documents_scenario_simulated_call(
+    redis_url: str, queue: str, worker: WorkerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scenarios/documents.yaml over the simulated line (instant profile: real VAD and audio path).
+
+    SimulatedCall builds a plain CallAgent; until the hook is in agent/sim/call.py, the test swaps
+    in the agent with the hook (same constructor) and closes the desk the way call.py would."""
+    import agent.sim.call as sim_call
+    from agent.documents import sandbox_docs
+    from agent.providers import build_providers
+    from agent.sim.scenario import load_scenario
+    from core.settings import get_settings
+
+    docs = sandbox_docs(tmp_path)
+    desk = DocumentDesk.stdio(docs, {**stdio_params(docs, env(redis_url, queue, 10)).env})
+    assert await desk.start()
+    monkeypatch.setattr(sim_call, "CallAgent", lambda *a, **kw: DocumentCallAgent(*a, documents=desk, **kw))
+    scenario = load_scenario(REPO_ROOT / "scenarios" / "documents.yaml")
+    providers = build_providers("instant", get_settings())
+    call = sim_call.SimulatedCall(scenario, load_tenant(scenario.tenant), providers, tmp_path / "call")
+    try:
+        result = await call.run()
+    finally:
+        await desk.aclose()
+    assert result.error is None
+    said = [g.answer for g in call.turn_log.generations]
+    print("\n" + "\n".join(said + desk.spoken))
+    doc_turns = [g for g in call.turn_log.generations if g.used_tool]
+    assert len(doc_turns) >= 4, said  # search, edit, analyze, progress
+    assert "$15.25 per pallet" in (docs / "contract.md").read_text()
+    assert any("open" in g.answer and not g.used_tool for g in call.turn_log.generations)
+    assert any(s.startswith("The analysis of the Returns and Refunds Policy is ready") for s in desk.spoken)
