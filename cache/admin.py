@@ -249,7 +249,11 @@ class CacheAdmin:
                 data = json.loads(read_text_file(f, "transcript"))
             except json.JSONDecodeError as e:
                 raise UserError(f"{f}: invalid JSON ({e.msg})") from None
-            turns = data.get("turns", []) if isinstance(data, dict) else []
+            if not isinstance(data, dict):
+                continue
+            if tenant and data.get("tenant") not in (None, tenant):
+                continue  # another business's calls
+            turns = data.get("turns") or []
             for t in turns:
                 q = (t.get("user_text") or "").strip() if isinstance(t, dict) else ""
                 if q and policy.lookup_allowed(q)[0]:

@@ -162,7 +162,12 @@ def test_faq_formats_and_mining_calls(adm: CacheAdmin, tmp_path: Path) -> None:
         d.mkdir(parents=True)
         turns = [{"user_text": t, "agent_text": "..."} for t in texts]
         (d / "transcript.json").write_text(json.dumps({"turns": turns}))
-    mined = adm.mine_calls(tmp_path / "calls", min_count=2)
+    other = tmp_path / "calls" / "other"
+    other.mkdir()
+    (other / "transcript.json").write_text(
+        json.dumps({"tenant": "globex", "turns": [{"user_text": "What are your opening hours?"}]})
+    )
+    mined = adm.mine_calls(tmp_path / "calls", tenant="acme", min_count=2)
     assert len(mined) == 1 and mined[0]["count"] == 3
     assert mined[0]["question"].lower().startswith("what are your opening hours")
 
