@@ -4,6 +4,7 @@ uvicorn on a loopback port, with a real simulated call and real cache entries in
 from __future__ import annotations
 
 import json
+import os
 import socket
 import threading
 import time
@@ -67,7 +68,7 @@ def browser() -> Iterator[object]:
         b.close()
 
 
-def test_overview_shows_the_call(server, browser) -> None:  # type: ignore[no-untyped-def]
+def test_overview_shows_the_call(server, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     base, calls_dir = server
     turns = json.loads((calls_dir / CALL_ID / "metrics.json").read_text())["turns"]
     v2v = [t["voice_to_voice"] for t in turns if t["voice_to_voice"] is not None]
@@ -86,13 +87,22 @@ def test_overview_shows_the_call(server, browser) -> None:  # type: ignore[no-un
     page.wait_for_selector("#chart-p95 canvas")
     assert page.locator(".uplot").count() == 3  # the vendored chart library drew all three charts
     assert not errors, errors
-    (ROOT / "docs").mkdir(exist_ok=True)
-    page.screenshot(path=str(ROOT / "docs" / "dashboard.png"), full_page=True)
+    # the README's screenshot: refreshed with UPDATE_SCREENSHOTS=1, else kept out of the work tree
+    shot = (
+        ROOT / "docs" / "dashboard.png"
+        if os.environ.get("UPDATE_SCREENSHOTS")
+        else tmp_path / "dashboard.png"
+    )
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 20_000
 
     page.click(f'tr[data-call="{CALL_ID}"] a')
     page.wait_for_selector("#turns")
     assert page.locator("#turns tr").count() == len(turns) + 1
-    assert turns[0]["user_text"] in page.locator("#transcript").inner_text()
+    assert turns[0]["user_text"] in page.locator("#turns").inner_text()
+    items = json.loads((calls_dir / CALL_ID / "transcript.json").read_text())["items"]
+    shown = page.locator("#transcript li").all_inner_texts()
+    assert len(shown) == len(items) and all(it["text"] in li for it, li in zip(items, shown, strict=True))
     page.wait_for_function("document.getElementById('recording').readyState >= 1")  # wav header decoded
     assert page.evaluate("document.getElementById('recording').duration") > 3
     page.close()
