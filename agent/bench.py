@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import tempfile
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from agent.report import STAGES, summarize
+from agent.report import STAGES, percentile, summarize
 from agent.runner import run_call
 
 
@@ -51,3 +52,56 @@ def write_json(doc: dict[str, Any], path: Path | None, console: Console) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(doc, indent=2))
     console.print(f"[dim]wrote {path}[/]")
+
+
+async def bench_cache_calls(scenario: Path, profile: str, console: Console) -> dict[str, Any]:
+    """Voice-to-voice of one scenario cold (empty cache) vs warm (its questions cached with audio).
+
+    Both runs use a fresh, private namespace, so live entries are never touched or used.
+    """
+    import uuid
+
+    from agent.providers import build_providers
+    from agent.providers.hibari_tts import SAMPLE_RATE, synthesize_pcm16
+    from agent.runner import prewarm_cache
+    from agent.sim.scenario import load_scenario
+    from cache.admin import CacheAdmin
+    from cache.redis_server import ensure_redis
+    from cache.semantic import ResponseCache
+    from core.settings import get_settings
+
+    sc = load_scenario(scenario)
+    ns = f"bench-calls-{uuid.uuid4().hex[:8]}"
+    url = ensure_redis()
+    admin = CacheAdmin(url, namespace=ns)
+    voice = build_providers(profile, get_settings()).voice
+    out: dict[str, Any] = {"scenario": scenario.name, "profile": profile}
+    try:
+        for phase in ("cold", "warm"):
+            if phase == "warm":
+                # CacheAdmin is the sync admin service (it runs its own loop): keep it off ours
+                await asyncio.to_thread(
+                    admin.warm,
+                    tenant=sc.tenant,
+                    audio=True,
+                    synthesize=lambda t: (synthesize_pcm16(t), SAMPLE_RATE),
+                    voice=voice,
+                )
+            cache = ResponseCache(url, namespace=ns)
+            prewarm_cache(cache)
+            with tempfile.TemporaryDirectory() as d:
+                res = await run_call(scenario, Path(d), profile=profile, cache=cache)
+            await cache.close()
+            v2v = [t.voice_to_voice for t in res.turns if t.voice_to_voice is not None]
+            hits = [t.voice_to_voice for t in res.turns if t.cache_hit and t.voice_to_voice is not None]
+            out[phase] = {
+                "voice_to_voice_p50": percentile(v2v, 50),
+                "hits": sum(t.cache_hit for t in res.turns),
+                "turns": len(res.turns),
+                "hit_voice_to_voice_p50": percentile(hits, 50),
+                "eou_delay_p50": percentile([t.eou_delay for t in res.turns if t.eou_delay is not None], 50),
+            }
+            console.print(f"[dim]{phase}: {out[phase]}[/]")
+    finally:
+        await asyncio.to_thread(admin.invalidate, everything=True)  # the private namespace only
+    return out

@@ -55,6 +55,56 @@ def bench_pipeline(
         print(json.dumps(doc))
 
 
+@bench_app.command("cache")
+def bench_cache(
+    sizes: Annotated[str, typer.Option(help="index sizes for the lookup benchmark")] = "1000,10000,100000",
+    scenario: Annotated[Path, typer.Option("--scenario", "-s")] = DEFAULT_SCENARIO,
+    profile: Annotated[str, typer.Option(help="provider profile for the call comparison")] = "local",
+    calls: Annotated[bool, typer.Option("--calls/--no-calls", help="also compare warm vs cold calls")] = True,
+    out: Annotated[Path | None, typer.Option("--out")] = Path("bench-results/cache.json"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Lookup p50/p99 and memory per entry by index size; voice-to-voice of a warmed vs cold call."""
+    _quiet_logs()
+    from agent.bench import bench_cache_calls, write_json
+    from cache.bench import run_bench
+    from cache.redis_server import ensure_redis
+
+    try:
+        size_list = [int(x) for x in sizes.split(",") if x.strip()]
+    except ValueError:
+        fail(f"--sizes must be comma-separated integers, got '{sizes}'")
+        return
+    try:
+        doc: dict = {
+            "lookup": run_bench(
+                ensure_redis(), size_list, progress=lambda m: err_console.print(f"[dim]{m}[/]")
+            )
+        }
+        if calls:
+            doc["calls"] = asyncio.run(bench_cache_calls(scenario, profile, err_console))
+    except UserError as e:
+        fail(str(e), e.exit_code)
+        return
+    table = Table(title="bench cache — lookup (embed + KNN) by index size")
+    for col in ("entries", "p50 ms", "p99 ms", "bytes/entry"):
+        table.add_column(col, justify="right")
+    for row in doc["lookup"].get("sizes", []):
+        table.add_row(
+            *(str(row.get(k, "")) for k in ("entries", "lookup_p50_ms", "lookup_p99_ms", "bytes_per_entry"))
+        )
+    err_console.print(table)
+    if calls:
+        c = doc["calls"]
+        err_console.print(
+            f"voice-to-voice p50: cold {c['cold']['voice_to_voice_p50']:.3f} s, "
+            f"warm {c['warm']['voice_to_voice_p50']:.3f} s ({c['warm']['hits']}/{c['warm']['turns']} hits)"
+        )
+    write_json(doc, out, err_console)
+    if as_json:
+        print(json.dumps(doc))
+
+
 @bench_app.command("load")
 def bench_load(
     calls: Annotated[int, typer.Option("--calls", min=1, max=200)] = 10,
@@ -206,6 +256,51 @@ def call(
 
 
 _mount()
+
+
+# ---- bench turns (turn-taking benchmark; owned by the turn-taking work, issue 8) -------------
+@bench_app.command("turns")
+def bench_turns(
+    quick: Annotated[bool, typer.Option("--quick", help="3 cases at 10 dB babble + echo")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON object on stdout")] = False,
+    out: Annotated[Path, typer.Option("--out", help="dir for turns.json/.md/.png")] = Path(
+        "bench-results/turns"
+    ),
+    cases: Annotated[int | None, typer.Option(min=1, help="cases per condition")] = None,
+    configs: Annotated[str | None, typer.Option(help="comma-separated subset of configs")] = None,
+    conditions: Annotated[str | None, typer.Option(help="comma-separated subset of conditions")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="calls at a time")] = 6,
+) -> None:
+    """Turn-taking on noisy phone lines: false/missed interruptions, cut-ins, EOU delay per config."""
+    _quiet_logs()
+    from agent.session import BENCH_CONFIGS
+    from agent.turnbench.bench import print_tables, run_sync, write_outputs
+    from agent.turnbench.corpus import CONDITIONS
+
+    cfgs = [c.strip() for c in configs.split(",")] if configs else None
+    conds = [c.strip() for c in conditions.split(",")] if conditions else None
+    bad = [c for c in cfgs or [] if c not in BENCH_CONFIGS] + [c for c in conds or [] if c not in CONDITIONS]
+    if bad:
+        fail(
+            f"unknown config/condition: {', '.join(bad)} (configs: {', '.join(BENCH_CONFIGS)}; "
+            f"conditions: {', '.join(CONDITIONS)})"
+        )
+    try:
+        _check_out_dir(out)
+        doc = run_sync(
+            err_console, quick=quick, cases=cases, configs=cfgs, conditions=conds, concurrency=concurrency
+        )
+    except UserError as e:
+        fail(str(e), e.exit_code)
+        return
+    print_tables(doc, err_console)
+    for p in write_outputs(doc, out):
+        err_console.print(f"[dim]wrote {p}[/]")
+    if as_json:
+        print(json.dumps({k: doc[k] for k in ("shipped", "configs", "condition", "conditions", "meta")}))
+
+
+# ---- end bench turns ---------------------------------------------------------------------------
 
 
 def main() -> None:
