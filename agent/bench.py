@@ -62,7 +62,7 @@ async def bench_cache_calls(scenario: Path, profile: str, console: Console) -> d
     import uuid
 
     from agent.providers import build_providers
-    from agent.providers.hibari_tts import SAMPLE_RATE, synthesize_pcm16
+    from core.local_tts import SAMPLE_RATE, synthesize_pcm16
     from agent.runner import prewarm_cache
     from agent.sim.scenario import load_scenario
     from cache.admin import CacheAdmin

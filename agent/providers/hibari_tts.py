@@ -1,5 +1,6 @@
 """Local TTS plugin: hibari (Kokoro-distilled, 24 kHz), voice "heart" bundled in `hibari-tts`.
 
+The engine lives in core/local_tts.py (the cache admin renders cached answers with it too).
 Non-streaming per request; the session's `tts.StreamAdapter` splits the LLM stream into
 sentences, so the first sentence is spoken while the LLM still writes the rest.
 """
@@ -7,43 +8,16 @@ sentences, so the first sentence is spoken while the LLM still writes the rest.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
-import numpy as np
 from livekit.agents import APIConnectOptions, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
-from core.errors import UserError
-
-SAMPLE_RATE = 24000
-_ENGINE_LOCK = threading.Lock()
-_ENGINE = None
-_SYNTH_LOCK = threading.Lock()
-
-
-def load_hibari(threads: int = 1):  # -> hibari.Hibari
-    global _ENGINE
-    with _ENGINE_LOCK:
-        if _ENGINE is None:
-            try:
-                from hibari import Hibari
-            except ImportError:
-                raise UserError("local TTS missing: hibari-tts is not installed (run ./install.sh)") from None
-            _ENGINE = Hibari(threads=threads)
-        return _ENGINE
-
-
-def synthesize_pcm16(text: str, threads: int = 1) -> bytes:
-    """Whole-utterance synthesis to 16-bit PCM at 24 kHz (used for cache audio too)."""
-    engine = load_hibari(threads)
-    with _SYNTH_LOCK:  # one synthesis at a time per process: concurrent calls share the engine
-        audio = engine(text)
-    return (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+from core.local_tts import SAMPLE_RATE, VOICE, load_hibari, synthesize_pcm16
 
 
 class HibariTTS(tts.TTS):
-    voice = "hibari-heart"
+    voice = VOICE
 
     def __init__(self, *, threads: int = 1) -> None:
         super().__init__(
