@@ -238,3 +238,23 @@ def test_redis_down_then_back(embedded_redis: EmbeddedRedis, ns: str, embedder) 
     assert back is not None and back.id == eid  # AOF kept the entry
     s = CacheAdmin(url, namespace=ns).stats()
     assert s["bypasses"] >= 2  # counted while down, flushed once Redis was back
+
+
+def test_slow_redis_is_a_budget_bypass(redis_url: str, ns: str, embedder) -> None:  # type: ignore[no-untyped-def]
+    async def go():  # type: ignore[no-untyped-def]
+        c = make(redis_url, ns, budget_ms=150)
+        await c.store(Q, A, **SCOPE)
+        assert await c.lookup(Q, **SCOPE) is not None
+        redis.Redis.from_url(redis_url).execute_command("CLIENT", "PAUSE", "800", "ALL")
+        t0 = time.perf_counter()
+        hit, outcome = await c.lookup_detailed(Q, **SCOPE)
+        ms = (time.perf_counter() - t0) * 1000
+        await asyncio.sleep(0.9)
+        after = await c.lookup(Q, **SCOPE)
+        await c.close()
+        return hit, outcome, ms, after
+
+    hit, outcome, ms, after = run(go())
+    assert hit is None and outcome == "bypass:budget"
+    assert ms < 600  # budget 150 ms + best-effort stats write (<= 200 ms)
+    assert after is not None
