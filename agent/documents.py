@@ -3,8 +3,8 @@
 `DocumentDesk` keeps livekit-agents' MCP client (`MCPServerStdio` / `MCPServerHTTP`) open for the
 whole call and calls the server's tools directly (the function tools `list_tools()` returns are
 plain async callables). `handle(text)` is the deterministic router the local profile needs (its
-0.5B model cannot call tools); the cloud profile can also hand the same server to the LLM with
-`desk.toolset()` (an `MCPToolset`, pass it in `Agent(tools=[...])`).
+0.5B model cannot call tools); the cloud profile also hands the tools to the LLM with
+`desk.function_tools()` (livekit's MCP function tools + job tools that go through the desk).
 
 Never blocking the call: every MCP call is async with a timeout; analyze/compare return a job
 id at once and a watcher task polls `job_status`, speaking the result with `session.say` only
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from livekit.agents import AgentSession, ModelSettings, llm
-from livekit.agents.llm.mcp import MCPServer, MCPServerHTTP, MCPServerStdio, MCPToolResultContext, MCPToolset
+from livekit.agents.llm import function_tool
+from livekit.agents.llm.mcp import MCPServer, MCPServerHTTP, MCPServerStdio, MCPToolResultContext
 
 from agent.agent import CallAgent, Generation
 from agent.doc_intents import DocRef, Intent, parse
@@ -35,6 +36,8 @@ from core.settings import REPO_ROOT
 log = logging.getLogger("callcenter.documents")
 UNREACHABLE = "Sorry, I can't reach the documents right now. Is there anything else I can help with?"
 _FINAL = {"succeeded", "failed", "cancelled"}
+RECONNECT_BACKOFF_S = 3.0
+FAST_TOOLS = {"list_documents", "read_document", "search_documents", "edit_document", "list_versions"}
 _KIND_WORD = {"analysis": "analysis", "comparison": "comparison"}
 
 
@@ -117,6 +120,7 @@ class DocumentDesk:
         self._watchers: set[asyncio.Task[None]] = set()
         self._lock = asyncio.Lock()
         self._closed = False
+        self._retry_at = 0.0
 
     # ---- construction ----------------------------------------------------------------------
     @classmethod
@@ -143,13 +147,36 @@ class DocumentDesk:
         )
         return cls(server, **kw)
 
-    def toolset(self) -> MCPToolset:
-        """Cloud profile: the same MCP server's tools for the LLM (`Agent(tools=[desk.toolset()])`).
+    def function_tools(self) -> list[llm.Tool]:
+        """Cloud profile: the documents as LLM tools (call after `start()`).
 
-        The toolset reuses the connection the desk opened. Results still pass through
-        `CallAgent.llm_node`, which marks tool-call turns `used_tool` so they are never cached.
+        Fast tools are livekit's own MCP function tools on this desk's connection (they follow a
+        reconnect: they call through the same `MCPServer`). Long jobs go through the desk instead
+        of the raw MCP tools, so the watcher speaks the result and hang-up cancels them. Tool-call
+        turns are marked `used_tool` by `CallAgent.llm_node`, so they are never cached.
         """
-        return MCPToolset(id="documents", mcp_server=self.server)
+        fast = [t for n, t in self._tools.items() if n in FAST_TOOLS]
+
+        @function_tool
+        async def analyze_document(name: str) -> str:
+            """Start a background analysis (summary, key facts, action items) of a document by file
+            name. Returns at once; the result is read to the caller automatically when ready."""
+            return (await self.run(Intent("analyze", docs=[name]))).text
+
+        @function_tool
+        async def compare_documents(a: str, b: str) -> str:
+            """Start a background comparison of two documents by file name. Returns at once; the
+            result is read to the caller automatically when ready."""
+            return (await self.run(Intent("compare", docs=[a, b]))).text
+
+        @function_tool
+        async def document_job_progress() -> str:
+            """Progress of the caller's running document analyses or comparisons."""
+            if not self.jobs:
+                return "No document job was started in this call."
+            return (await self.run(Intent("status"))).text
+
+        return [*fast, analyze_document, compare_documents, document_job_progress]
 
     def attach(self, session: AgentSession) -> None:
         self.session = session
@@ -166,7 +193,7 @@ class DocumentDesk:
     async def _connect(self) -> None:
         try:
             if not self.server.initialized:
-                await asyncio.wait_for(self.server.initialize(), self.call_timeout_s * 2)
+                await asyncio.wait_for(self.server.initialize(), self.call_timeout_s)
             self.server.invalidate_cache()
             tools = await asyncio.wait_for(self.server.list_tools(), self.call_timeout_s)
         except Exception as e:  # noqa: BLE001 - any failure to connect = unreachable
@@ -186,9 +213,15 @@ class DocumentDesk:
         from livekit.agents.llm import ToolError
 
         if not self._tools:
+            if time.monotonic() < self._retry_at:  # just failed: answer at once, don't stall the turn
+                raise Unreachable("documents server down (retrying shortly)")
             async with self._lock:
                 if not self._tools:
-                    await self._connect()
+                    try:
+                        await self._connect()
+                    except Unreachable:
+                        self._retry_at = time.monotonic() + RECONNECT_BACKOFF_S
+                        raise
         try:
             out = await asyncio.wait_for(self._tools[tool](args), self.call_timeout_s)
         except ToolError as e:
@@ -214,6 +247,10 @@ class DocumentDesk:
             return None
         if (intent.kind == "cancel" and not self._active()) or (intent.kind == "status" and not self.jobs):
             return None  # "how is it going?" without a job is small talk for the LLM
+        return await self.run(intent)
+
+    async def run(self, intent: Intent) -> DeskReply:
+        """Carry out one intent; failures become a short sentence, never an exception."""
         try:
             return await self._dispatch(intent)
         except Unreachable as e:
@@ -422,13 +459,18 @@ class DocumentDesk:
 class DocumentCallAgent(CallAgent):
     """CallAgent with the document hook applied (until it moves into CallAgent.llm_node)."""
 
-    def __init__(self, *args: Any, documents: DocumentDesk, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, documents: DocumentDesk, expose_tools: bool = False, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.documents = documents
+        self.expose_tools = expose_tools  # cloud profile: gpt-4o-mini can call tools itself
 
     async def on_enter(self) -> None:
         # The session exists now: the desk needs it to speak job results (session.say).
         self.documents.attach(self.session)
+        if self.expose_tools:
+            await self.update_tools([*self.tools, *self.documents.function_tools()])
         await super().on_enter()
 
     async def llm_node(

@@ -369,3 +369,28 @@ async def test_documents_scenario_simulated_call(
     assert "$15.25 per pallet" in (docs / "contract.md").read_text()
     assert any("open" in g.answer and not g.used_tool for g in call.turn_log.generations)
     assert any(s.startswith("The analysis of the Returns and Refunds Policy is ready") for s in desk.spoken)
+
+
+async def test_cloud_profile_gets_the_tools(server: McpHttpServer) -> None:
+    """With expose_tools the LLM sees livekit's MCP function tools plus the desk's job tools."""
+    from livekit.agents import llm
+
+    desk = DocumentDesk.http(server.url, poll_s=0.3, quiet_s=0.3)
+    c = Call(desk)
+    c.agent.expose_tools = True
+    try:
+        assert await desk.start()
+        await c.session.start(c.agent, record=False)
+        ctx = llm.ToolContext(c.agent.tools)  # what the LLM is offered (valid, no duplicates)
+        names = set(ctx.function_tools)
+        assert {"search_documents", "read_document", "edit_document", "analyze_document"} <= names
+        assert {"compare_documents", "document_job_progress"} <= names and "cancel_job" not in names
+        hits = await ctx.function_tools["search_documents"]({"query": "mattress removal", "limit": 1})
+        assert hits["hits"][0]["section"] == "Services"
+        started = await ctx.function_tools["analyze_document"]("policy.md")
+        assert "started the analysis" in started
+        assert "percent" in await ctx.function_tools["document_job_progress"]() or desk.spoken
+        await c.wait_said("is ready", timeout=30)  # the watcher speaks it, as for the local profile
+    finally:
+        await desk.aclose()
+        await c.session.aclose()
