@@ -6,7 +6,10 @@ import pytest
 
 from cache.policy import contains_pii, is_cacheable, is_injection, is_refusal_or_apology, is_self_contained
 
-CTX = [{"role": "user", "text": "Do you deliver on weekends?"}, {"role": "assistant", "text": "On Saturdays."}]
+CTX = [
+    {"role": "user", "text": "Do you deliver on weekends?"},
+    {"role": "assistant", "text": "On Saturdays."},
+]
 
 
 @pytest.mark.parametrize(
@@ -70,7 +73,11 @@ def test_pii_detected(text: str) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["What are your opening hours?", "Standard shipping is 4.99, free on orders over 50.", "We open at 9 am in 2026"],
+    [
+        "What are your opening hours?",
+        "Standard shipping is 4.99, free on orders over 50.",
+        "We open at 9 am in 2026",
+    ],
 )
 def test_no_false_pii(text: str) -> None:
     assert not contains_pii(text)
