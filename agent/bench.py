@@ -62,12 +62,12 @@ async def bench_cache_calls(scenario: Path, profile: str, console: Console) -> d
     import uuid
 
     from agent.providers import build_providers
-    from core.local_tts import SAMPLE_RATE, synthesize_pcm16
     from agent.runner import prewarm_cache
     from agent.sim.scenario import load_scenario
     from cache.admin import CacheAdmin
     from cache.redis_server import ensure_redis
     from cache.semantic import ResponseCache
+    from core.local_tts import SAMPLE_RATE, synthesize_pcm16
     from core.settings import get_settings
 
     sc = load_scenario(scenario)

@@ -157,6 +157,19 @@ def worker_dev(
 
 
 @app.command()
+def dashboard(
+    host: Annotated[str, typer.Option("--host", help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8700,
+    calls_dir: Annotated[Path, typer.Option("--calls", help="call reports directory")] = Path("calls"),
+    experiment: Annotated[Path | None, typer.Option("--experiment", help="A/B config (YAML/JSON)")] = None,
+) -> None:
+    """Web dashboard: overview, calls, cache admin, Prometheus /metrics."""
+    from agent.dashboard import run_dashboard
+
+    run_dashboard(host, port, calls_dir, experiment)
+
+
+@app.command()
 def redis(
     action: Annotated[
         str, typer.Argument(help="run (foreground) | start (shared, detached) | stop | url")

@@ -51,6 +51,7 @@ class Settings(BaseSettings):
     context_keep_recent: int = 10
     context_max_messages: int = 30
 
+    dashboard_open_on_localhost: bool = True  # read-only pages without a token, loopback only
     admin_token: str | None = Field(default=None, validation_alias="CALLCENTER_ADMIN_TOKEN")
 
 

@@ -18,7 +18,7 @@ from core.local_llm import LocalLLMEngine
 
 
 class LocalLLM(llm.LLM):
-    def __init__(self, *, max_tokens: int = 80, temperature: float = 0.3) -> None:
+    def __init__(self, *, max_tokens: int = 80, temperature: float = 0.1) -> None:
         super().__init__()
         self._max_tokens = max_tokens
         self._temperature = temperature
