@@ -146,8 +146,9 @@ class BackchannelGateSTT(stt.STT):
         return ev
 
 
-DOUBLE_TALK_DBFS = -27.0  # 7 dB under the nominal -20 dBFS speech level of a phone line
+DOUBLE_TALK_DBFS = -28.0  # 8 dB under the nominal -20 dBFS speech level of a phone line
 GATE_ATTENUATION_DB = 30.0
+GATE_HANGOVER_S = 0.3  # keep the gate open through the quiet frames of the caller's words
 
 
 class EchoGateVAD(vad.VAD):
@@ -169,12 +170,18 @@ class EchoGateVAD(vad.VAD):
     def provider(self) -> str:
         return self.inner.provider
 
-    def gate(self, frame: rtc.AudioFrame) -> rtc.AudioFrame:
+    def gate(self, frame: rtc.AudioFrame, state: list[float]) -> rtc.AudioFrame:
+        """state[0] = double-talk hangover left (s); one state per VAD stream."""
         if not self.agent_speaking():
+            state[0] = 0.0
             return frame
         x = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / 32768.0
-        if len(x) == 0 or float(np.sqrt(np.mean(x * x))) >= self.threshold:
-            return frame  # double talk: the caller is speaking over the agent
+        if len(x) and float(np.sqrt(np.mean(x * x))) >= self.threshold:
+            state[0] = GATE_HANGOVER_S  # double talk: the caller is speaking over the agent
+            return frame
+        if state[0] > 0:
+            state[0] -= frame.samples_per_channel / frame.sample_rate
+            return frame
         self.gated_frames += 1
         y = (x * self.gain * 32767).astype(np.int16)
         return rtc.AudioFrame(
@@ -184,6 +191,6 @@ class EchoGateVAD(vad.VAD):
 
     def stream(self) -> vad.VADStream:
         s = self.inner.stream()
-        push = s.push_frame
-        s.push_frame = lambda frame: push(self.gate(frame))  # type: ignore[method-assign]
+        push, state = s.push_frame, [0.0]
+        s.push_frame = lambda frame: push(self.gate(frame, state))  # type: ignore[method-assign]
         return s

@@ -14,14 +14,37 @@ import numpy as np
 from livekit.agents import APIConnectOptions, llm, stt, tts, utils
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
+WORD_SETTLE_S = 0.1  # a word counts as said once this long past its estimated end
+
 
 class InstantSTT(stt.STT):
     def __init__(self) -> None:
         super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
         self.expected: list[str] = []
+        self._started: list[float] = []  # wall time each expected text began to be spoken
 
     def expect(self, text: str) -> None:
         self.expected.append(text)
+        self._started.append(time.time())
+
+    def _spoken_prefix(self, i: int, now: float) -> int:
+        """How many words of expected[i] were said by `now` (word ends spread over the caller's
+        synthesized duration by character count): a real STT cannot return words not yet spoken."""
+        words = self.expected[i].split()
+        try:
+            from agent.sim.caller_voice import synthesize_caller
+
+            dur = len(synthesize_caller(self.expected[i])) / 8000
+        except Exception:  # noqa: BLE001 - no caller voice: assume everything was said
+            return len(words)
+        total = sum(len(w) + 1 for w in words)
+        elapsed, n, pos = now - self._started[i] - WORD_SETTLE_S, 0, 0
+        for w in words:
+            pos += len(w) + 1
+            if pos / total * dur > elapsed:
+                break
+            n += 1
+        return n
 
     async def _recognize_impl(
         self,
@@ -30,10 +53,20 @@ class InstantSTT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
-        # Everything the caller has started saying since the last segment: a hesitation's first
-        # fragment alone, "" for a VAD segment that was only noise, a cough or echo.
-        text = " ".join(self.expected)
-        self.expected.clear()
+        # The words the caller has said since the last segment: a hesitation's first fragment
+        # alone, "Wait," of "Wait, do you...", "" for a segment that was only noise or echo.
+        now, out = time.time(), []
+        while self.expected:
+            n = self._spoken_prefix(0, now)
+            words = self.expected[0].split()
+            out += words[:n]
+            if n < len(words):
+                self.expected[0] = " ".join(words[n:])
+                self._started[0] = now  # approximate: the rest is timed from here
+                break
+            self.expected.pop(0)
+            self._started.pop(0)
+        text = " ".join(out)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             alternatives=[stt.SpeechData(language="en", text=text, confidence=1.0)],
