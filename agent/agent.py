@@ -38,6 +38,7 @@ class Generation:
     started_at: float
     cache_hit: bool = False
     cache_lookup_ms: float | None = None
+    cache_outcome: str | None = None  # hit | miss | bypass
     context_tokens: int | None = None
     used_tool: bool = False
     completed: bool = False
@@ -116,7 +117,9 @@ class CallAgent(Agent):
             except TimeoutError:
                 hit = None
                 self.turn_log.cache_bypasses += 1
+                gen.cache_outcome = "bypass"
             gen.cache_lookup_ms = (time.perf_counter() - t0) * 1000
+            gen.cache_outcome = gen.cache_outcome or ("hit" if hit is not None else "miss")
             if hit is not None:
                 gen.cache_hit = True
                 gen.answer = hit.answer

@@ -32,6 +32,8 @@ class TurnMetrics(BaseModel):
     context_tokens: int | None = None
     interrupted: bool = False
     bargein_reaction: float | None = None  # barge-in turns: caller onset -> agent audio stops
+    cache_outcome: str | None = None  # hit | miss | bypass (None: no cache in this call)
+    cache_lookup_ms: float | None = None
 
 
 def percentile(values: list[float], q: float) -> float | None:

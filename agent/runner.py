@@ -8,6 +8,7 @@ from typing import Any
 
 from rich.console import Console
 
+from agent import observability
 from agent.providers import build_providers
 from agent.sim.call import CallResult, SimulatedCall, print_result
 from agent.sim.scenario import load_scenario
@@ -26,7 +27,20 @@ def open_cache() -> Any:
         from cache.semantic import ResponseCache
     except ImportError:
         return None
-    return ResponseCache(ensure_redis(s), threshold=s.cache_threshold)
+    cache = ResponseCache(ensure_redis(s), threshold=s.cache_threshold)
+    prewarm_cache(cache)
+    return cache
+
+
+def prewarm_cache(cache: Any) -> None:
+    """Load the embedding model and create the index before the call, not on the first turn."""
+    try:
+        cache.embedder.embed("warm up")
+        cache._ensure_index_sync()
+    except Exception as e:  # noqa: BLE001 - a cache that cannot warm up is bypassed per lookup
+        import logging
+
+        logging.getLogger("callcenter.cache").warning("cache prewarm failed: %s", e)
 
 
 async def run_call(
@@ -48,10 +62,15 @@ async def run_call(
     providers.prewarm()
     if cache is None and use_cache:
         cache = open_cache()
+    observability.call_started(tenant.name, providers.name)
     call = SimulatedCall(
         scenario, tenant, providers, out_dir, cache=cache, turn_mode=turn_mode, console=console
     )  # type: ignore[arg-type]
-    result = await call.run()
+    try:
+        result = await call.run()
+    finally:
+        observability.call_ended(tenant.name, providers.name)
+    observability.record_call(result, tenant.name, providers.name)
     if console is not None:
         print_result(result, console)
     return result

@@ -301,6 +301,7 @@ class SimulatedCall:
             if gen is not None:
                 t.cache_hit = gen.cache_hit
                 t.context_tokens = gen.context_tokens
+                t.cache_outcome, t.cache_lookup_ms = gen.cache_outcome, gen.cache_lookup_ms
             if rs:
                 first = rs[0].metrics or {}
                 if not t.cache_hit:  # a hit never calls the LLM
