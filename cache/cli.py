@@ -97,11 +97,11 @@ def warm(
     if audio:
         if from_calls is not None:
             raise UserError("--audio works with FILE or --tenant warm-up, not --from-calls")
-        # The local profile's voice (agent/providers/hibari_tts.py); a cloud voice's audio is
-        # stored on the first hit in a call instead.
-        from agent.providers.hibari_tts import SAMPLE_RATE, HibariTTS, synthesize_pcm16
+        # The local profile's voice (core/local_tts.py, shared with the agent's TTS plugin); a
+        # cloud voice's audio is stored on the first hit in a call instead.
+        from core.local_tts import SAMPLE_RATE, VOICE, synthesize_pcm16
 
-        voice = HibariTTS.voice
+        voice = VOICE
 
         def synth(text: str) -> tuple[bytes, int]:
             return synthesize_pcm16(text), SAMPLE_RATE

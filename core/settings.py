@@ -42,7 +42,7 @@ class Settings(BaseSettings):
 
     # Semantic cache.
     cache_enabled: bool = True
-    cache_threshold: float = 0.15  # cosine distance; lower is stricter
+    cache_threshold: float = 0.25  # cosine distance; lower is stricter (tuned: cache/README.md)
     cache_ttl_s: int = 7 * 24 * 3600
     cache_max_entries: int = 10_000
     cache_lookup_budget_ms: float = 150.0
