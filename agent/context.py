@@ -111,7 +111,11 @@ class ContextManager:
         try:
             payload = [{k: v for k, v in _as_dict(m).items() if k != "id"} for m in msgs]
             job_id = await self.jobs.submit(
-                TASK_SUMMARIZE, previous_summary=self.summary, messages=payload, use_llm=self.summary_llm
+                TASK_SUMMARIZE,
+                expires_s=self.job_timeout_s,
+                previous_summary=self.summary,
+                messages=payload,
+                use_llm=self.summary_llm,
             )
         except Exception as e:  # broker down: carry on with the window alone
             self._fail(f"enqueue failed: {e}")

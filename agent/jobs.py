@@ -48,8 +48,11 @@ class JobClient:
             redis_socket_connect_timeout=2.0,
         )
 
-    async def submit(self, name: str, **kwargs: Any) -> str:
-        res = await asyncio.to_thread(self.app.send_task, name, kwargs=kwargs, queue=self.queue)
+    async def submit(self, name: str, *, expires_s: float | None = None, **kwargs: Any) -> str:
+        # `expires`: a job nobody picked up in time is dropped by the worker instead of piling up
+        res = await asyncio.to_thread(
+            self.app.send_task, name, kwargs=kwargs, queue=self.queue, expires=expires_s
+        )
         return str(res.id)
 
     async def poll(self, job_id: str) -> JobState:

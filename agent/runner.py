@@ -43,6 +43,22 @@ def prewarm_cache(cache: Any) -> None:
         logging.getLogger("callcenter.cache").warning("cache prewarm failed: %s", e)
 
 
+def open_context(redis_url: str | None = None) -> Any:
+    """The bounded-context manager; without Redis it still bounds the window (no summaries)."""
+    from agent.context import ContextManager
+    from agent.jobs import JobClient
+
+    s = get_settings()
+    jobs = None
+    try:
+        from cache.redis_server import ensure_redis
+
+        jobs = JobClient(redis_url or ensure_redis(s))
+    except UserError:
+        pass
+    return ContextManager(jobs, keep_recent=s.context_keep_recent, max_messages=s.context_max_messages)
+
+
 async def run_call(
     scenario_path: Path,
     out_dir: Path,

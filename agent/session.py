@@ -35,6 +35,7 @@ class TurnTuning:
     """The shipped values (why: docs/turn-taking.md). The benchmark sweeps them in-process."""
 
     vad_min_silence: float = 0.2  # VAD end-of-speech; the text EOU guards mid-sentence pauses
+    vad_activation: float = 0.5  # silero speech probability threshold
     min_delay: float = 0.2  # endpointing after a complete-looking transcript
     max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
     min_interruption: float = 0.25  # speech needed to pause the agent (barge-in reaction)
@@ -105,7 +106,9 @@ def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> Agen
         the_stt = gate = BackchannelGateSTT(providers.stt)
     if tuned and isinstance(providers.vad, inference.VAD):
         # Same native silero VAD, shorter end-of-speech silence (see TurnTuning).
-        the_vad = inference.VAD(min_silence_duration=t.vad_min_silence, activation_threshold=0.5)
+        the_vad = inference.VAD(
+            min_silence_duration=t.vad_min_silence, activation_threshold=t.vad_activation
+        )
     if tuned and t.echo_gate_dbfs is not None:
         the_vad = echo_gate = EchoGateVAD(the_vad, t.echo_gate_dbfs)
     session = AgentSession(

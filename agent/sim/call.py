@@ -23,6 +23,7 @@ from livekit.agents import llm
 from rich.console import Console
 
 from agent.agent import CallAgent, Generation, TurnLog
+from agent.context import ContextManager
 from agent.providers import Providers
 from agent.recovery import attach_recovery
 from agent.report import TurnMetrics, turn_table, write_metrics, write_private
@@ -107,10 +108,12 @@ class SimulatedCall:
         console: Console | None = None,
         greet: bool = True,
         transfer_outcome: SimTransferOutcome = "completed",
+        context: ContextManager | None = None,
     ) -> None:
         self.scenario, self.tenant, self.providers, self.out_dir = scenario, tenant, providers, out_dir
         self.cache, self.turn_mode, self.greet = cache, turn_mode, greet
         self.transfer_outcome = transfer_outcome
+        self.context = context
         self.console = console or Console(quiet=True)
         self.tl = _Timeline()
         self.turn_log = TurnLog()
@@ -156,7 +159,13 @@ class SimulatedCall:
         )
         self.phone = PhoneBehaviours(session, self.tenant, self.control)
         self.phone.attach()
-        agent = CallAgent(self.tenant, voice=self.providers.voice, cache=self.cache, turn_log=self.turn_log)
+        agent = CallAgent(
+            self.tenant,
+            voice=self.providers.voice,
+            cache=self.cache,
+            turn_log=self.turn_log,
+            context=self.context,
+        )
         uplink = LineModel(self.scenario.line, direction_seed=1)
         up = soxr.ResampleStream(LINE_RATE, TL_RATE, 1, dtype="float32", quality="LQ")
         echo = self.scenario.line.echo_db
@@ -205,6 +214,8 @@ class SimulatedCall:
         finally:
             agent_in.close()
             await self.phone.aclose()
+            if self.context is not None:
+                await self.context.aclose()
             try:
                 await asyncio.wait_for(agent.drain(), 10)
                 await asyncio.wait_for(session.aclose(), 15)
