@@ -38,9 +38,11 @@ class TurnTuning:
     vad_activation: float = 0.5  # silero speech probability threshold
     min_delay: float = 0.2  # endpointing after a complete-looking transcript
     max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
-    min_interruption: float = 0.25  # speech needed to pause the agent (barge-in reaction)
+    min_interruption: float = 0.15  # speech needed to pause the agent (barge-in reaction)
     false_interruption_timeout: float = 0.3  # silence after which a pause with no words resumes
-    echo_gate_dbfs: float | None = -27.0  # double-talk threshold; None disables the echo gate
+    echo_gate_dbfs: float | None = -28.0  # double-talk threshold; None disables the echo gate
+    gate_always: bool = False  # gate quiet frames while the caller speaks too (noise gate)
+    gate_hangover: float = 0.3
 
 
 TUNING = TurnTuning()
@@ -110,7 +112,9 @@ def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> Agen
             min_silence_duration=t.vad_min_silence, activation_threshold=t.vad_activation
         )
     if tuned and t.echo_gate_dbfs is not None:
-        the_vad = echo_gate = EchoGateVAD(the_vad, t.echo_gate_dbfs)
+        the_vad = echo_gate = EchoGateVAD(
+            the_vad, t.echo_gate_dbfs, always=t.gate_always, hangover_s=t.gate_hangover
+        )
     session = AgentSession(
         stt=the_stt,
         llm=providers.llm,

@@ -154,9 +154,14 @@ GATE_HANGOVER_S = 0.3  # keep the gate open through the quiet frames of the call
 class EchoGateVAD(vad.VAD):
     """Echo/noise suppression in front of the VAD while the agent is mid-reply."""
 
-    def __init__(self, inner: vad.VAD, threshold_dbfs: float = DOUBLE_TALK_DBFS) -> None:
+    def __init__(
+        self, inner: vad.VAD, threshold_dbfs: float = DOUBLE_TALK_DBFS, *, always: bool = False,
+        hangover_s: float = GATE_HANGOVER_S,
+    ) -> None:
         super().__init__(capabilities=inner.capabilities)
         self.inner = inner
+        self.always = always  # also gate while the caller holds the turn (noise gate for endpointing)
+        self.hangover = hangover_s
         self.threshold = 10 ** (threshold_dbfs / 20)
         self.gain = 10 ** (-GATE_ATTENUATION_DB / 20)
         self.agent_speaking: Callable[[], bool] = lambda: False
@@ -172,12 +177,12 @@ class EchoGateVAD(vad.VAD):
 
     def gate(self, frame: rtc.AudioFrame, state: list[float]) -> rtc.AudioFrame:
         """state[0] = double-talk hangover left (s); one state per VAD stream."""
-        if not self.agent_speaking():
+        if not self.always and not self.agent_speaking():
             state[0] = 0.0
             return frame
         x = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / 32768.0
         if len(x) and float(np.sqrt(np.mean(x * x))) >= self.threshold:
-            state[0] = GATE_HANGOVER_S  # double talk: the caller is speaking over the agent
+            state[0] = self.hangover  # double talk: the caller is speaking over the agent
             return frame
         if state[0] > 0:
             state[0] -= frame.samples_per_channel / frame.sample_rate
