@@ -105,6 +105,48 @@ def bench_cache(
         print(json.dumps(doc))
 
 
+@bench_app.command("context")
+def bench_context(
+    turns: Annotated[int, typer.Option(min=4, max=200)] = 50,
+    out: Annotated[Path | None, typer.Option("--out")] = Path("bench-results/context.json"),
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Context tokens and turn latency per turn, with and without the context manager."""
+    _quiet_logs()
+    from agent.bench import write_json
+    from agent.contextbench import bench_context as run
+
+    try:
+        doc = asyncio.run(run(turns))
+    except UserError as e:
+        fail(str(e), e.exit_code)
+        return
+    table = Table(title=f"bench context — {turns}-turn call")
+    for col in ("turn", "tokens managed", "tokens unmanaged", "ttft managed", "ttft unmanaged"):
+        table.add_column(col, justify="right")
+    pt = doc["per_turn"]
+    for i in range(turns):
+        cells = [
+            pt["context_tokens_managed"],
+            pt["context_tokens_unmanaged"],
+            pt["latency_managed"],
+            pt["latency_unmanaged"],
+        ]
+        table.add_row(
+            str(i + 1),
+            *(
+                f"{c[i]:.3f}" if i < len(c) and isinstance(c[i], float) else str(c[i]) if i < len(c) else "—"
+                for c in cells
+            ),
+        )
+    err_console.print(table)
+    summary = {k: v for k, v in doc.items() if k != "per_turn"}
+    err_console.print(summary)
+    write_json(doc, out, err_console)
+    if as_json:
+        print(json.dumps(summary))
+
+
 @bench_app.command("load")
 def bench_load(
     calls: Annotated[int, typer.Option("--calls", min=1, max=200)] = 10,

@@ -1,0 +1,104 @@
+"""`callcenter bench context`: a 50-turn text-level call with and without the context manager.
+
+Runs the real AgentSession and the configured local LLM; the managed run uses a real Celery
+worker (started here on a private queue) for summaries. Reports the prompt tokens the LLM
+received per turn (its own count) and the per-turn LLM latency (llm_node TTFT).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+from livekit.agents import AgentSession, llm
+
+from agent.agent import CallAgent
+from agent.context import ContextManager
+from agent.jobs import JobClient
+from agent.providers.local_llm import LocalLLM
+from agent.report import percentile
+from core.settings import REPO_ROOT, get_settings
+from core.tenants import load_tenant
+
+OPENING = "Hi, my name is Maria Lopez and my order number is A-483920. The drill I bought is broken."
+FILLERS = [
+    "Do you sell paint?",
+    "Do you have hammers?",
+    "Is parking free?",
+    "Do you sell gift cards?",
+    "Can I pay by card?",
+    "Do you cut keys?",
+    "Are you open on Saturday?",
+    "Do you deliver?",
+]
+
+
+async def _run(turns: int, ctx: ContextManager | None) -> dict[str, Any]:
+    agent = CallAgent(load_tenant(None), voice="none", context=ctx)
+    session = AgentSession(llm=LocalLLM(max_tokens=24))
+    await session.start(agent, record=False)
+    ttft: list[float] = []
+    try:
+        script = (
+            [OPENING] + [FILLERS[i % len(FILLERS)] for i in range(turns - 2)] + ["What is my order number?"]
+        )
+        for text in script:
+            result = await session.run(user_input=text)
+            for ev in result.events:
+                item = getattr(ev, "item", None)
+                if isinstance(item, llm.ChatMessage) and item.role == "assistant":
+                    if (v := (item.metrics or {}).get("llm_node_ttft")) is not None:
+                        ttft.append(float(v))
+    finally:
+        if ctx is not None:
+            await ctx.aclose()
+        await session.aclose()
+    tokens = [g.context_tokens or 0 for g in agent.turn_log.generations]
+    return {"tokens": tokens, "ttft": ttft, "summaries": ctx.stats.summaries if ctx else 0}
+
+
+def _start_worker(redis_url: str, queue: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "REDIS_URL": redis_url, "CALLCENTER_CELERY_QUEUE": queue}
+    return subprocess.Popen(
+        [sys.executable, "-m", "tasks", "worker", "celery", "--pool", "solo", "--queues", queue],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+async def bench_context(turns: int = 50) -> dict[str, Any]:
+    from cache.redis_server import ensure_redis
+
+    s = get_settings()
+    url = ensure_redis(s)
+    queue = f"bench-context-{uuid.uuid4().hex[:6]}"
+    worker = _start_worker(url, queue)
+    try:
+        time.sleep(3)  # let the worker connect; jobs queued before that simply wait
+        managed = await _run(
+            turns,
+            ContextManager(
+                JobClient(url, queue), keep_recent=s.context_keep_recent, max_messages=s.context_max_messages
+            ),
+        )
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+    unmanaged = await _run(turns, None)
+    return {
+        "turns": turns,
+        "max_context_tokens": max(managed["tokens"]),
+        "max_context_tokens_unmanaged": max(unmanaged["tokens"]),
+        "turn_latency_p50_managed": percentile(managed["ttft"], 50),
+        "turn_latency_p50_unmanaged": percentile(unmanaged["ttft"], 50),
+        "summaries": managed["summaries"],
+        "per_turn": {
+            "context_tokens_managed": managed["tokens"],
+            "context_tokens_unmanaged": unmanaged["tokens"],
+            "latency_managed": managed["ttft"],
+            "latency_unmanaged": unmanaged["ttft"],
+        },
+    }
