@@ -168,7 +168,10 @@ async def test_compare_and_cancel_intents(call: Call, server: McpHttpServer) -> 
     b = await call.ask("Cancel the comparison")
     assert b.startswith("OK, I stopped the comparison"), b
     job_id = next(iter(call.desk.jobs))
-    assert await job_state(server.url, job_id) in ("cancelled", "succeeded")  # may finish first
+    deadline = time.monotonic() + 10  # a running task notices the request within a second
+    while (state := await job_state(server.url, job_id)) not in ("cancelled", "succeeded"):
+        assert time.monotonic() < deadline, state
+        await asyncio.sleep(0.3)
 
 
 async def test_compare_result_over_stdio(
@@ -316,14 +319,27 @@ async def test_turn_latency_with_a_running_job(
                 await asyncio.sleep(0.1)
             return out
 
+        async def loop_lag(seconds: float) -> float:
+            """Worst lateness of a 10 ms timer: anything blocking the event loop shows up here."""
+            worst, end = 0.0, time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                await asyncio.sleep(0.01)
+                worst = max(worst, time.perf_counter() - t0 - 0.01)
+            return worst * 1000
+
         await sample(2)  # warm-up
         idle = await sample(20)
+        lag_idle = await loop_lag(3)
         await c.ask("Please analyze the returns policy")
         job = next(iter(desk.jobs.values()))
         while job.state != "running":
             await asyncio.sleep(0.2)
         busy = await sample(20)
+        lag_busy = await loop_lag(3)  # three job_status polls fall inside
         assert job.state == "running"  # the job really ran the whole time
+        print(f"\nevent-loop max lag idle {lag_idle:.1f} ms, with running job {lag_busy:.1f} ms")
+        assert lag_busy < 100
         mi, mb = statistics.median(idle), statistics.median(busy)
         print(
             f"\nturn latency median idle {mi:.1f} ms, with running job {mb:.1f} ms ({(mb / mi - 1) * 100:+.1f} %)"
@@ -362,13 +378,35 @@ async def test_documents_scenario_simulated_call(
     finally:
         await desk.aclose()
     assert result.error is None
-    said = [g.answer for g in call.turn_log.generations]
+    said = [f"{g.user_text!r} -> {g.answer}" for g in call.turn_log.generations]
     print("\n" + "\n".join(said + desk.spoken))
-    doc_turns = [g for g in call.turn_log.generations if g.used_tool]
-    assert len(doc_turns) >= 4, said  # search, edit, analyze, progress
-    assert "$15.25 per pallet" in (docs / "contract.md").read_text()
+    # The simulated line is real time: on a loaded machine the endpointing can cut a sentence in
+    # two turns (seen here on the shared 2 cores), which changes what the caller asked. The exact
+    # flow is checked by test_documents_scenario_text; here: the call completes, the desk acts,
+    # the plain question is answered by the LLM and a job result is spoken while the call is on.
+    assert [g for g in call.turn_log.generations if g.used_tool], said
     assert any("open" in g.answer and not g.used_tool for g in call.turn_log.generations)
-    assert any(s.startswith("The analysis of the Returns and Refunds Policy is ready") for s in desk.spoken)
+    assert any(" is ready" in s for s in desk.spoken), (said, desk.spoken)
+
+
+async def test_documents_scenario_text(call: Call, docs_dir: Path) -> None:
+    """scenarios/documents.yaml turn by turn at text level (deterministic): each line does its job."""
+    from agent.sim.scenario import load_scenario
+
+    shutil.copy(REPO_ROOT / "documents" / "contract.md", docs_dir / "contract.md")  # undo other edits
+    answers = []
+    for turn in load_scenario(REPO_ROOT / "scenarios" / "documents.yaml").turns:
+        if turn.pause:
+            await asyncio.sleep(min(turn.pause, 8))
+        elif turn.say:
+            answers.append(await call.ask(turn.say))
+    search, edit, analyze, plain, progress, bye = answers
+    assert "Old mattress removal" in search and edit.startswith("Done: I changed $14.50 to $15.25")
+    assert "started the analysis of the Returns and Refunds Policy" in analyze
+    assert "open" in plain and "Returns and Refunds Policy" in progress and "open" in bye
+    assert "$15.25 per pallet" in (docs_dir / "contract.md").read_text()
+    await call.wait_said("The analysis of the Returns and Refunds Policy is ready")
+    assert [g.used_tool for g in call.turn_log.generations] == [True, True, True, False, True, False]
 
 
 async def test_cloud_profile_gets_the_tools(server: McpHttpServer) -> None:
@@ -389,8 +427,56 @@ async def test_cloud_profile_gets_the_tools(server: McpHttpServer) -> None:
         assert hits["hits"][0]["section"] == "Services"
         started = await ctx.function_tools["analyze_document"]("policy.md")
         assert "started the analysis" in started
-        assert "percent" in await ctx.function_tools["document_job_progress"]() or desk.spoken
-        await c.wait_said("is ready", timeout=30)  # the watcher speaks it, as for the local profile
+        progress = await ctx.function_tools["document_job_progress"]()
+        assert progress.startswith("The analysis of the Returns and Refunds Policy"), progress
+        await c.wait_said(
+            "is ready", timeout=60
+        )  # the shared worker may finish an earlier job first  # the watcher speaks it, as for the local profile
     finally:
         await desk.aclose()
         await c.session.aclose()
+
+
+async def test_stdio_server_killed_then_reconnects(
+    redis_url: str, queue: str, docs_dir: Path, worker: WorkerProcess
+) -> None:
+    """The call's own stdio server child dies: the caller is told, later turns reconnect."""
+    import os
+    import signal
+
+    import psutil
+
+    from agent.documents import RECONNECT_BACKOFF_S
+
+    own = docs_dir.parent / f"docs-{uuid.uuid4().hex[:6]}"  # tells this test's server child apart
+    shutil.copytree(docs_dir, own)
+    marker = str(own)
+    desk = DocumentDesk.stdio(own, stdio_params(own, env(redis_url, queue, 1)).env, call_timeout_s=3)
+    c = Call(desk)
+
+    def server_children() -> list[psutil.Process]:
+        kids = psutil.Process(os.getpid()).children(recursive=True)
+        return [
+            p
+            for p in kids
+            if p.is_running()
+            and p.status() != psutil.STATUS_ZOMBIE
+            and "mcp" in p.cmdline()
+            and marker in p.cmdline()
+        ]
+
+    try:
+        assert await desk.start()
+        await c.session.start(c.agent, record=False)
+        (child,) = server_children()
+        child.send_signal(signal.SIGKILL)
+        child.wait(5)
+        assert await c.ask("Search the documents for pallets") == UNREACHABLE
+        assert "open" in await c.ask(PLAIN)
+        await asyncio.sleep(RECONNECT_BACKOFF_S)
+        assert "pallet" in (await c.ask("Search the documents for pallets")).lower()  # a fresh server
+        assert len(server_children()) == 1
+    finally:
+        await desk.aclose()
+        await c.session.aclose()
+    assert not server_children()  # hang-up closed the server it spawned
