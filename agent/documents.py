@@ -265,6 +265,8 @@ class DocumentDesk:
     async def _dispatch(self, it: Intent) -> DeskReply:
         if it.kind == "search":
             hits = (await self._call("search_documents", query=it.query, limit=3))["hits"]
+            if not hits and it.query.endswith("s"):  # full-text search: "pallets" misses "pallet"
+                hits = (await self._call("search_documents", query=it.query[:-1], limit=3))["hits"]
             if not hits:
                 return DeskReply(f"I found nothing about {it.query} in the documents.")
             h = hits[0]
