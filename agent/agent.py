@@ -23,6 +23,7 @@ from agent.prompt import instructions_for
 from core.tenants import Tenant
 
 if TYPE_CHECKING:
+    from agent.documents import DocumentDesk
     from cache.semantic import CacheHit, ResponseCache
 
 log = logging.getLogger("callcenter.agent")
@@ -65,6 +66,8 @@ class CallAgent(Agent):
         turn_log: TurnLog | None = None,
         context: ContextManager | None = None,
         call_flags: dict[str, Any] | None = None,
+        documents: DocumentDesk | None = None,
+        documents_as_tools: bool = False,
     ) -> None:
         super().__init__(instructions=instructions_for(tenant))
         self.tenant = tenant
@@ -73,6 +76,7 @@ class CallAgent(Agent):
         self.turn_log = turn_log or TurnLog()
         self.context = context
         self.call_flags = call_flags if call_flags is not None else {}
+        self.documents, self.documents_as_tools = documents, documents_as_tools
         self._pending_hit: CacheHit | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -86,6 +90,12 @@ class CallAgent(Agent):
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
+    async def on_enter(self) -> None:
+        if self.documents is not None:  # the desk speaks finished job results through the session
+            self.documents.attach(self.session)
+            if self.documents_as_tools:  # cloud profile: gpt-4o-mini calls the fast tools itself
+                await self.update_tools([*self.tools, *self.documents.function_tools()])
+
     # ---- LLM stage -------------------------------------------------------------------------
     async def llm_node(
         self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
@@ -98,6 +108,14 @@ class CallAgent(Agent):
         gen = Generation(user_text=question, started_at=time.time())
         self.turn_log.generations.append(gen)
         self._pending_hit = None
+
+        if self.documents is not None and question:
+            doc = await self.documents.handle(question)
+            if doc is not None:
+                gen.used_tool = True  # a tool result: never looked up in nor stored into the cache
+                gen.answer, gen.completed = doc.text, True
+                yield doc.text
+                return
 
         if self.cache is not None and question:
             t0 = time.perf_counter()

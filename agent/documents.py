@@ -20,16 +20,15 @@ import logging
 import re
 import sys
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from livekit.agents import AgentSession, ModelSettings, llm
+from livekit.agents import AgentSession, llm
 from livekit.agents.llm import function_tool
 from livekit.agents.llm.mcp import MCPServer, MCPServerHTTP, MCPServerStdio, MCPToolResultContext
 
-from agent.agent import CallAgent, Generation
+from agent.agent import CallAgent
 from agent.doc_intents import DocRef, Intent, parse
 from core.settings import REPO_ROOT
 
@@ -459,39 +458,20 @@ class DocumentDesk:
 
 
 class DocumentCallAgent(CallAgent):
-    """CallAgent with the document hook applied (until it moves into CallAgent.llm_node)."""
+    """A CallAgent with a document desk (kept for callers of the old name; the hook is in CallAgent)."""
 
     def __init__(
         self, *args: Any, documents: DocumentDesk, expose_tools: bool = False, **kwargs: Any
     ) -> None:
-        super().__init__(*args, **kwargs)
-        self.documents = documents
-        self.expose_tools = expose_tools  # cloud profile: gpt-4o-mini can call tools itself
+        super().__init__(*args, documents=documents, documents_as_tools=expose_tools, **kwargs)
 
-    async def on_enter(self) -> None:
-        # The session exists now: the desk needs it to speak job results (session.say).
-        self.documents.attach(self.session)
-        if self.expose_tools:
-            await self.update_tools([*self.tools, *self.documents.function_tools()])
-        await super().on_enter()
+    @property
+    def expose_tools(self) -> bool:
+        return self.documents_as_tools
 
-    async def llm_node(
-        self, chat_ctx: llm.ChatContext, tools: list[llm.Tool], model_settings: ModelSettings
-    ) -> AsyncIterator[llm.ChatChunk | str]:
-        last = chat_ctx.items[-1] if chat_ctx.items else None
-        question = (
-            last.text_content or "" if isinstance(last, llm.ChatMessage) and last.role == "user" else ""
-        )
-        # --- hook (move into CallAgent.llm_node, before the cache lookup) ---
-        if self.documents is not None and question and (doc := await self.documents.handle(question)):
-            self.turn_log.generations.append(
-                Generation(question, time.time(), used_tool=True, completed=True, answer=doc.text)
-            )
-            yield doc.text  # a tool result: never looked up in nor stored into the cache
-            return
-        # --- end hook ---
-        async for chunk in super().llm_node(chat_ctx, tools, model_settings):
-            yield chunk
+    @expose_tools.setter
+    def expose_tools(self, value: bool) -> None:
+        self.documents_as_tools = value
 
 
 def sandbox_docs(out_dir: Path) -> Path:

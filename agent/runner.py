@@ -68,6 +68,7 @@ async def run_call(
     use_cache: bool = True,
     console: Console | None = None,
     cache: Any = None,
+    documents: bool = False,
 ) -> CallResult:
     if turn_mode not in ("vad", "eot"):
         raise UserError(f"unknown --turn '{turn_mode}' (choose vad, eot)")
@@ -78,6 +79,13 @@ async def run_call(
     providers.prewarm()
     if cache is None and use_cache:
         cache = open_cache()
+    desk = None
+    if documents or scenario_path.stem.startswith("documents"):
+        from agent.documents import DeskConfig, sandbox_docs
+
+        # a per-call copy of the documents: a simulated call's edits never touch the repo's
+        desk = DeskConfig(docs_dir=sandbox_docs(out_dir)).build()
+        await desk.start()  # unreachable: the call still runs, document turns say so
     observability.call_started(tenant.name, providers.name)
     call = SimulatedCall(
         scenario, tenant, providers, out_dir, cache=cache, turn_mode=turn_mode, console=console

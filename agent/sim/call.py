@@ -24,6 +24,7 @@ from rich.console import Console
 
 from agent.agent import CallAgent, Generation, TurnLog
 from agent.context import ContextManager
+from agent.documents import DocumentDesk
 from agent.providers import Providers
 from agent.recovery import attach_recovery
 from agent.report import TurnMetrics, turn_table, write_metrics, write_private
@@ -109,11 +110,13 @@ class SimulatedCall:
         greet: bool = True,
         transfer_outcome: SimTransferOutcome = "completed",
         context: ContextManager | None = None,
+        documents: DocumentDesk | None = None,
     ) -> None:
         self.scenario, self.tenant, self.providers, self.out_dir = scenario, tenant, providers, out_dir
         self.cache, self.turn_mode, self.greet = cache, turn_mode, greet
         self.transfer_outcome = transfer_outcome
         self.context = context
+        self.documents = documents
         self.console = console or Console(quiet=True)
         self.tl = _Timeline()
         self.turn_log = TurnLog()
@@ -213,6 +216,8 @@ class SimulatedCall:
             error = f"{type(e).__name__}: {e}"
         finally:
             agent_in.close()
+            if self.documents is not None:  # hang-up: revoke this call's running jobs
+                await self.documents.aclose()
             await self.phone.aclose()
             if self.context is not None:
                 await self.context.aclose()
