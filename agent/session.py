@@ -75,7 +75,7 @@ def telephony_turn_handling(mode: TurnMode = "vad", tuning: TurnTuning | None = 
 
     - endpointing: a short silence when the transcript reads as a finished sentence, the long
       one when it hangs on "um", "and", "to", "my", a comma... (the text EOU decides which).
-    - interruption: a quarter second of speech pauses the agent at once (barge-in reaction), but
+    - interruption: 0.15 s of speech pauses the agent at once (barge-in reaction), but
       the reply is only cut when a real transcript follows; a cough, click, echo or a pure
       backchannel (blanked by the gate) leaves no transcript, so the agent resumes the same
       sentence after a short silence instead of restarting or going quiet. The resume must come

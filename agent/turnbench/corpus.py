@@ -27,11 +27,11 @@ HARDEST = "babble-10"  # the goals' condition: 10 dB babble, G.711, echo
 
 # name -> (noise, snr_db, packet_loss, cases in the full run)
 CONDITIONS: dict[str, tuple[str, float | None, float, int]] = {
-    "clean": ("none", None, 0.0, 6),
-    "white-20": ("white", 20.0, 0.0, 6),
-    "street-10-loss2": ("street", 10.0, 0.02, 6),
-    "babble-10": ("babble", 10.0, 0.0, 20),
-    "babble-5-loss2": ("babble", 5.0, 0.02, 6),
+    "clean": ("none", None, 0.0, 4),
+    "white-20": ("white", 20.0, 0.0, 4),
+    "street-10-loss2": ("street", 10.0, 0.02, 4),
+    "babble-10": ("babble", 10.0, 0.0, 16),
+    "babble-5-loss2": ("babble", 5.0, 0.02, 4),
 }
 
 QUESTIONS = [

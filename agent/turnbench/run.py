@@ -28,6 +28,7 @@ from core.tenants import load_tenant
 
 log = logging.getLogger("callcenter.turnbench")
 RATE = 16000
+CASE_TIMEOUT_S = 120.0
 
 
 @dataclass
@@ -76,9 +77,13 @@ async def run_case(sc: Scenario, config: str, condition: str, reply_voiced_s: fl
         out = keep / config / sc.name if keep else Path(d)
         call = SimulatedCall(sc, load_tenant(sc.tenant), voice.bench_providers(), out,
                              turn_mode=BENCH_CONFIGS[config])
-        res = await call.run()
-        score = score_call(observe(call, reply_voiced_s))
-    return CaseRun(config, condition, sc.name, score, res.error, time.monotonic() - t0)
+        try:  # a call normally lasts ~20 s; one that never ends must not stall the whole run
+            res = await asyncio.wait_for(call.run(), CASE_TIMEOUT_S)
+            error = res.error
+        except TimeoutError:
+            error = f"timed out after {CASE_TIMEOUT_S:.0f} s"
+        score = score_call(observe(call, reply_voiced_s)) if error is None else CaseScore()
+    return CaseRun(config, condition, sc.name, score, error, time.monotonic() - t0)
 
 
 async def run_all(
