@@ -108,9 +108,7 @@ def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> Agen
         the_stt = gate = BackchannelGateSTT(providers.stt)
     if tuned and isinstance(providers.vad, inference.VAD):
         # Same native silero VAD, shorter end-of-speech silence (see TurnTuning).
-        the_vad = inference.VAD(
-            min_silence_duration=t.vad_min_silence, activation_threshold=t.vad_activation
-        )
+        the_vad = inference.VAD(min_silence_duration=t.vad_min_silence, activation_threshold=t.vad_activation)
     if tuned and t.echo_gate_dbfs is not None:
         the_vad = echo_gate = EchoGateVAD(
             the_vad, t.echo_gate_dbfs, always=t.gate_always, hangover_s=t.gate_hangover

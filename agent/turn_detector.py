@@ -37,21 +37,136 @@ NEUTRAL_P = 0.6  # no punctuation and no dangling word: lean towards "done" (sho
 UNLIKELY_THRESHOLD = 0.15
 
 FILLERS = {"um", "umm", "uh", "uhh", "er", "erm", "ehm", "hmm", "mm", "uhm", "like"}
-CONJUNCTIONS = {"and", "but", "or", "so", "because", "cause", "if", "then", "that", "which", "who",
-                "when", "while", "although", "though", "whether", "until", "unless", "since", "than"}
-PREPOSITIONS = {"to", "for", "of", "in", "on", "at", "with", "from", "about", "into", "by", "as",
-                "onto", "over", "under", "after", "before", "between", "through", "without"}
-DETERMINERS = {"a", "an", "the", "my", "your", "our", "their", "his", "her", "its", "this", "that",
-               "these", "those", "some", "any", "another", "every", "each"}
+CONJUNCTIONS = {
+    "and",
+    "but",
+    "or",
+    "so",
+    "because",
+    "cause",
+    "if",
+    "then",
+    "that",
+    "which",
+    "who",
+    "when",
+    "while",
+    "although",
+    "though",
+    "whether",
+    "until",
+    "unless",
+    "since",
+    "than",
+}
+PREPOSITIONS = {
+    "to",
+    "for",
+    "of",
+    "in",
+    "on",
+    "at",
+    "with",
+    "from",
+    "about",
+    "into",
+    "by",
+    "as",
+    "onto",
+    "over",
+    "under",
+    "after",
+    "before",
+    "between",
+    "through",
+    "without",
+}
+DETERMINERS = {
+    "a",
+    "an",
+    "the",
+    "my",
+    "your",
+    "our",
+    "their",
+    "his",
+    "her",
+    "its",
+    "this",
+    "that",
+    "these",
+    "those",
+    "some",
+    "any",
+    "another",
+    "every",
+    "each",
+}
 # A sentence cannot end on these either: subject pronouns, auxiliaries, modal verbs.
-STARTERS = {"i", "i'd", "i'm", "i'll", "i've", "we", "we'd", "you", "is", "are", "was", "were",
-            "can", "could", "would", "should", "will", "do", "does", "did", "have", "has", "want",
-            "need", "just", "also", "very", "really", "it's", "there's"}
+STARTERS = {
+    "i",
+    "i'd",
+    "i'm",
+    "i'll",
+    "i've",
+    "we",
+    "we'd",
+    "you",
+    "is",
+    "are",
+    "was",
+    "were",
+    "can",
+    "could",
+    "would",
+    "should",
+    "will",
+    "do",
+    "does",
+    "did",
+    "have",
+    "has",
+    "want",
+    "need",
+    "just",
+    "also",
+    "very",
+    "really",
+    "it's",
+    "there's",
+}
 DANGLING = FILLERS | CONJUNCTIONS | PREPOSITIONS | DETERMINERS | STARTERS
 
-BACKCHANNELS = {"uh-huh", "uh", "huh", "mm-hmm", "mhm", "mm", "hmm", "okay", "ok", "right", "yeah",
-                "yes", "yep", "sure", "alright", "all", "got", "it", "i", "see", "oh", "ah", "cool",
-                "great", "good", "fine", "uhuh", "mmhmm"}
+BACKCHANNELS = {
+    "uh-huh",
+    "uh",
+    "huh",
+    "mm-hmm",
+    "mhm",
+    "mm",
+    "hmm",
+    "okay",
+    "ok",
+    "right",
+    "yeah",
+    "yes",
+    "yep",
+    "sure",
+    "alright",
+    "all",
+    "got",
+    "it",
+    "i",
+    "see",
+    "oh",
+    "ah",
+    "cool",
+    "great",
+    "good",
+    "fine",
+    "uhuh",
+    "mmhmm",
+}
 
 _WORD = re.compile(r"[a-z0-9'\-]+")
 
@@ -140,7 +255,8 @@ class BackchannelGateSTT(stt.STT):
             self.dropped.append(text)
             lang = ev.alternatives[0].language
             return stt.SpeechEvent(
-                type=ev.type, request_id=ev.request_id,
+                type=ev.type,
+                request_id=ev.request_id,
                 alternatives=[stt.SpeechData(language=lang, text="", confidence=0.0)],
             )
         return ev
@@ -155,7 +271,11 @@ class EchoGateVAD(vad.VAD):
     """Echo/noise suppression in front of the VAD while the agent is mid-reply."""
 
     def __init__(
-        self, inner: vad.VAD, threshold_dbfs: float = DOUBLE_TALK_DBFS, *, always: bool = False,
+        self,
+        inner: vad.VAD,
+        threshold_dbfs: float = DOUBLE_TALK_DBFS,
+        *,
+        always: bool = False,
         hangover_s: float = GATE_HANGOVER_S,
     ) -> None:
         super().__init__(capabilities=inner.capabilities)
@@ -190,7 +310,9 @@ class EchoGateVAD(vad.VAD):
         self.gated_frames += 1
         y = (x * self.gain * 32767).astype(np.int16)
         return rtc.AudioFrame(
-            data=y.tobytes(), sample_rate=frame.sample_rate, num_channels=frame.num_channels,
+            data=y.tobytes(),
+            sample_rate=frame.sample_rate,
+            num_channels=frame.num_channels,
             samples_per_channel=frame.samples_per_channel,
         )
 

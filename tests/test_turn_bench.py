@@ -9,14 +9,31 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KEYS = {"false_interruption_rate", "premature_cutin_rate", "missed_bargein_rate", "bargein_reaction_p50",
-        "eou_delay_p50", "cases"}
+KEYS = {
+    "false_interruption_rate",
+    "premature_cutin_rate",
+    "missed_bargein_rate",
+    "bargein_reaction_p50",
+    "eou_delay_p50",
+    "cases",
+}
 
 
 def test_quick_bench_emits_json(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "callcenter"
-    cmd = [str(exe), "bench", "turns", "--quick", "--cases", "2", "--configs", "vad-fixed,shipped",
-           "--json", "--out", str(tmp_path)]
+    cmd = [
+        str(exe),
+        "bench",
+        "turns",
+        "--quick",
+        "--cases",
+        "2",
+        "--configs",
+        "vad-fixed,shipped",
+        "--json",
+        "--out",
+        str(tmp_path),
+    ]
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=170)
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)  # stdout holds the JSON object and nothing else
@@ -33,6 +50,11 @@ def test_quick_bench_emits_json(tmp_path: Path) -> None:
 
 def test_unknown_config_is_a_one_line_error() -> None:
     exe = Path(sys.executable).parent / "callcenter"
-    r = subprocess.run([str(exe), "bench", "turns", "--configs", "nope"], cwd=ROOT, capture_output=True,
-                       text=True, timeout=60)
+    r = subprocess.run(
+        [str(exe), "bench", "turns", "--configs", "nope"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 2 and "unknown config" in r.stderr and "Traceback" not in r.stderr

@@ -19,19 +19,36 @@ from agent.turn_detector import (
 from agent.turnbench.corpus import CONDITIONS, CORPUS_DIR, make_case
 
 
-@pytest.mark.parametrize("text", [
-    "What are your opening hours?", "I'd like to change my delivery address.", "Do you deliver on Sundays!",
-    "thanks", "",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "What are your opening hours?",
+        "I'd like to change my delivery address.",
+        "Do you deliver on Sundays!",
+        "thanks",
+        "",
+    ],
+)
 def test_complete(text: str) -> None:
     assert utterance_complete_probability(text) >= UNLIKELY_THRESHOLD
 
 
-@pytest.mark.parametrize("text", [
-    "I'd like to, um,", "I'd like to um", "I want to ask about the", "My question is about my",
-    "Could you check whether...", "I need a key cut for my, uh,", "I'd like to.", "and", "so I was wondering if",
-    "Can you tell me, uh", "Wait…",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I'd like to, um,",
+        "I'd like to um",
+        "I want to ask about the",
+        "My question is about my",
+        "Could you check whether...",
+        "I need a key cut for my, uh,",
+        "I'd like to.",
+        "and",
+        "so I was wondering if",
+        "Can you tell me, uh",
+        "Wait…",
+    ],
+)
 def test_incomplete(text: str) -> None:
     assert utterance_complete_probability(text) < UNLIKELY_THRESHOLD
 
@@ -48,10 +65,20 @@ def test_detector_reads_the_last_user_message() -> None:
     assert asyncio.run(det.supports_language("en")) and not asyncio.run(det.supports_language("de"))
 
 
-@pytest.mark.parametrize(("text", "bc"), [
-    ("uh-huh", True), ("Okay.", True), ("right", True), ("Mm-hmm.", True), ("yeah okay", True),
-    ("Stop.", False), ("No, that's wrong.", False), ("Wait, do you have a store?", False), ("", False),
-])
+@pytest.mark.parametrize(
+    ("text", "bc"),
+    [
+        ("uh-huh", True),
+        ("Okay.", True),
+        ("right", True),
+        ("Mm-hmm.", True),
+        ("yeah okay", True),
+        ("Stop.", False),
+        ("No, that's wrong.", False),
+        ("Wait, do you have a store?", False),
+        ("", False),
+    ],
+)
 def test_backchannel(text: str, bc: bool) -> None:
     assert is_backchannel(text) is bc
 

@@ -35,7 +35,11 @@ def test_false_interruption_by_cough_counts_once() -> None:
 
 def test_pause_then_resume_is_not_a_false_interruption() -> None:
     obs = CallObs(
-        events=[Span("question", s(1), s(2)), Span("backchannel", s(3.5), s(3.9)), Span("question", s(8), s(9))],
+        events=[
+            Span("question", s(1), s(2)),
+            Span("backchannel", s(3.5), s(3.9)),
+            Span("question", s(8), s(9)),
+        ],
         agent=agent(12, (2.4, 4.0), (4.6, 7.0), (9.4, 11.4)),
         messages=[AgentMsg(s(2.4), False), AgentMsg(s(9.4), False)],
         reply_voiced_s=4.0,
@@ -48,7 +52,11 @@ def test_pause_then_resume_is_not_a_false_interruption() -> None:
 def test_agent_answering_a_backchannel_is_a_false_interruption() -> None:
     # Never flagged interrupted, but the agent said more than one reply: it took the turn.
     obs = CallObs(
-        events=[Span("question", s(1), s(2)), Span("backchannel", s(3.5), s(3.9)), Span("question", s(12), s(13))],
+        events=[
+            Span("question", s(1), s(2)),
+            Span("backchannel", s(3.5), s(3.9)),
+            Span("question", s(12), s(13)),
+        ],
         agent=agent(14, (2.4, 6.4), (6.8, 10.8)),
         messages=[AgentMsg(s(2.4), False), AgentMsg(s(6.8), False)],
         reply_voiced_s=4.0,

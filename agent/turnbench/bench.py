@@ -49,8 +49,10 @@ async def bench_turns(
     by_cond = {c: load_cases(c, n) for c in conditions}
     reply_s = prewarm([s for v in by_cond.values() for s in v])
     plan = [(cfg, cond, sc) for cond, scs in by_cond.items() for sc in scs for cfg in configs]
-    console.print(f"[dim]bench turns: {len(plan)} calls ({len(configs)} configs × "
-                  f"{sum(map(len, by_cond.values()))} cases), {concurrency} at a time[/]")
+    console.print(
+        f"[dim]bench turns: {len(plan)} calls ({len(configs)} configs × "
+        f"{sum(map(len, by_cond.values()))} cases), {concurrency} at a time[/]"
+    )
     done = 0
 
     def progress(r: CaseRun) -> None:
@@ -100,24 +102,43 @@ def _fmt(v: Any, pct: bool = False) -> str:
 
 def print_tables(doc: dict[str, Any], console: Console) -> None:
     for cond, cfgs in doc["conditions"].items():
-        t = Table(title=f"bench turns — {cond} (G.711, echo){'  ← goals' if cond == doc['condition'] else ''}")
-        for col in ("config", "n", "false int", "pause", "cut-in", "cut-in hes", "missed BI",
-                    "react ms", "EOU ms", "EOU hes ms"):
+        t = Table(
+            title=f"bench turns — {cond} (G.711, echo){'  ← goals' if cond == doc['condition'] else ''}"
+        )
+        for col in (
+            "config",
+            "n",
+            "false int",
+            "pause",
+            "cut-in",
+            "cut-in hes",
+            "missed BI",
+            "react ms",
+            "EOU ms",
+            "EOU hes ms",
+        ):
             t.add_column(col, justify="left" if col == "config" else "right")
         for name, m in cfgs.items():
             t.add_row(
-                name + (" *" if name == doc["shipped"] else ""), str(m["cases"]),
-                _fmt(m["false_interruption_rate"], True), _fmt(m["pause_resume_rate"], True),
-                _fmt(m["premature_cutin_rate"], True), _fmt(m["premature_cutin_rate_hesitation"], True),
-                _fmt(m["missed_bargein_rate"], True), _fmt(m["bargein_reaction_p50"]),
-                _fmt(m["eou_delay_p50"]), _fmt(m["eou_delay_p50_hesitation"]),
+                name + (" *" if name == doc["shipped"] else ""),
+                str(m["cases"]),
+                _fmt(m["false_interruption_rate"], True),
+                _fmt(m["pause_resume_rate"], True),
+                _fmt(m["premature_cutin_rate"], True),
+                _fmt(m["premature_cutin_rate_hesitation"], True),
+                _fmt(m["missed_bargein_rate"], True),
+                _fmt(m["bargein_reaction_p50"]),
+                _fmt(m["eou_delay_p50"]),
+                _fmt(m["eou_delay_p50_hesitation"]),
             )
         console.print(t)
 
 
 def markdown_table(doc: dict[str, Any]) -> str:
-    head = ("| condition | config | cases | false int. | pause+resume | premature | premature (hesitation) "
-            "| missed barge-in | reaction p50 | EOU p50 |\n|---|---|---|---|---|---|---|---|---|---|\n")
+    head = (
+        "| condition | config | cases | false int. | pause+resume | premature | premature (hesitation) "
+        "| missed barge-in | reaction p50 | EOU p50 |\n|---|---|---|---|---|---|---|---|---|---|\n"
+    )
     rows = []
     for cond, cfgs in doc["conditions"].items():
         for name, m in cfgs.items():
@@ -158,7 +179,9 @@ def plot(doc: dict[str, Any], path: Path) -> Path | None:
     b.axvline(400, ls=":", c="k")
     b.axhline(3, ls=":", c="k")
     a.set(xlabel="barge-in reaction p50 (ms)", ylabel="false interruptions (%)", title="interrupting")
-    b.set(xlabel="EOU delay p50, complete questions (ms)", ylabel="premature cut-ins (%)", title="endpointing")
+    b.set(
+        xlabel="EOU delay p50, complete questions (ms)", ylabel="premature cut-ins (%)", title="endpointing"
+    )
     a.legend(fontsize=7)
     fig.suptitle("callcenter bench turns — dotted lines: goals (lower-left is better)")
     fig.tight_layout()

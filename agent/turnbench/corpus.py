@@ -74,8 +74,14 @@ def make_case(condition: str, i: int) -> dict[str, Any]:
     turns: list[dict[str, Any]] = []
     if i % 2:
         text, after = HESITATIONS[rng.randrange(len(HESITATIONS))]
-        turns.append({"say": text, "hesitate_after": after, "hesitate_s": round(rng.uniform(0.4, 1.2), 2),
-                      "label": "hesitation"})
+        turns.append(
+            {
+                "say": text,
+                "hesitate_after": after,
+                "hesitate_s": round(rng.uniform(0.4, 1.2), 2),
+                "label": "hesitation",
+            }
+        )
     else:
         turns.append({"say": rng.choice(QUESTIONS), "label": "question"})
     kind = DISTRACTORS[i % len(DISTRACTORS)]
@@ -85,8 +91,13 @@ def make_case(condition: str, i: int) -> dict[str, Any]:
     elif kind != "none":
         turns.append({"sound": kind, "barge_in_after": at, "label": kind})
     turns.append({"say": rng.choice(QUESTIONS), "label": "question"})
-    turns.append({"say": BARGE_INS[i % len(BARGE_INS)], "barge_in_after": round(rng.uniform(0.8, 1.6), 2),
-                  "label": "bargein"})
+    turns.append(
+        {
+            "say": BARGE_INS[i % len(BARGE_INS)],
+            "barge_in_after": round(rng.uniform(0.8, 1.6), 2),
+            "label": "bargein",
+        }
+    )
     return {"name": f"{condition}-{i:02d}", "tenant": "acme", "line": line, "turns": turns}
 
 

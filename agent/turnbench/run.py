@@ -71,12 +71,15 @@ def observe(call: SimulatedCall, reply_voiced_s: float) -> CallObs:
     return CallObs(events, call.tl.agent_audio(), msgs, reply_voiced_s)
 
 
-async def run_case(sc: Scenario, config: str, condition: str, reply_voiced_s: float, keep: Path | None) -> CaseRun:
+async def run_case(
+    sc: Scenario, config: str, condition: str, reply_voiced_s: float, keep: Path | None
+) -> CaseRun:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
         out = keep / config / sc.name if keep else Path(d)
-        call = SimulatedCall(sc, load_tenant(sc.tenant), voice.bench_providers(), out,
-                             turn_mode=BENCH_CONFIGS[config])
+        call = SimulatedCall(
+            sc, load_tenant(sc.tenant), voice.bench_providers(), out, turn_mode=BENCH_CONFIGS[config]
+        )
         try:  # a call normally lasts ~20 s; one that never ends must not stall the whole run
             res = await asyncio.wait_for(call.run(), CASE_TIMEOUT_S)
             error = res.error

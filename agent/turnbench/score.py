@@ -115,7 +115,9 @@ def score_call(obs: CallObs) -> CaseScore:
             if not cut:
                 on = onset_after(obs.agent, e.end, nxt)
                 if on is not None:
-                    (s.eou_delays if e.label == "question" else s.eou_delays_hesitation).append((on - e.end) / RATE)
+                    (s.eou_delays if e.label == "question" else s.eou_delays_hesitation).append(
+                        (on - e.end) / RATE
+                    )
             # The reply to this question is at risk of a false interruption unless the next
             # caller event is a real barge-in.
             if nxt is None or ev[k + 1].label == "bargein":
@@ -124,7 +126,9 @@ def score_call(obs: CallObs) -> CaseScore:
             if on is None:
                 s.notes.append(f"no reply to {e.label} at {e.end / RATE:.2f}s")
                 continue
-            end = next((x.start for x in ev[k + 1 :] if x.label in ("question", "hesitation", "bargein")), None)
+            end = next(
+                (x.start for x in ev[k + 1 :] if x.label in ("question", "hesitation", "bargein")), None
+            )
             end = len(obs.agent) if end is None else end
             said = voiced_seconds(obs.agent, on, end)
             msg = _msg_at(obs.messages, nxt)
@@ -133,8 +137,10 @@ def score_call(obs: CallObs) -> CaseScore:
             s.false_interruption.append(cut_short or wrong_len)
             s.paused.append(longest_gap(obs.agent, on, end) >= PAUSE_S)
             if cut_short or wrong_len:
-                s.notes.append(f"false interruption by {ev[k + 1].label}: said {said:.2f}s "
-                               f"of {obs.reply_voiced_s:.2f}s, interrupted={cut_short}")
+                s.notes.append(
+                    f"false interruption by {ev[k + 1].label}: said {said:.2f}s "
+                    f"of {obs.reply_voiced_s:.2f}s, interrupted={cut_short}"
+                )
         elif e.label == "bargein":
             stop = stop_after(obs.agent, e.start)
             reaction = None if stop is None else (stop - e.start) / RATE
@@ -143,7 +149,9 @@ def score_call(obs: CallObs) -> CaseScore:
             if not was_talking:
                 s.notes.append("barge-in while the agent was silent: not scored")
                 continue
-            missed = reaction is None or reaction > MISSED_AFTER_S or (msg is not None and not msg.interrupted)
+            missed = (
+                reaction is None or reaction > MISSED_AFTER_S or (msg is not None and not msg.interrupted)
+            )
             s.missed_bargein.append(missed)
             if reaction is not None:
                 s.reactions.append(reaction)

@@ -1,6 +1,6 @@
 """Tuning sweeps: the shipped config with some `TurnTuning` values overridden, one condition.
 
-    python -m agent.turnbench.sweep '{"min_interruption": 0.25}' --cases 6
+python -m agent.turnbench.sweep '{"min_interruption": 0.25}' --cases 6
 """
 
 from __future__ import annotations
@@ -17,8 +17,14 @@ import agent.session as session_mod
 from agent.turnbench.bench import bench_turns
 from agent.turnbench.corpus import HARDEST
 
-KEYS = ("false_interruption_rate", "pause_resume_rate", "premature_cutin_rate", "missed_bargein_rate",
-        "bargein_reaction_p50", "eou_delay_p50")
+KEYS = (
+    "false_interruption_rate",
+    "pause_resume_rate",
+    "premature_cutin_rate",
+    "missed_bargein_rate",
+    "bargein_reaction_p50",
+    "eou_delay_p50",
+)
 
 
 def main() -> None:
@@ -32,10 +38,19 @@ def main() -> None:
     logging.getLogger("livekit").setLevel(logging.ERROR)
     kw = json.loads(a.overrides)
     session_mod.TUNING = dataclasses.replace(session_mod.TUNING, **kw)  # create_session reads it per call
-    doc = asyncio.run(bench_turns(Console(stderr=True, quiet=True), cases=a.cases, configs=["shipped"],
-                                  conditions=[a.condition], concurrency=a.concurrency))
+    doc = asyncio.run(
+        bench_turns(
+            Console(stderr=True, quiet=True),
+            cases=a.cases,
+            configs=["shipped"],
+            conditions=[a.condition],
+            concurrency=a.concurrency,
+        )
+    )
     m = doc["configs"]["shipped"]
-    print(json.dumps({"overrides": kw, **{k: m[k] for k in KEYS}, "lag_p95_ms": doc["meta"]["loop_lag_p95_ms"]}))
+    print(
+        json.dumps({"overrides": kw, **{k: m[k] for k in KEYS}, "lag_p95_ms": doc["meta"]["loop_lag_p95_ms"]})
+    )
 
 
 if __name__ == "__main__":

@@ -90,7 +90,10 @@ class SpeechTTS(tts.TTS):
 class _TTSStream(tts.ChunkedStream):
     async def _run(self, output_emitter: tts.AudioEmitter) -> None:
         output_emitter.initialize(
-            request_id=f"speech-{time.monotonic_ns()}", sample_rate=RATE, num_channels=1, mime_type="audio/pcm"
+            request_id=f"speech-{time.monotonic_ns()}",
+            sample_rate=RATE,
+            num_channels=1,
+            mime_type="audio/pcm",
         )
         text = self.input_text.strip()
         pcm = _cache.get(text) or await asyncio.to_thread(speech_pcm, text)
