@@ -34,15 +34,17 @@ BENCH_CONFIGS: dict[str, TurnMode] = {
 class TurnTuning:
     """The shipped values (why: docs/turn-taking.md). The benchmark sweeps them in-process."""
 
-    vad_min_silence: float = 0.2  # VAD end-of-speech; the text EOU guards mid-sentence pauses
+    vad_min_silence: float = 0.25  # VAD end-of-speech (0.2 stalled local-profile replies, see doc)
     vad_activation: float = 0.5  # silero speech probability threshold
-    min_delay: float = 0.2  # endpointing after a complete-looking transcript
+    min_delay: float = 0.35  # endpointing after a complete-looking transcript
     max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
     min_interruption: float = 0.15  # speech needed to pause the agent (barge-in reaction)
     false_interruption_timeout: float = 0.3  # silence after which a pause with no words resumes
     echo_gate_dbfs: float | None = -28.0  # double-talk threshold; None disables the echo gate
     gate_always: bool = False  # gate quiet frames while the caller speaks too (noise gate)
     gate_hangover: float = 0.3
+    own_vad: bool = True  # build the VAD with the values above instead of the profile's
+    backchannel_gate: bool = True
 
 
 TUNING = TurnTuning()
@@ -104,9 +106,9 @@ def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> Agen
     the_stt, the_vad = providers.stt, providers.vad
     gate: BackchannelGateSTT | None = None
     echo_gate: EchoGateVAD | None = None
-    if tuned and not providers.stt.capabilities.streaming:
+    if tuned and t.backchannel_gate and not providers.stt.capabilities.streaming:
         the_stt = gate = BackchannelGateSTT(providers.stt)
-    if tuned and isinstance(providers.vad, inference.VAD):
+    if tuned and t.own_vad and isinstance(providers.vad, inference.VAD):
         # Same native silero VAD, shorter end-of-speech silence (see TurnTuning).
         the_vad = inference.VAD(min_silence_duration=t.vad_min_silence, activation_threshold=t.vad_activation)
     if tuned and t.echo_gate_dbfs is not None:
