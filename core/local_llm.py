@@ -59,6 +59,8 @@ class LocalLLMEngine:
         import xllamacpp as xlc  # heavy import, deferred
 
         s = get_settings()
+        if threads is None and os.nice(0) > 0:
+            threads = 1  # a niced background process (Celery worker): one thread, no spin contention
         p = xlc.CommonParams()
         p.model.path = str(model_path())
         p.n_ctx = n_ctx

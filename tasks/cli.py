@@ -21,14 +21,20 @@ def celery_worker(
     queues: Annotated[str | None, typer.Option("--queues", "-Q", help="Comma-separated queues")] = None,
     loglevel: Annotated[str, typer.Option("--loglevel", "-l")] = "INFO",
     hostname: Annotated[str | None, typer.Option(help="Node name, e.g. worker1@%h")] = None,
+    nice: Annotated[int, typer.Option(help="CPU niceness: background work yields to live calls")] = 10,
 ) -> None:
     """Start a Celery worker for summaries and document jobs (Redis from REDIS_URL or embedded).
 
     Concurrency defaults to 1: each process loads its own copy of the local LLM (~0.5 GB) and two
     cores are shared with the voice agent.
     """
+    import os
+
     from tasks.celery_app import app as celery_app
 
+    if nice > 0:
+        # On a shared box the summarizer's LLM must not steal CPU from a caller's turn.
+        os.nice(nice)
     queues = queues or celery_app.conf.task_default_queue
     argv = [
         "worker",

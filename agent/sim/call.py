@@ -31,6 +31,7 @@ from agent.report import TurnMetrics, turn_table, write_metrics, write_private
 from agent.session import TurnMode, create_session
 from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_frame
 from agent.sim.caller import ScriptedCaller, Utterance
+from agent.sim.caller_voice import synthesize_caller
 from agent.sim.line import LINE_RATE, LineModel
 from agent.sim.scenario import Scenario
 from agent.telephony import PhoneBehaviours, SimCallControl, SimTransferOutcome
@@ -176,6 +177,10 @@ class SimulatedCall:
         echo_ticks = int(round(self.scenario.line.echo_delay_ms / 20))
         pending = np.zeros(0, np.float32)
         try:
+            # Synthesize the caller's lines up front (cached): piper must not run inside the
+            # 20 ms clock, where it would stall this call and every other call in the process.
+            lines = [t.say for t in self.scenario.turns if t.say]
+            await asyncio.to_thread(lambda: [synthesize_caller(text) for text in lines])
             await session.start(agent, record=False)
             attach_recovery(session, agent.call_flags)  # apologise once if the LLM finally fails
             if self.greet:
