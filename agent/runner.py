@@ -76,7 +76,7 @@ async def run_call(
     scenario = load_scenario(scenario_path)
     tenant = load_tenant(scenario.tenant)
     providers = build_providers(profile or s.profile, s)
-    await asyncio.to_thread(providers.prewarm)  # model loads must not stall other calls' loops
+    providers.prewarm()
     if cache is None and use_cache:
         cache = open_cache()
     desk = None

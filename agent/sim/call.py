@@ -169,6 +169,8 @@ class SimulatedCall:
             cache=self.cache,
             turn_log=self.turn_log,
             context=self.context,
+            documents=self.documents,
+            documents_as_tools=self.providers.name == "cloud",
         )
         uplink = LineModel(self.scenario.line, direction_seed=1)
         up = soxr.ResampleStream(LINE_RATE, TL_RATE, 1, dtype="float32", quality="LQ")
