@@ -40,6 +40,10 @@ class TurnTuning:
     max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
     min_interruption: float = 0.15  # speech needed to pause the agent (barge-in reaction)
     false_interruption_timeout: float = 0.3  # silence after which a pause with no words resumes
+    # ... but never before a non-streaming STT could have answered: the timer starts when the
+    # caller stops, the transcript that proves a real barge-in comes one transcription later
+    stt_latency_margin: float = 0.15
+    max_false_interruption_timeout: float = 1.5
     echo_gate_dbfs: float | None = -28.0  # double-talk threshold; None disables the echo gate
     gate_always: bool = False  # gate quiet frames while the caller speaks too (noise gate)
     gate_hangover: float = 0.3
@@ -81,7 +85,9 @@ def telephony_turn_handling(mode: TurnMode = "vad", tuning: TurnTuning | None = 
       the reply is only cut when a real transcript follows; a cough, click, echo or a pure
       backchannel (blanked by the gate) leaves no transcript, so the agent resumes the same
       sentence after a short silence instead of restarting or going quiet. The resume must come
-      within ~0.7 s or the caller takes the silence as the end of the answer.
+      within ~0.7 s or the caller takes the silence as the end of the answer, yet not before
+      a non-streaming STT has had time to answer (`create_session` stretches it to follow
+      the STT's recent speed).
     """
     if mode not in ("vad", "eot"):
         return _baseline(mode)
@@ -131,4 +137,15 @@ def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> Agen
     for g in (gate, echo_gate):
         if g is not None:
             g.agent_speaking = _speaking
+    if gate is not None:
+        # Without this, a real barge-in on a slow CPU resumed the old answer for a moment
+        # (whisper took 0.75 s, the resume timer 0.3 s), and the caller heard it as the reply.
+        def _follow_stt(slowest_recent: float) -> None:
+            timeout = min(
+                t.max_false_interruption_timeout,
+                max(t.false_interruption_timeout, slowest_recent + t.stt_latency_margin),
+            )
+            session.options.interruption["false_interruption_timeout"] = timeout
+
+        gate.on_latency = _follow_stt
     return session

@@ -12,7 +12,9 @@ benchmark).
 `BackchannelGateSTT` wraps a non-streaming STT: while the agent is mid-reply, a transcript made
 only of backchannel words ("uh-huh", "okay", "right") is reported as empty. livekit then treats
 the overlap as a false interruption (pause, then resume the same sentence) instead of
-committing a user turn that cuts the agent off.
+committing a user turn that cuts the agent off. It also times each transcription: a
+non-streaming STT only answers after the caller stopped, so the session's resume timer must
+outlast it (see `agent.session.create_session`).
 
 `EchoGateVAD` wraps the VAD with a telephony echo suppressor (the G.164-style "non-linear
 processor"): while the agent has a reply in progress, uplink frames quieter than the double-talk
@@ -24,6 +26,8 @@ like a barge-in; a caller talking over the agent is louder and passes at once.
 from __future__ import annotations
 
 import re
+import time
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -230,6 +234,8 @@ class BackchannelGateSTT(stt.STT):
         self.inner = inner
         self.agent_speaking: Callable[[], bool] = lambda: False
         self.dropped: list[str] = []
+        self.latencies: deque[float] = deque(maxlen=5)  # seconds per transcription, newest last
+        self.on_latency: Callable[[float], None] = lambda _s: None
 
     @property
     def model(self) -> str:
@@ -249,7 +255,10 @@ class BackchannelGateSTT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
+        started = time.perf_counter()
         ev = await self.inner.recognize(buffer, language=language, conn_options=conn_options)
+        self.latencies.append(time.perf_counter() - started)
+        self.on_latency(max(self.latencies))
         text = ev.alternatives[0].text if ev.alternatives else ""
         if is_backchannel(text) and self.agent_speaking():
             self.dropped.append(text)

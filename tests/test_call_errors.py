@@ -61,7 +61,9 @@ def test_missing_model_package_is_a_clear_error(tmp_path):
         "import sys; sys.modules['hibari'] = None\n"
         "from agent.cli import main; sys.argv = ['callcenter', 'call', '--out', sys.argv[1], '--no-cache']; main()"
     )
-    p = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
     _assert_one_line_error(p, "hibari-tts is not installed")
 
 
@@ -74,7 +76,9 @@ async def test_crash_mid_call_still_writes_recording_and_metrics(tmp_path, monke
         return real(self, tick)
 
     monkeypatch.setattr(ScriptedCaller, "next_frame", crashing)
-    result = await run_call(ROOT / "scenarios" / "opening-hours.yaml", tmp_path, profile="instant", use_cache=False)
+    result = await run_call(
+        ROOT / "scenarios" / "opening-hours.yaml", tmp_path, profile="instant", use_cache=False
+    )
     assert result.error and "simulated crash" in result.error
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["error"] and len(metrics["turns"]) >= 1

@@ -82,7 +82,8 @@ async def test_cloud_stt_transcribes_through_the_fake(fake: FakeOpenAI) -> None:
     providers = build_providers("cloud", Settings())
     ev = await providers.stt.recognize([frame])
     await providers.stt.aclose()
-    assert "hours" in ev.alternatives[0].text.lower()
+    # piper's synthesis is not bit-exact run to run: tiny.en has heard "opening now" once
+    assert "opening" in ev.alternatives[0].text.lower()
     [req] = fake.transcription_requests()
     assert req.body["model"] == "gpt-4o-mini-transcribe" and req.body.get("language") == "en"
     assert req.auth == "Bearer dummy"

@@ -105,3 +105,33 @@ def test_corpus_files_match_the_generator() -> None:
         for i in range(n):
             p = CORPUS_DIR / cond / f"{cond}-{i:02d}.yaml"
             assert yaml.safe_load(p.read_text()) == make_case(cond, i), p
+
+
+async def test_resume_timer_outlasts_a_slow_transcription() -> None:
+    """A real barge-in must not be taken for a false one because whisper answered late: the
+    session's resume timeout follows the STT's recent transcription time."""
+    from livekit import rtc
+
+    from agent.providers.instant import InstantLLM, InstantTTS
+    from agent.providers.profiles import Providers, build_vad
+    from agent.providers.whisper_stt import WhisperSTT
+    from agent.session import TUNING, create_session
+    from agent.sim.caller_voice import synthesize_caller
+
+    tts = InstantTTS()
+    providers = Providers("test", WhisperSTT(threads=1), InstantLLM(), tts, build_vad(), tts.voice)
+    session = create_session(providers)
+    assert session.options.interruption["false_interruption_timeout"] == TUNING.false_interruption_timeout
+    rate = 16000
+    pcm = synthesize_caller("Sorry, actually, what time do you close today?", rate)
+    frame = rtc.AudioFrame((np.clip(pcm, -1, 1) * 32767).astype(np.int16).tobytes(), rate, 1, len(pcm))
+    ev = await session.stt.recognize([frame])
+    assert "close" in ev.alternatives[0].text.lower()
+    slowest = max(session.stt.latencies)
+    expected = min(
+        TUNING.max_false_interruption_timeout,
+        max(TUNING.false_interruption_timeout, slowest + TUNING.stt_latency_margin),
+    )
+    assert session.options.interruption["false_interruption_timeout"] == pytest.approx(expected)
+    assert expected > TUNING.false_interruption_timeout  # whisper needs longer than 0.15 s here
+    await session.aclose()
