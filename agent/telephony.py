@@ -155,7 +155,7 @@ class SimCallControl(_EventLog):
 
 
 class PhoneBehaviours:
-    """Keypad, transfer, idle, max-duration and goodbye handling for one call.
+    """Keypad, transfer, idle, long-turn, max-duration and goodbye handling for one call.
 
     Call `attach()` before `session.start()` so the idle timeout applies from the first
     silence; feed keypad digits with `on_dtmf` (room `sip_dtmf_received` or the simulator).
@@ -187,6 +187,7 @@ class PhoneBehaviours:
         self._collector: DtmfCollector | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._talking = False  # the caller's current turn is running (see _on_user_state)
 
     # ---- wiring --------------------------------------------------------------------------
     def attach(self) -> None:
@@ -307,6 +308,41 @@ class PhoneBehaviours:
             # The caller is back: start counting prompts afresh.
             self._cancel("idle")
             self._prompts = 0
+        self._track_turn_length(ev.new_state)
+
+    # ---- long turn -----------------------------------------------------------------------
+    # A "run" is caller speech with no gap of `turn_gap_s`: the agent cannot get a word in.
+    # The VAD splits a run at every comma-sized pause and livekit commits each piece as a user
+    # turn (each reply is then cut by the caller's next words), so neither the VAD state nor a
+    # committed turn says "the caller has been talking for a minute"; the gap timer does.
+    def _track_turn_length(self, state: str) -> None:
+        if state == "speaking":
+            self._cancel("turn_gap")
+            if not self._talking:
+                self._talking = True
+                self._timer("long_turn", self.idle.max_user_turn_s, self._on_long_turn)
+        elif self._talking:
+            # Breath pauses keep the turn running; a real gap (or a committed turn) ends it.
+            self._timer("turn_gap", self.idle.turn_gap_s, self._end_turn_run)
+
+    def _reset_turn_run(self) -> None:
+        self._talking = False
+        self._cancel("long_turn")
+
+    async def _end_turn_run(self) -> None:
+        self._reset_turn_run()
+
+    async def _on_long_turn(self) -> None:
+        if self._ending or self._transferring or not self._talking:
+            return
+        self._record("long_turn", limit_s=self.idle.max_user_turn_s)
+        try:
+            self.session.clear_user_turn()  # drops the buffered audio/transcript of this turn
+        except RuntimeError:
+            return
+        # If the caller keeps going, the limit applies again from here.
+        self._timer("long_turn", self.idle.max_user_turn_s, self._on_long_turn)
+        await self._say(self.idle.long_turn_prompt, interruptible=False)
 
     async def _on_idle(self) -> None:
         if self._ending or self._transferring or self._collector is not None:

@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -57,4 +57,14 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    try:
+        return Settings()
+    except ValidationError as e:
+        from core.errors import UserError
+
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else "?"
+        info = Settings.model_fields.get(field)
+        alias = info.validation_alias if info and isinstance(info.validation_alias, str) else None
+        name = alias or f"CALLCENTER_{field.upper()}"
+        raise UserError(f"setting {name}={err.get('input')!r}: {err['msg']}") from None

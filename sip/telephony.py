@@ -321,6 +321,11 @@ class IdlePolicy:
     max_prompts: int = 1  # then hang up
     goodbye: str = "I'll hang up now. Thanks for calling, goodbye."
     max_call_s: float = 30 * 60
+    # A caller who talks this long without the turn ending gets a polite cut-in, and what the
+    # STT had buffered is dropped, so whisper and the LLM context never take minutes of speech.
+    max_user_turn_s: float = 45.0
+    turn_gap_s: float = 1.0  # silence shorter than this does not end a running turn
+    long_turn_prompt: str = "Sorry to cut in, I want to get this right. In a sentence, what do you need?"
 
     def next_action(self, prompts_done: int) -> Literal["prompt", "hangup"]:
         return "prompt" if prompts_done < self.max_prompts else "hangup"

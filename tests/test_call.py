@@ -66,3 +66,19 @@ async def test_barge_in_stops_the_agent(tmp_path):
     assert barge.bargein_reaction < 2.5, barge
     assert result.turns[0].interrupted  # the reply to turn 0 was cut and marked as such
     assert barge.agent_text  # and the agent then answered the new question
+
+
+async def test_recorded_caller_at_44k_stereo_is_heard(tmp_path):
+    """`play:` turns take a real recording at any rate/channels (resampled with soxr to the line)."""
+    from agent.sim.caller_voice import synthesize_caller
+
+    voice = synthesize_caller("Do you deliver on Sundays?", 44100)
+    sf.write(tmp_path / "caller.wav", np.stack([voice, 0.5 * voice], axis=1), 44100)  # stereo, 44.1 kHz
+    (tmp_path / "s.yaml").write_text(
+        "tenant: acme\nline: {codec: pcmu, snr_db: 30, noise: street}\n"
+        "turns:\n  - play: caller.wav\n    text: Do you deliver on Sundays?\n"
+    )
+    result = await run_call(tmp_path / "s.yaml", tmp_path / "out", profile="local-fastllm", use_cache=False)
+    assert result.error is None
+    [turn] = result.turns
+    assert "deliver" in turn.user_text.lower() and turn.agent_text

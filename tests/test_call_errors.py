@@ -45,6 +45,43 @@ def test_bad_scenarios(tmp_path, scenario, needle):
     _assert_one_line_error(_run("call", "--scenario", str(f), "--out", str(tmp_path / "out")), needle)
 
 
+def _recordings(d: Path) -> dict[str, Path]:
+    """One unusable caller recording per failure mode (written with soundfile, then damaged)."""
+    import numpy as np
+    import soundfile as sf
+
+    tone = (0.3 * np.sin(np.arange(16000) / 5)).astype(np.float32)
+    sf.write(d / "good.wav", tone, 16000)
+    raw = (d / "good.wav").read_bytes()
+    (d / "truncated.wav").write_bytes(raw[: len(raw) // 3])
+    (d / "header-only.wav").write_bytes(raw[:30])
+    (d / "garbage.wav").write_bytes(b"RIFF" + bytes(range(256)) * 10)
+    sf.write(d / "empty.wav", np.zeros(0, np.float32), 16000)
+    sf.write(d / "silent.wav", np.zeros(8000, np.float32), 8000)
+    return {p.stem: p for p in d.iterdir()}
+
+
+@pytest.mark.parametrize(
+    "name, needle",
+    [
+        ("missing", "caller recording not found"),
+        ("truncated", "truncated: the header promises 1.00 s"),
+        ("header-only", "not a readable audio file"),
+        ("garbage", "not a readable audio file"),
+        ("empty", "the recording is empty"),
+        ("silent", "the recording is silent"),
+    ],
+)
+def test_bad_caller_recordings(tmp_path, name, needle):
+    _recordings(tmp_path)
+    f = tmp_path / "s.yaml"
+    f.write_text(f"turns: [{{play: {name}.wav}}]\n")
+    p = _run("call", "--scenario", str(f), "--out", str(tmp_path / "out"))
+    _assert_one_line_error(p, needle)
+    assert "turns[0].play" in p.stderr
+    assert not (tmp_path / "out" / "metrics.json").exists()  # refused before the call started
+
+
 def test_unwritable_out(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -53,6 +90,19 @@ def test_unwritable_out(tmp_path):
 
 def test_unknown_profile(tmp_path):
     _assert_one_line_error(_run("call", "--profile", "nope", "--out", str(tmp_path)), "unknown profile")
+
+
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        ({"CALLCENTER_PROFILE": "gpu"}, "CALLCENTER_PROFILE='gpu'"),
+        ({"CALLCENTER_LLM_THREADS": "two"}, "LLM_THREADS"),
+    ],
+)
+def test_bad_setting_in_the_environment(tmp_path, monkeypatch, env, needle):
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    _assert_one_line_error(_run("call", "--out", str(tmp_path), "--no-cache"), needle)
 
 
 def test_missing_model_package_is_a_clear_error(tmp_path):

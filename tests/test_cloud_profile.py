@@ -104,7 +104,7 @@ async def test_cloud_profile_call(fake: FakeOpenAI, tmp_path: Path) -> None:
         assert _norm(t.agent_text) in served, (t.agent_text, served)
         assert _norm(t.agent_text) == _norm(answer_for(t.user_text)), t
         assert t.llm_ttft is not None
-    assert "hours" in result.turns[0].user_text.lower()
+    assert "close" in result.turns[0].user_text.lower()
     assert "deliver" in result.turns[1].user_text.lower()
 
     reqs = fake.chat_requests()

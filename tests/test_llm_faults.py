@@ -144,19 +144,19 @@ async def test_final_failure_apologises_and_keeps_the_call(
     fake: FakeOpenAI, recoveries: list[LLMRecovery], tmp_path: Path
 ) -> None:
     # every attempt at the first question fails (however many streams the session starts)
-    fake.configure(mode="error", status=500, only_if=r"hours")
+    fake.configure(mode="error", status=500, only_if=r"close")
     cache = RecordingCache()
     result = await _call(tmp_path, cache=cache)
     outcomes = _outcomes(fake)
     assert outcomes.count("error 500") >= MAX_ATTEMPTS, outcomes
-    hours = [r for r in fake.chat_requests() if "hours" in r.messages[-1]["content"].lower()]
-    assert len(hours) % MAX_ATTEMPTS == 0 or len(hours) > MAX_ATTEMPTS  # retried to the budget
+    asked = [r for r in fake.chat_requests() if "close" in r.messages[-1]["content"].lower()]
+    assert len(asked) % MAX_ATTEMPTS == 0 or len(asked) > MAX_ATTEMPTS  # retried to the budget
     [rec] = recoveries
     assert rec.failures >= 1 and rec.apologies == 1
     assert _said(result, APOLOGY), result.transcript["items"]  # the caller heard the apology
     _next_turn_works(result)  # and the next question was answered normally
     assert all(_norm(APOLOGY) not in _norm(s["answer"]) for s in cache.stored)
-    assert [s["question"] for s in cache.stored if "hours" in s["question"].lower()] == []
+    assert [s["question"] for s in cache.stored if "close" in s["question"].lower()] == []
 
 
 async def test_broken_stream_is_not_cached(

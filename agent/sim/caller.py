@@ -14,6 +14,7 @@ import numpy as np
 from agent.sim.audio_io import TICK
 from agent.sim.caller_voice import synthesize_caller
 from agent.sim.line import LINE_RATE, SPEECH_RMS
+from agent.sim.recording import load_caller_recording
 from agent.sim.scenario import Scenario, Turn
 
 TICKS_PER_S = 50
@@ -189,6 +190,17 @@ class ScriptedCaller:
             audio = synthesize_sound(turn.sound, seed=self._pos)
             self._audio, self._audio_pos = audio, 0
             self.sounds.append(Sound(turn.sound, start, start + len(audio) * UP, turn.label))
+            return
+        if turn.play is not None:
+            audio = load_caller_recording(turn.play)
+            self._audio, self._audio_pos = audio, 0
+            text = turn.text or turn.play.name
+            u = Utterance(
+                len(self.utterances), text, start, start + len(audio) * UP, turn.barge_in_after is not None
+            )
+            self.utterances.append(u)
+            if self._on_say:
+                self._on_say(u)
             return
         assert turn.say is not None
         frags = turn.fragments()

@@ -12,6 +12,8 @@ turns:
   - say: "I'd like to, um, change my address"
     hesitate_after: 4          # pause after the 4th word ...
     hesitate_s: 0.8            # ... for 0.8 s, mid-sentence
+  - play: recordings/caller.wav  # a recorded caller (path relative to this file; any rate)
+    text: "Is my order on its way?"  # what it says (optional: for reports and the instant STT)
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class LineConfig(BaseModel):
 class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     say: str | None = None
+    play: Path | None = Field(default=None, description="recorded caller audio, relative to the scenario")
+    text: str | None = Field(default=None, max_length=2000, description="what a play turn says")
     pause: float | None = Field(default=None, ge=0, le=600)
     barge_in_after: float | None = Field(default=None, ge=0, le=60)
     dtmf: str | None = Field(default=None, pattern=r"^[0-9*#]+$")
@@ -52,13 +56,15 @@ class Turn(BaseModel):
 
     @model_validator(mode="after")
     def one_action(self) -> Turn:
-        actions = [a for a in ("say", "pause", "dtmf", "sound") if getattr(self, a) is not None]
+        actions = [a for a in ("say", "play", "pause", "dtmf", "sound") if getattr(self, a) is not None]
         if len(actions) != 1:
-            raise ValueError("each turn needs exactly one of: say, pause, dtmf, sound")
+            raise ValueError("each turn needs exactly one of: say, play, pause, dtmf, sound")
+        if self.text is not None and self.play is None:
+            raise ValueError("text only applies to a play turn")
         if self.say is not None and not self.say.strip():
             raise ValueError("say must not be empty")
-        if self.barge_in_after is not None and self.say is None and self.sound is None:
-            raise ValueError("barge_in_after only applies to a say or sound turn")
+        if self.barge_in_after is not None and self.say is None and self.sound is None and self.play is None:
+            raise ValueError("barge_in_after only applies to a say, play or sound turn")
         if self.hesitate_after is not None:
             if self.say is None:
                 raise ValueError("hesitate_after only applies to a say turn")
@@ -103,8 +109,18 @@ def load_scenario(path: Path) -> Scenario:
         raise UserError(f"{path}: a scenario is a mapping with 'turns'")
     data.setdefault("name", path.stem)
     try:
-        return Scenario.model_validate(data)
+        scenario = Scenario.model_validate(data)
     except ValidationError as e:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
         raise UserError(f"{path}: {_loc(err)}: {msg}") from None
+    from agent.sim.recording import load_caller_recording
+
+    for i, turn in enumerate(scenario.turns):
+        if turn.play is not None:
+            turn.play = (path.parent / turn.play).resolve()
+            try:
+                load_caller_recording(turn.play)  # fail now, not mid-call
+            except UserError as e:
+                raise UserError(f"{path}: turns[{i}].play: {e}") from None
+    return scenario
