@@ -12,6 +12,7 @@ Production sets REDIS_URL to a redis-stack server instead, and none of this runs
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import signal
 import socket
@@ -23,6 +24,8 @@ import redis
 
 from core.errors import UserError
 from core.settings import Settings, get_settings
+
+logger = logging.getLogger("callcenter.redis")
 
 
 def _package_paths() -> tuple[Path, Path, Path]:
@@ -72,6 +75,18 @@ def ping(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def _loading(log: Path, offset: int) -> bool:
+    """Still replaying its AOF (a big cache re-indexes its vectors: tens of seconds, during
+    which it may not even answer PING). Read from this start's part of the log."""
+    try:
+        with log.open("rb") as f:
+            f.seek(offset)
+            text = f.read().decode(errors="replace")
+    except OSError:
+        return False
+    return "Loading" in text and "Ready to accept connections" not in text
+
+
 class EmbeddedRedis:
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
         self.dir = Path(data_dir) / "redis"
@@ -82,7 +97,11 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
-    def start(self, timeout: float = 20.0, detach: bool = False) -> EmbeddedRedis:
+    def start(
+        self, timeout: float = 20.0, detach: bool = False, load_timeout: float = 600.0
+    ) -> EmbeddedRedis:
+        """Start and wait until it answers: `timeout` to come up, `load_timeout` while it is
+        still loading stored data (never killed mid-load: the AOF is the cache)."""
         server, search, rejson = _package_paths()
         ssl = _ssl_dir(self.dir.parent)
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -100,11 +119,20 @@ class EmbeddedRedis:
             "--logfile", str(self.dir / "redis.log"),
         ]  # fmt: skip
         env = {**os.environ, "LD_LIBRARY_PATH": str(ssl)}
+        log_path = self.dir / "redis.log"
+        log_offset = log_path.stat().st_size if log_path.exists() else 0
         self.proc = subprocess.Popen(
             args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=detach
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        started = time.monotonic()
+        deadline = started + timeout
+        told = False
+        while time.monotonic() < deadline or (
+            time.monotonic() < started + load_timeout and _loading(log_path, log_offset)
+        ):
+            if not told and time.monotonic() > started + 5 and _loading(log_path, log_offset):
+                logger.warning("embedded Redis is still loading its stored data (%s)...", self.dir)
+                told = True
             if self.proc.poll() is not None:
                 log = (
                     (self.dir / "redis.log").read_text(errors="replace")[-400:]
@@ -120,7 +148,8 @@ class EmbeddedRedis:
                 return self
             time.sleep(0.05)
         self.stop()
-        raise UserError(f"embedded Redis did not answer within {timeout:.0f}s")
+        waited = time.monotonic() - started
+        raise UserError(f"embedded Redis did not answer within {waited:.0f}s (log: {self.dir / 'redis.log'})")
 
     def stop(self) -> None:
         """Clean shutdown: SHUTDOWN lets Redis flush the AOF; kill only as a last resort."""

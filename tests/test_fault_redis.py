@@ -105,3 +105,20 @@ async def test_entries_survive_a_crash(tmp_path: Path):
         assert hit is not None and hit.id == eid
     finally:
         again.stop()
+
+
+def test_start_waits_for_a_long_load_instead_of_killing_it(tmp_path) -> None:
+    """A big cache re-indexes for minutes at start; only this start's part of the log counts."""
+    from cache.redis_server import _loading
+
+    log = tmp_path / "redis.log"
+    log.write_text("1:M * Loading RDB\n1:M * Ready to accept connections tcp\n")
+    offset = log.stat().st_size
+    assert not _loading(log, 0)  # the previous start finished loading
+    with log.open("a") as f:
+        f.write("2:M * <search> Loading event starts\n2:M * Loading RDB produced by version 7.4.1\n")
+    assert _loading(log, offset)  # this start is still loading
+    with log.open("a") as f:
+        f.write("2:M * Ready to accept connections tcp\n")
+    assert not _loading(log, offset)
+    assert not _loading(tmp_path / "missing.log", 0)
