@@ -80,7 +80,9 @@ class ContextManager:
         convo = [
             i for i in convo if isinstance(i, (llm.ChatMessage, llm.FunctionCall, llm.FunctionCallOutput))
         ]
-        plan = plan_fold([_as_dict(i) for i in convo], self.keep_recent, self.max_messages)
+        # slack=batch: with the summarizer behind, prune a batch at once rather than sliding
+        # the window one turn at a time (which made the model re-read it all every turn)
+        plan = plan_fold([_as_dict(i) for i in convo], self.keep_recent, self.max_messages, slack=self.batch)
         keep = [convo[i] for i in plan.keep]
         if plan.prune:
             self.stats.pruned_messages += len(plan.prune)

@@ -60,11 +60,13 @@ def _units(messages: Sequence[Mapping[str, Any]]) -> tuple[list[list[int]], list
 
 
 def plan_fold(
-    messages: Sequence[Mapping[str, Any]], keep_recent: int = 10, max_messages: int = 30
+    messages: Sequence[Mapping[str, Any]], keep_recent: int = 10, max_messages: int = 30, slack: int = 0
 ) -> FoldPlan:
     """Keep the newest `keep_recent` messages verbatim (a unit straddling the edge is kept whole);
     everything older is to be summarized; if more than `max_messages` non-system messages remain,
-    the oldest units are pruned now so the context stays bounded even without a summary.
+    the oldest units are pruned now so the context stays bounded even without a summary, down to
+    `max_messages - slack`: pruning `slack` extra at once lets the next turns only append, so a
+    prompt cache keeps its prefix instead of re-reading the whole window every turn.
     System messages are always kept and never counted."""
     units, orphans = _units(messages)
     recent_units: list[list[int]] = []
@@ -77,9 +79,10 @@ def plan_fold(
     older = units[: len(units) - len(recent_units)]
 
     total = sum(len(u) for u in units)
+    target = max_messages - slack if total > max_messages else max_messages
     prune: list[int] = list(orphans)
     for unit in older:
-        if total <= max_messages:
+        if total <= target:
             break
         prune += unit
         total -= len(unit)

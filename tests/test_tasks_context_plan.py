@@ -73,3 +73,35 @@ def test_in_flight_call_in_window_is_kept() -> None:
     msgs = _chat(12) + [{"role": "assistant", "content": "", "call_id": "c9"}]
     plan = plan_fold(msgs, keep_recent=4)
     assert 12 in plan.recent and 12 in plan.keep
+
+
+def test_slack_prunes_a_batch_at_once() -> None:
+    msgs = _chat(31)
+    plan = plan_fold(msgs, keep_recent=10, max_messages=30, slack=8)
+    assert len(plan.prune) == 9 and len(plan.keep) == 22  # down to 30 - 8, not to 30
+    assert plan_fold(_chat(30), keep_recent=10, max_messages=30, slack=8).prune == []  # bound not hit
+
+
+BATCH = 8
+
+
+def test_context_prefix_changes_once_per_batch_without_a_summarizer() -> None:
+    """What the LLM is sent only grows at its end between prunes (prompt caching)."""
+    from livekit.agents import llm
+
+    from agent.context import ContextManager
+
+    cm = ContextManager(None, keep_recent=10, max_messages=30, batch=BATCH)
+    chat = llm.ChatContext()
+    chat.add_message(role="system", content="sys")
+    prefix_changes, previous = 0, None
+    for turn in range(60):
+        chat.add_message(role="user", content=f"question {turn}")
+        sent = [m.text_content for m in cm.prepare(chat).items if isinstance(m, llm.ChatMessage)]
+        assert len(sent) <= 31  # system + at most max_messages
+        if previous is not None and sent[: len(previous)] != previous:
+            prefix_changes += 1
+        previous = sent
+        chat.add_message(role="assistant", content=f"answer {turn}")
+    # 120 messages through a 30-message bound, 8 pruned per prune: ~12 prunes, not ~45
+    assert 5 <= prefix_changes <= 15, prefix_changes
