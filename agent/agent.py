@@ -20,6 +20,7 @@ from livekit.agents import Agent, ModelSettings, llm
 
 from agent.context import ContextManager
 from agent.prompt import instructions_for
+from agent.providers.profiles import primary_voice_token
 from core.tenants import Tenant
 
 if TYPE_CHECKING:
@@ -192,12 +193,15 @@ class CallAgent(Agent):
 
         captured: list[bytes] = []
         sample_rate = 0
+        # self.voice names the primary voice: audio a fallback TTS spoke must not be kept under it
+        voice_token = primary_voice_token(self.session.tts) if hit is not None else None
         async for frame in Agent.default.tts_node(self, text, model_settings):
             if hit is not None:
                 captured.append(bytes(frame.data))
                 sample_rate = frame.sample_rate
             yield frame
-        if hit is not None and captured and self.cache is not None:
+        primary_spoke = voice_token is not None and primary_voice_token(self.session.tts) == voice_token
+        if hit is not None and captured and self.cache is not None and primary_spoke:
             # First hit on an entry without audio: keep what we just synthesized.
             self._spawn(self.cache.attach_audio(hit.id, b"".join(captured), sample_rate, self.voice))
 

@@ -109,6 +109,9 @@ def bench_cache(
 @bench_app.command("context")
 def bench_context(
     turns: Annotated[int, typer.Option(min=4, max=200)] = 50,
+    pace: Annotated[
+        float, typer.Option(min=0, max=30, help="seconds between turns (the caller listening and speaking)")
+    ] = 2.0,
     out: Annotated[Path | None, typer.Option("--out")] = Path("bench-results/context.json"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
@@ -118,7 +121,7 @@ def bench_context(
     from agent.contextbench import bench_context as run
 
     try:
-        doc = asyncio.run(run(turns))
+        doc = asyncio.run(run(turns, pace))
     except UserError as e:
         fail(str(e), e.exit_code)
         return

@@ -7,6 +7,7 @@ received per turn (its own count) and the per-turn LLM latency (llm_node TTFT).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -37,7 +38,7 @@ FILLERS = [
 ]
 
 
-async def _run(turns: int, ctx: ContextManager | None) -> dict[str, Any]:
+async def _run(turns: int, ctx: ContextManager | None, pace_s: float) -> dict[str, Any]:
     agent = CallAgent(load_tenant(None), voice="none", context=ctx)
     session = AgentSession(llm=LocalLLM(max_tokens=24))
     await session.start(agent, record=False)
@@ -47,6 +48,8 @@ async def _run(turns: int, ctx: ContextManager | None) -> dict[str, Any]:
             [OPENING] + [FILLERS[i % len(FILLERS)] for i in range(turns - 2)] + ["What is my order number?"]
         )
         for text in script:
+            # a real caller takes seconds to listen and speak: the summarizer works meanwhile
+            await asyncio.sleep(pace_s)
             result = await session.run(user_input=text)
             for ev in result.events:
                 item = getattr(ev, "item", None)
@@ -69,7 +72,7 @@ def _start_worker(redis_url: str, queue: str) -> subprocess.Popen[bytes]:
     )  # fmt: skip
 
 
-async def bench_context(turns: int = 50) -> dict[str, Any]:
+async def bench_context(turns: int = 50, pace_s: float = 2.0) -> dict[str, Any]:
     from cache.redis_server import ensure_redis
 
     s = get_settings()
@@ -83,13 +86,15 @@ async def bench_context(turns: int = 50) -> dict[str, Any]:
             ContextManager(
                 JobClient(url, queue), keep_recent=s.context_keep_recent, max_messages=s.context_max_messages
             ),
+            pace_s,
         )
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    unmanaged = await _run(turns, None)
+    unmanaged = await _run(turns, None, pace_s)
     return {
         "turns": turns,
+        "pace_s": pace_s,
         "max_context_tokens": max(managed["tokens"]),
         "max_context_tokens_unmanaged": max(unmanaged["tokens"]),
         "turn_latency_p50_managed": percentile(managed["ttft"], 50),

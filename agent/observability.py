@@ -1,21 +1,28 @@
 """Prometheus metrics for calls (workers, simulator, dashboard) and A/B experiment arms.
 
 Labels are only tenant, profile and experiment arm (plus a closed `kind` set for a few
-counters), each reduced to a short identifier: caller text, numbers and tokens never appear.
+counters, and the engine name for provider fallbacks), each reduced to a short identifier:
+caller text, numbers and tokens never appear.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+if TYPE_CHECKING:
+    from livekit.agents import stt, tts
+
+log = logging.getLogger("callcenter.observability")
 
 STAGES = ("eou_delay", "stt_delay", "llm_ttft", "tts_ttfb", "voice_to_voice")
 BASE = ("tenant", "profile", "experiment")
@@ -76,6 +83,19 @@ class Metrics:
         self.context_tokens = Gauge(
             "callcenter_context_tokens", "LLM context size of the last turn", BASE, registry=r
         )
+        # Per process, not per call: the engines are shared by the calls of a worker process.
+        self.provider_fallbacks = Counter(
+            "callcenter_provider_fallbacks",
+            "an STT/TTS engine failed and its fallback adapter switched to the next one",
+            ("kind", "provider"),
+            registry=r,
+        )
+        self.provider_recoveries = Counter(
+            "callcenter_provider_recoveries",
+            "a failed STT/TTS engine answered again and serves first again",
+            ("kind", "provider"),
+            registry=r,
+        )
 
     def text(self) -> bytes:
         return generate_latest(self.registry)
@@ -93,6 +113,10 @@ class Metrics:
     def observe_cache_lookup(self, seconds: float, tenant: str | None, profile: str | None,
                              arm: str | None = None) -> None:  # fmt: skip
         self.cache_lookup.labels(**self.labels(tenant, profile, arm)).observe(seconds)
+
+    def provider_availability(self, kind: str, provider: str, available: bool) -> None:
+        lab = {"kind": safe_label(kind), "provider": safe_label(provider)}
+        (self.provider_recoveries if available else self.provider_fallbacks).labels(**lab).inc()
 
     def record_call(self, source: Path | str | Any, tenant: str | None = None, profile: str | None = None,
                     arm: str | None = None, *, cache_enabled: bool = True) -> CallReport:  # fmt: skip
@@ -188,6 +212,38 @@ def call_started(tenant: str | None, profile: str | None, arm: str | None = None
 
 def call_ended(tenant: str | None, profile: str | None, arm: str | None = None) -> None:
     METRICS.call_ended(tenant, profile, arm)
+
+
+def provider_name(engine: stt.STT | tts.TTS) -> str:
+    """A short, closed name for an engine: the livekit plugin's package (`openai`,
+    `elevenlabs`; their `provider` is the endpoint's host:port), else its `provider`."""
+    inner = getattr(engine, "wrapped_stt", None) or getattr(engine, "wrapped_tts", None)
+    if inner is not None:  # the adapter wraps batch STTs in a StreamAdapter
+        engine = inner
+    parts = type(engine).__module__.split(".")
+    if parts[:2] == ["livekit", "plugins"] and len(parts) > 2:
+        return safe_label(parts[2])
+    return safe_label(engine.provider)
+
+
+def watch_fallbacks(
+    adapter: stt.FallbackAdapter | tts.FallbackAdapter, metrics: Metrics | None = None
+) -> None:
+    """Count and log every switch of a livekit `FallbackAdapter` (call where it is built)."""
+    from livekit.agents import stt  # here, not on top: the dashboard imports this module too
+
+    kind = "stt" if isinstance(adapter, stt.FallbackAdapter) else "tts"
+
+    def on_change(ev: stt.AvailabilityChangedEvent | tts.AvailabilityChangedEvent) -> None:
+        engine = ev.stt if isinstance(ev, stt.AvailabilityChangedEvent) else ev.tts
+        name = provider_name(engine)
+        (metrics or METRICS).provider_availability(kind, name, ev.available)
+        if ev.available:
+            log.info("%s provider %s recovered; it serves first again", kind, name)
+        else:
+            log.warning("%s provider %s failed; switching to the next one", kind, name)
+
+    adapter.on(f"{kind}_availability_changed", on_change)
 
 
 def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:

@@ -6,6 +6,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+from livekit.agents.utils import http_context
 from rich.console import Console
 
 from agent import observability
@@ -91,7 +92,9 @@ async def run_call(
         scenario, tenant, providers, out_dir, cache=cache, turn_mode=turn_mode, console=console
     )  # type: ignore[arg-type]
     try:
-        result = await call.run()
+        # plugins that use livekit's shared HTTP session (ElevenLabs) need one outside a worker job
+        async with http_context.open():
+            result = await call.run()
     finally:
         observability.call_ended(tenant.name, providers.name)
     observability.record_call(result, tenant.name, providers.name)

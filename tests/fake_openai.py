@@ -18,6 +18,12 @@ for chat completions can be changed at runtime with `FakeOpenAI.configure(...)`:
 - `fail_times=N`: only the first N chat requests (counted from `configure`) fail, then answers
   are normal again; `None` means every request fails while the mode is set.
 
+Transcriptions have their own, independent fault settings (chat faults never touch them):
+
+- `stt_status=500` (or any status): answer with that HTTP status and an OpenAI-style error body;
+- `stt_drop=True`: read the upload, then drop the TCP connection without an answer;
+- `stt_fail_times=N`: only the first N transcriptions fail; `None`: all of them.
+
 Use from tests: `with running_fake_openai(mode="error", fail_times=1) as fake: fake.base_url`
 (a background thread runs the server, so it works from sync and async tests alike). Standalone:
 `python -m tests.fake_openai --port 8911 [--mode error --fail-times 2]`.
@@ -71,6 +77,9 @@ class Behaviour:
     chunk_delay_s: float = 0.0  # pause between streamed chunks
     first_chunk_delay_s: float = 0.0  # pause before the first chunk (simulated TTFT)
     only_if: str | None = None  # regex on the last user message: fault only those requests
+    stt_status: int | None = None  # transcriptions answer this HTTP status (None: transcribe)
+    stt_drop: bool = False  # transcriptions: drop the connection without an answer
+    stt_fail_times: int | None = None  # only the first N transcriptions fail; None: all
 
 
 @dataclass
@@ -79,7 +88,7 @@ class RecordedRequest:
     at: float  # time.monotonic() when received
     headers: dict[str, str]
     body: dict[str, Any] = field(default_factory=dict)
-    outcome: str = ""  # "ok", "error 500", "rate_limit", "hang", "break", "transcribed"
+    outcome: str = ""  # "ok", "error 500", "rate_limit", "hang", "break", "transcribed", "drop"
     answer: str = ""  # full answer the server meant to give (chat) or the transcript
 
     @property
@@ -126,6 +135,7 @@ class FakeOpenAI:
         self.behaviour = Behaviour()
         self.requests: list[RecordedRequest] = []
         self._failures = 0
+        self._stt_failures = 0
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._runner: web.AppRunner | None = None
@@ -138,10 +148,11 @@ class FakeOpenAI:
         return f"http://{self.host}:{self.port}/v1"
 
     def configure(self, **behaviour: Any) -> None:
-        """Replace the chat behaviour (unknown keys raise) and restart the failure count."""
+        """Replace the behaviour (unknown keys raise) and restart the failure counts."""
         with self._lock:
             self.behaviour = replace(Behaviour(), **behaviour)
             self._failures = 0
+            self._stt_failures = 0
 
     def chat_requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -249,6 +260,17 @@ class FakeOpenAI:
             if b.fail_times is not None and self._failures >= b.fail_times:
                 return None
             self._failures += 1
+            return b
+
+    def _stt_fault(self) -> Behaviour | None:
+        """The behaviour to apply to this transcription, or None to transcribe normally."""
+        with self._lock:
+            b = self.behaviour
+            if b.stt_status is None and not b.stt_drop:
+                return None
+            if b.stt_fail_times is not None and self._stt_failures >= b.stt_fail_times:
+                return None
+            self._stt_failures += 1
             return b
 
     # ---- handlers ------------------------------------------------------------------------
@@ -383,6 +405,17 @@ class FakeOpenAI:
             return _error(400, "'file' and 'model' are required.", "invalid_request_error")
         audio = upload.file.read()
         rec.body["file_bytes"] = len(audio)
+        if (fault := self._stt_fault()) is not None:
+            if fault.stt_drop:
+                rec.outcome = "drop"
+                if request.transport is not None:
+                    request.transport.abort()  # the client sees the connection reset, no answer
+                return web.Response(status=500)  # never reaches the client
+            assert fault.stt_status is not None
+            rec.outcome = f"error {fault.stt_status}"
+            return _error(
+                fault.stt_status, "The server had an error while processing your request.", "server_error"
+            )
         try:
             text, duration = await asyncio.to_thread(_whisper, audio, fields.get("language") or "en")
         except Exception as e:  # noqa: BLE001 - a bad upload is the client's error
@@ -456,6 +489,9 @@ def main() -> None:
     p.add_argument("--retry-after", type=float, default=1.0)
     p.add_argument("--hang-s", type=float, default=120.0)
     p.add_argument("--break-after", type=int, default=2)
+    p.add_argument("--stt-status", type=int, default=None, help="transcriptions answer this status")
+    p.add_argument("--stt-drop", action="store_true", help="transcriptions drop the connection")
+    p.add_argument("--stt-fail-times", type=int, default=None)
     a = p.parse_args()
     fake = FakeOpenAI(a.host, a.port, api_key=a.api_key)
     fake.configure(
@@ -465,6 +501,9 @@ def main() -> None:
         retry_after=a.retry_after,
         hang_s=a.hang_s,
         break_after=a.break_after,
+        stt_status=a.stt_status,
+        stt_drop=a.stt_drop,
+        stt_fail_times=a.stt_fail_times,
     )
     try:
         asyncio.run(fake.serve_forever())

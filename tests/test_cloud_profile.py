@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from livekit.agents import llm
+from livekit.agents import llm, stt
 from livekit.plugins import openai
 
 from agent.providers import build_providers
@@ -38,7 +38,8 @@ def _norm(text: str) -> str:
 
 async def test_cloud_llm_streams_from_the_fake(fake: FakeOpenAI) -> None:
     providers = build_providers("cloud", Settings())
-    assert isinstance(providers.llm, openai.LLM) and isinstance(providers.stt, openai.STT)
+    assert isinstance(providers.llm, openai.LLM) and isinstance(providers.stt, stt.FallbackAdapter)
+    assert providers.stt.model == "gpt-4o-mini-transcribe"  # OpenAI first, local whisper behind it
     assert providers.llm.model == "gpt-4o-mini"
 
     ctx = llm.ChatContext()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,9 +22,12 @@ class Providers:
     tts: tts.TTS
     vad: vad.VAD
     voice: str  # identifies the TTS voice, so cached audio is only replayed in the same voice
+    # engines behind a FallbackAdapter (which prewarms only its primary): loaded up front too, or
+    # the first fallback would load them mid-call (whisper's first load took ~2 s here)
+    standby: tuple[stt.STT | tts.TTS, ...] = ()
 
     def prewarm(self) -> None:
-        for p in (self.stt, self.llm, self.tts):
+        for p in (self.stt, self.llm, self.tts, *self.standby):
             p.prewarm()
 
 
@@ -65,8 +69,72 @@ def build_providers(profile: str, settings: Settings) -> Providers:
     raise UserError(f"unknown profile '{profile}' (choose local, cloud)")
 
 
+# ---- cloud: each cloud engine falls back to the local one (issue #10) ------------------------
+# STT: a phone caller waits in silence while we transcribe, and the local whisper answers in
+# well under a second, so we give up on the cloud quickly instead of retrying it. A healthy
+# cloud transcription or realtime connect takes about a second; 5 s is already a long pause on
+# a call. (For the HTTP path the openai plugin applies it to the connect only; its read timeout
+# stays 30 s.)
+STT_ATTEMPT_TIMEOUT_S = 5.0
+# HTTP path: no retry. The adapter wraps the batch STTs in a StreamAdapter whose `recognize`
+# loop retries around the plugin's own, so max_retry=1 would mean four uploads, not two.
+STT_MAX_RETRY_HTTP = 0
+# Realtime path: the STT stream lives for the whole call, and once it falls back it stays on
+# whisper until the call ends, so one reconnect (0.1 s later) absorbs a dropped websocket.
+STT_MAX_RETRY_REALTIME = 1
+# TTS: one retry (0.1 s later) keeps a single failed request from switching the voice mid-call;
+# a second failure means ElevenLabs is down, and the caller hears the local voice. The
+# per-attempt timeout is the session's TTS timeout (`AgentSession` conn_options, 10 s).
+TTS_MAX_RETRY = 1
+
+
+class BatchFallbackSTT(stt.FallbackAdapter):
+    """`stt.FallbackAdapter` over batch (non-streaming) STTs that says it is one.
+
+    The stock adapter always claims streaming and cuts utterances with its own VAD. Saying
+    non-streaming lets the session cut them with its tuned, echo-gated VAD and keep the
+    backchannel gate (agent/session.py), exactly as with the bare HTTP transcription STT.
+    """
+
+    @property
+    def capabilities(self) -> stt.STTCapabilities:
+        return dataclasses.replace(super().capabilities, streaming=False)
+
+
+class VoiceFallbackTTS(tts.FallbackAdapter):
+    """`tts.FallbackAdapter` that knows whether its primary voice served a synthesis.
+
+    Cached answer audio is stored under the primary voice id (`Providers.voice`); audio spoken
+    by the fallback voice must not be (see `primary_voice_token`). Built from public events
+    only: every availability change bumps `epoch`, and `primary_up` follows the primary's.
+    """
+
+    def __init__(self, primary: tts.TTS, fallback: tts.TTS, *, max_retry_per_tts: int) -> None:
+        super().__init__([primary, fallback], max_retry_per_tts=max_retry_per_tts)
+        self.primary = primary
+        self.primary_up = True
+        self.epoch = 0
+        self.on("tts_availability_changed", self._on_availability)
+
+    def _on_availability(self, ev: tts.AvailabilityChangedEvent) -> None:
+        self.epoch += 1
+        if ev.tts is self.primary:
+            self.primary_up = ev.available
+
+
+def primary_voice_token(t: tts.TTS | None) -> int | None:
+    """Take one before and one after a synthesis: equal and not None means the primary voice
+    spoke all of it. The adapter always tries the first available TTS first, and every switch
+    or recovery fires an event that bumps the epoch; a recovery in between only makes this
+    over-cautious. A TTS without fallback always speaks in its own voice."""
+    if not isinstance(t, VoiceFallbackTTS):
+        return 0
+    return t.epoch if t.primary_up else None
+
+
 def _cloud(settings: Settings) -> Providers:
-    """OpenAI gpt-4o-mini + gpt-4o-mini-transcribe (realtime streaming) + ElevenLabs streaming TTS.
+    """OpenAI gpt-4o-mini + gpt-4o-mini-transcribe (realtime streaming) + ElevenLabs streaming TTS,
+    the STT and TTS each backed by the local engine through livekit's `FallbackAdapter`.
 
     `OPENAI_BASE_URL` may point at any OpenAI-compatible server (vLLM, Ollama, Groq...).
     """
@@ -74,27 +142,51 @@ def _cloud(settings: Settings) -> Providers:
         from livekit.plugins import elevenlabs, openai
     except ImportError as e:
         raise UserError(f"cloud profile needs {e.name} (run ./install.sh)") from None
+    from agent.observability import watch_fallbacks
+    from agent.providers.hibari_tts import HibariTTS
+    from agent.providers.whisper_stt import WhisperSTT
+
     if not settings.openai_api_key:
         raise UserError("cloud profile needs OPENAI_API_KEY")
     common: dict[str, Any] = {"api_key": settings.openai_api_key}
     if settings.openai_base_url:
         common["base_url"] = settings.openai_base_url
     the_llm = openai.LLM(model=settings.llm_model, **common)
-    the_stt = openai.STT(
+    cloud_stt = openai.STT(
         model=settings.stt_model, language="en", use_realtime=settings.stt_realtime, **common
     )
+    local_stt = WhisperSTT(threads=settings.stt_threads)
+    standby: list[stt.STT | tts.TTS] = [local_stt]
+    if cloud_stt.capabilities.streaming:
+        the_stt: stt.FallbackAdapter = stt.FallbackAdapter(
+            [cloud_stt, local_stt],
+            vad=build_vad(),  # cuts utterances for whisper (a batch STT) inside the adapter
+            attempt_timeout=STT_ATTEMPT_TIMEOUT_S,
+            max_retry_per_stt=STT_MAX_RETRY_REALTIME,
+        )
+    else:
+        the_stt = BatchFallbackSTT(
+            [cloud_stt, local_stt],
+            vad=build_vad(),  # the constructor wants one; the session's StreamAdapter cuts instead
+            attempt_timeout=STT_ATTEMPT_TIMEOUT_S,
+            max_retry_per_stt=STT_MAX_RETRY_HTTP,
+        )
+    watch_fallbacks(the_stt)
     if settings.elevenlabs_api_key:
         extra: dict[str, Any] = {}
         if settings.elevenlabs_base_url:
             extra["base_url"] = settings.elevenlabs_base_url
-        the_tts: tts.TTS = elevenlabs.TTS(
+        primary = elevenlabs.TTS(
             api_key=settings.elevenlabs_api_key, voice_id=settings.elevenlabs_voice_id, **extra
         )
+        local_tts = HibariTTS()
+        standby.append(local_tts)
+        the_tts: tts.TTS = VoiceFallbackTTS(primary, local_tts, max_retry_per_tts=TTS_MAX_RETRY)
+        watch_fallbacks(the_tts)
+        # the primary voice: cached audio is only stored/replayed in it (primary_voice_token)
         voice = f"elevenlabs-{settings.elevenlabs_voice_id}"
     else:
         # Without an ElevenLabs key, keep the call fully working on the local voice.
-        from agent.providers.hibari_tts import HibariTTS
-
-        the_tts = HibariTTS()
-        voice = the_tts.voice  # type: ignore[attr-defined]
-    return Providers("cloud", the_stt, the_llm, the_tts, build_vad(), voice)
+        hibari = HibariTTS()
+        the_tts, voice = hibari, hibari.voice
+    return Providers("cloud", the_stt, the_llm, the_tts, build_vad(), voice, tuple(standby))
