@@ -35,7 +35,6 @@ import asyncio
 import base64
 import io
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -44,6 +43,8 @@ from typing import Any, Literal
 
 import numpy as np
 from aiohttp import WSMsgType, web
+
+from tests.fake_server import ThreadedServer
 
 Mode = Literal["ok", "error", "drop"]
 TONE_HZ = 440.0
@@ -118,23 +119,17 @@ def _alignment(text: str) -> dict[str, Any]:
     }
 
 
-class FakeElevenLabs:
+class FakeElevenLabs(ThreadedServer):
+    name = "fake ElevenLabs"
+
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, api_key: str | None = None) -> None:
-        self.host, self.port = host, port
+        super().__init__(host, port)
         self.api_key = api_key
         self.behaviour = Behaviour()
         self.requests: list[RecordedRequest] = []
         self._failures = 0
-        self._lock = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._stop: asyncio.Event | None = None
 
     # ---- control (any thread) ------------------------------------------------------------
-    @property
-    def base_url(self) -> str:
-        return f"http://{self.host}:{self.port}/v1"
 
     def configure(self, **behaviour: Any) -> None:
         """Replace the behaviour (unknown keys raise) and restart the failure count."""
@@ -150,72 +145,10 @@ class FakeElevenLabs:
         """Text chunks answered with audio."""
         return [t for r in self.recorded() for t in r.texts]
 
-    # ---- lifecycle -----------------------------------------------------------------------
-    def start(self) -> FakeElevenLabs:
-        ready = threading.Event()
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            loop = asyncio.new_event_loop()
-            self._loop = loop
-            try:
-                loop.run_until_complete(self._start_app())
-            except BaseException as e:  # noqa: BLE001 - reported to the starting thread
-                errors.append(e)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.run_until_complete(self._stop_app())
-            loop.close()
-
-        self._thread = threading.Thread(target=run, name="fake-elevenlabs", daemon=True)
-        self._thread.start()
-        ready.wait(30)
-        if errors:
-            raise errors[0]
-        return self
-
-    def stop(self) -> None:
-        if self._loop is None or self._thread is None:
-            return
-        loop = self._loop
-
-        def halt() -> None:
-            assert self._stop is not None
-            self._stop.set()
-            loop.stop()
-
-        loop.call_soon_threadsafe(halt)
-        self._thread.join(15)
-        self._loop = self._thread = None
-
-    async def _start_app(self) -> None:
-        self._stop = asyncio.Event()
-        app = web.Application()
+    # ---- routes --------------------------------------------------------------------------
+    def _routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/text-to-speech/{voice_id}/multi-stream-input", self._multi_stream)
         app.router.add_post("/v1/text-to-speech/{voice_id}/stream", self._http_stream)
-        self._runner = web.AppRunner(app, shutdown_timeout=1.0, handle_signals=False)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
-        server = site._server
-        assert server is not None and server.sockets  # type: ignore[attr-defined]
-        self.port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
-
-    async def _stop_app(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def serve_forever(self) -> None:
-        """Run in the current loop (command-line use)."""
-        await self._start_app()
-        print(f"fake ElevenLabs server on {self.base_url}", flush=True)
-        assert self._stop is not None
-        try:
-            await self._stop.wait()
-        finally:
-            await self._stop_app()
 
     # ---- helpers -------------------------------------------------------------------------
     def _record(self, request: web.Request, kind: Literal["ws", "http"]) -> RecordedRequest:
