@@ -322,7 +322,7 @@ class PhoneBehaviours:
                 self._talking = True
                 self._timer("long_turn", self.idle.max_user_turn_s, self._on_long_turn)
         elif self._talking:
-            # Breath pauses keep the turn running; a real gap (or a committed turn) ends it.
+            # Breath pauses keep the run going; only a real gap ends it.
             self._timer("turn_gap", self.idle.turn_gap_s, self._end_turn_run)
 
     def _reset_turn_run(self) -> None:
