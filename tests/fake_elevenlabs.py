@@ -36,8 +36,6 @@ import base64
 import io
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -260,16 +258,7 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"detail": {"status": code, "message": message}}, status=status)
 
 
-@contextmanager
-def running_fake_elevenlabs(*, api_key: str | None = None, **behaviour: Any) -> Iterator[FakeElevenLabs]:
-    """Start the fake on a free local port; yields the server (`.base_url` ends in `/v1`)."""
-    fake = FakeElevenLabs(api_key=api_key)
-    fake.configure(**behaviour)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+running_fake_elevenlabs = FakeElevenLabs.running
 
 
 def main() -> None:

@@ -38,8 +38,6 @@ import json
 import re
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -400,16 +398,7 @@ def _error(status: int, message: str, type_: str, code: str | None = None) -> we
     )
 
 
-@contextmanager
-def running_fake_openai(*, api_key: str | None = None, **behaviour: Any) -> Iterator[FakeOpenAI]:
-    """Start the fake on a free local port; yields the server (`.base_url` ends in `/v1`)."""
-    fake = FakeOpenAI(api_key=api_key)
-    fake.configure(**behaviour)
-    fake.start()
-    try:
-        yield fake
-    finally:
-        fake.stop()
+running_fake_openai = FakeOpenAI.running
 
 
 def main() -> None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Self
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Self
 
 from aiohttp import web
 
@@ -31,6 +33,21 @@ class ThreadedServer:
 
     def _routes(self, app: web.Application) -> None:
         raise NotImplementedError
+
+    def configure(self, **behaviour: Any) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    @contextmanager
+    def running(cls, *, api_key: str | None = None, **behaviour: Any) -> Iterator[Self]:
+        """Start a fake on a free local port; yields the server (`.base_url` ends in `/v1`)."""
+        fake = cls(api_key=api_key)  # type: ignore[call-arg]
+        fake.configure(**behaviour)
+        fake.start()
+        try:
+            yield fake
+        finally:
+            fake.stop()
 
     def start(self) -> Self:
         ready = threading.Event()

@@ -86,7 +86,9 @@ def watch(adapter: stt.STT | tts.TTS, event: str) -> list[Any]:
 
 
 async def synthesize(t: tts.TTS, text: str) -> list[rtc.AudioFrame]:
-    """The way the session drives a streaming TTS: push the answer, read the audio."""
+    """The way the session drives a streaming TTS: push the answer, read the audio. Closes `t`.
+
+    The ElevenLabs plugin takes its aiohttp session from the job context; tests have none."""
 
     async def run() -> list[rtc.AudioFrame]:
         frames: list[rtc.AudioFrame] = []
@@ -97,7 +99,11 @@ async def synthesize(t: tts.TTS, text: str) -> list[rtc.AudioFrame]:
                 frames.append(audio.frame)
         return frames
 
-    return await asyncio.wait_for(run(), HANG_GUARD_S)
+    async with utils.http_context.open():
+        try:
+            return await asyncio.wait_for(run(), HANG_GUARD_S)
+        finally:
+            await t.aclose()
 
 
 def pcm_of(frames: list[rtc.AudioFrame]) -> tuple[np.ndarray, int]:
@@ -223,12 +229,7 @@ async def test_cloud_tts_speaks_elevenlabs_when_healthy(eleven: FakeElevenLabs) 
     events = watch(t, "tts_availability_changed")
     before = fallbacks("tts", "elevenlabs")
     token = primary_voice_token(t)
-    # the ElevenLabs plugin takes its aiohttp session from the job context; tests have none
-    async with utils.http_context.open():
-        try:
-            frames = await synthesize(t, ANSWER)
-        finally:
-            await t.aclose()
+    frames = await synthesize(t, ANSWER)
 
     assert frames and tone_share(frames) > 0.8
     assert eleven.spoken() == [ANSWER]
@@ -245,12 +246,7 @@ async def test_cloud_tts_falls_back_to_hibari(eleven: FakeElevenLabs, mode: str)
     events = watch(t, "tts_availability_changed")
     before = fallbacks("tts", "elevenlabs")
     token = primary_voice_token(t)
-    # the ElevenLabs plugin takes its aiohttp session from the job context; tests have none
-    async with utils.http_context.open():
-        try:
-            frames = await synthesize(t, ANSWER)
-        finally:
-            await t.aclose()
+    frames = await synthesize(t, ANSWER)
 
     # ElevenLabs was tried (1 + TTS_MAX_RETRY attempts) and spoke nothing ...
     attempts = eleven.recorded()
@@ -307,11 +303,10 @@ async def test_call_caches_audio_only_in_the_primary_voice(
     eleven.configure(mode=mode)
     cache = HitCache()
     before = fallbacks("tts", "elevenlabs")
-    async with utils.http_context.open():  # a worker job has one; the simulator does not
-        result = await asyncio.wait_for(
-            run_call(HERE / "data" / "cloud-two-turns.yaml", tmp_path, profile="cloud", cache=cache),
-            HANG_GUARD_S * 3,
-        )
+    result = await asyncio.wait_for(  # run_call opens livekit's http context itself
+        run_call(HERE / "data" / "cloud-two-turns.yaml", tmp_path, profile="cloud", cache=cache),
+        HANG_GUARD_S * 3,
+    )
     assert result.error is None, result.error
     assert len(result.turns) == 2 and all(t.cache_hit and t.agent_text for t in result.turns), result.turns
     assert len(cache.lookups) == 2
