@@ -21,6 +21,7 @@ from livekit.agents import Agent, ModelSettings, llm
 from agent.context import ContextManager
 from agent.prompt import instructions_for
 from agent.providers.profiles import primary_voice_token
+from core.local_tts import trim_silence
 from core.tenants import Tenant
 
 if TYPE_CHECKING:
@@ -207,7 +208,8 @@ class CallAgent(Agent):
 
 
 def pcm_frames(pcm16: bytes, sample_rate: int) -> list[rtc.AudioFrame]:
-    samples = np.frombuffer(pcm16, dtype=np.int16)
+    # Entries stored before synthesis trimmed its pads (or by another voice) start with dead air.
+    samples = trim_silence(np.frombuffer(pcm16, dtype=np.int16), sample_rate)
     step = sample_rate * FRAME_MS // 1000
     return [
         rtc.AudioFrame(

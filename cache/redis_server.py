@@ -125,12 +125,15 @@ class EmbeddedRedis:
             args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=detach
         )
         started = time.monotonic()
-        deadline = started + timeout
         told = False
-        while time.monotonic() < deadline or (
-            time.monotonic() < started + load_timeout and _loading(log_path, log_offset)
-        ):
-            if not told and time.monotonic() > started + 5 and _loading(log_path, log_offset):
+        while True:
+            elapsed = time.monotonic() - started
+            # Past a few seconds, read the log (once per poll): replaying a big AOF may take longer
+            # than `timeout`, and that is worth waiting for up to `load_timeout`.
+            loading = elapsed > min(5.0, timeout) and _loading(log_path, log_offset)
+            if elapsed >= timeout and not (loading and elapsed < load_timeout):
+                break
+            if loading and not told:
                 logger.warning("embedded Redis is still loading its stored data (%s)...", self.dir)
                 told = True
             if self.proc.poll() is not None:

@@ -11,6 +11,7 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.signals import worker_init
 
 from core.settings import get_settings
 
@@ -97,3 +98,18 @@ app.conf.update(
     # never take each other's jobs.
     task_default_queue=os.environ.get("CALLCENTER_CELERY_QUEUE", "callcenter"),
 )
+
+
+@worker_init.connect
+def _lower_priority(**_: Any) -> None:
+    """Run the worker (and the pool children it forks) below the agent's CPU priority.
+
+    A summary on the local LLM or a document job keeps both cores busy for seconds; where the
+    worker shares a machine with agent processes, a caller's turn must get the CPU first (Linux
+    gives a nice-10 process ~1/10 of the CPU share of a nice-0 one while both want it). Measured
+    with `callcenter bench context` (README). A no-op on a dedicated worker machine.
+    """
+    want = get_settings().worker_nice
+    current = os.nice(0)
+    if want > current:
+        os.nice(want - current)

@@ -66,3 +66,16 @@ def test_line_is_deterministic_for_a_seed():
     x = _tones([700])
     cfg = LineConfig(noise="babble", snr_db=5, packet_loss=0.05, seed=11)
     assert np.array_equal(LineModel(cfg).process_all(x), LineModel(cfg).process_all(x))
+
+
+def test_noise_is_continuous_across_frame_and_block_boundaries() -> None:
+    # The noise is generated a second at a time; frame-by-frame reads and one long read of the
+    # same source must give the same signal (no gap or repeat at a block boundary).
+    from agent.sim.line import NoiseSource
+
+    for kind in ("white", "babble", "street"):
+        a, b = NoiseSource(kind, 3), NoiseSource(kind, 3)
+        framed = np.concatenate([a.next(FRAME) for _ in range(2 * LINE_RATE // FRAME + 7)])
+        whole = b.next(len(framed))
+        assert np.array_equal(framed, whole), kind
+        assert np.std(whole[LINE_RATE - FRAME : LINE_RATE + FRAME]) > 0

@@ -177,3 +177,13 @@ def test_prefork_child_death_requeues_at_once(
         assert "WorkerLostError" in w.log_text()
     finally:
         w.stop()
+
+
+def test_worker_runs_below_the_agents_cpu_priority(worker: WorkerProcess) -> None:
+    # A summary or document job must not take the CPU from a caller's turn on a shared box.
+    import psutil
+
+    from core.settings import get_settings
+
+    assert worker.proc is not None
+    assert psutil.Process(worker.proc.pid).nice() == get_settings().worker_nice == 10

@@ -119,7 +119,8 @@ async def test_resume_timer_outlasts_a_slow_transcription() -> None:
     from agent.sim.caller_voice import synthesize_caller
 
     tts = InstantTTS()
-    providers = Providers("test", WhisperSTT(threads=1), InstantLLM(), tts, build_vad(), tts.voice)
+    slow_stt = WhisperSTT(threads=1, window_s=0)  # whisper's classic 30 s window: ~0.35 s per turn
+    providers = Providers("test", slow_stt, InstantLLM(), tts, build_vad(), tts.voice)
     session = create_session(providers)
     assert session.options.interruption["false_interruption_timeout"] == TUNING.false_interruption_timeout
     rate = 16000
@@ -133,5 +134,5 @@ async def test_resume_timer_outlasts_a_slow_transcription() -> None:
         max(TUNING.false_interruption_timeout, slowest + TUNING.stt_latency_margin),
     )
     assert session.options.interruption["false_interruption_timeout"] == pytest.approx(expected)
-    assert expected > TUNING.false_interruption_timeout  # whisper needs longer than 0.15 s here
+    assert expected > TUNING.false_interruption_timeout  # that whisper needs longer than 0.15 s
     await session.aclose()

@@ -45,7 +45,7 @@ def build_providers(profile: str, settings: Settings) -> Providers:
         t = HibariTTS()
         return Providers(
             "local",
-            WhisperSTT(threads=settings.stt_threads),
+            WhisperSTT(threads=settings.stt_threads, window_s=settings.stt_window_s),
             LocalLLM(max_tokens=settings.llm_max_tokens),
             t,
             build_vad(),
@@ -58,7 +58,8 @@ def build_providers(profile: str, settings: Settings) -> Providers:
         from agent.providers.whisper_stt import WhisperSTT
 
         t = HibariTTS()
-        return Providers("local-fastllm", WhisperSTT(threads=1), InstantLLM(), t, build_vad(), t.voice)
+        stt = WhisperSTT(threads=1, window_s=settings.stt_window_s)
+        return Providers("local-fastllm", stt, InstantLLM(), t, build_vad(), t.voice)
     if profile == "instant":
         from agent.providers.instant import InstantLLM, InstantSTT, InstantTTS
 
@@ -155,7 +156,7 @@ def _cloud(settings: Settings) -> Providers:
     cloud_stt = openai.STT(
         model=settings.stt_model, language="en", use_realtime=settings.stt_realtime, **common
     )
-    local_stt = WhisperSTT(threads=settings.stt_threads)
+    local_stt = WhisperSTT(threads=settings.stt_threads, window_s=settings.stt_window_s)
     standby: list[stt.STT | tts.TTS] = [local_stt]
     if cloud_stt.capabilities.streaming:
         the_stt: stt.FallbackAdapter = stt.FallbackAdapter(

@@ -9,7 +9,7 @@ from functools import lru_cache
 import numpy as np
 import soxr
 
-from agent.sim.line import SPEECH_RMS
+from agent.sim.line import to_speech_level
 from core.errors import UserError
 
 _lock = threading.Lock()
@@ -35,10 +35,7 @@ def _synth_cached(text: str, rate: int) -> bytes:
     active = np.flatnonzero(np.abs(audio) > 0.01)
     if len(active):
         audio = audio[max(0, active[0] - rate // 100) : active[-1] + rate // 100]
-    # Normalise active speech to the line model's nominal level, so SNR settings are exact.
-    voiced = audio[np.abs(audio) > 0.02]
-    rms = float(np.sqrt(np.mean(voiced**2))) if len(voiced) else 1.0
-    return np.clip(audio * (SPEECH_RMS / rms), -0.99, 0.99).astype(np.float32).tobytes()
+    return to_speech_level(audio, voiced_above=0.02).tobytes()  # piper's level is known
 
 
 def synthesize_caller(text: str, rate: int = 8000) -> np.ndarray:

@@ -14,7 +14,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from agent.sim.line import LINE_RATE, SPEECH_RMS
+from agent.sim.line import LINE_RATE, to_speech_level
 from core.errors import UserError
 
 MAX_SECONDS = 600.0
@@ -57,8 +57,5 @@ def load_caller_recording(path: Path) -> np.ndarray:
         raise UserError(f"{path}: the recording is silent (peak below -60 dBFS)")
     if rate != LINE_RATE:
         mono = soxr.resample(mono, rate, LINE_RATE).astype(np.float32)
-    # Same convention as the synthesized caller: active speech at the line's nominal level,
-    # so the scenario's snr_db means what it says.
-    voiced = mono[np.abs(mono) > 0.1 * float(np.max(np.abs(mono)))]
-    rms = float(np.sqrt(np.mean(voiced**2)))
-    return np.clip(mono * (SPEECH_RMS / rms), -0.99, 0.99).astype(np.float32)
+    # A recording's level is unknown, so "active speech" is relative to its own peak.
+    return to_speech_level(mono, voiced_above=0.1 * float(np.max(np.abs(mono))))

@@ -1,0 +1,55 @@
+"""The local STT's short window: fast path used for short utterances, classic path otherwise."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soxr
+
+from agent.providers.whisper_stt import RATE, WhisperSTT, looks_degenerate
+from agent.sim.caller_voice import synthesize_caller
+
+
+def _pcm16k(text: str) -> np.ndarray:
+    return soxr.resample(synthesize_caller(text), 8000, RATE).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    ("text", "logprob", "cap", "bad"),
+    [
+        ("What are your opening hours?", -0.2, False, False),
+        ("No, that's wrong.", -0.3, False, False),
+        ("Can I speak to a real person? Can I speak to", -0.2, False, True),  # decoder looping
+        ("where where where where where where where where", -0.2, False, True),
+        ("", -0.1, False, True),  # nothing decoded from audio the VAD called speech
+        ("Where is the store?", -1.4, False, True),  # unsure
+        ("Where is the store?", -0.2, True, True),  # ran into the token cap
+    ],
+)
+def test_degenerate_transcripts_are_recognised(text: str, logprob: float, cap: bool, bad: bool) -> None:
+    assert looks_degenerate(text, logprob, cap) is bad
+
+
+def test_short_utterance_takes_the_short_window() -> None:
+    stt = WhisperSTT(threads=2, window_s=10)
+    text = stt._transcribe(_pcm16k("Hi, what are your opening hours?"))
+    assert "opening hours" in text.lower()
+    assert (stt.short_windows, stt.fallbacks) == (1, 0)
+
+
+def test_classic_window_when_disabled_or_too_long() -> None:
+    off = WhisperSTT(threads=2, window_s=0)
+    assert "store" in off._transcribe(_pcm16k("Where is the store?")).lower()
+    assert off.short_windows == off.fallbacks == 0
+
+    fast = WhisperSTT(threads=2, window_s=3)  # a 3 s window cannot hold this 3+ s sentence
+    long = _pcm16k("My order number is four eight two one three, and I would like to know where it is.")
+    assert len(long) > 2.5 * RATE
+    assert "order" in fast._transcribe(long).lower()
+    assert fast.short_windows == fast.fallbacks == 0
+
+
+def test_silence_falls_back_to_the_classic_window() -> None:
+    stt = WhisperSTT(threads=2, window_s=10)
+    stt._transcribe(np.zeros(RATE, dtype=np.float32))
+    assert stt.fallbacks == 1 and stt.short_windows == 0
