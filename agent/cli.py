@@ -174,9 +174,20 @@ def bench_load(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for k, v in doc.items():
-        if k != "error_samples":
+        if k not in ("error_samples", "slowest_turns"):
             table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
     err_console.print(table)
+    slow = Table(title="slowest turns (s)")
+    for col in ("scenario", "turn", "v2v", "eou", "stt", "cache", "heard"):
+        slow.add_column(col)
+    for t in doc["slowest_turns"]:
+        f = [
+            t["scenario"],
+            str(t["turn"]),
+            *(f"{t[k]:.2f}" if t[k] is not None else "—" for k in ("v2v", "eou", "stt")),
+        ]
+        slow.add_row(*f, str(t["cache"] or "—"), escape(t["heard"] or ""))
+    err_console.print(slow)
     write_json(doc, out, err_console)
     if as_json:
         print(json.dumps(doc))

@@ -44,6 +44,11 @@ async def _slot(i: int, deadline: float, profile: str, use_cache: bool, res: dic
                 if r.error:
                     res["errors"].append(r.error)
                 res["v2v"] += [t.voice_to_voice for t in r.turns if t.voice_to_voice is not None]
+                res["turns"] += [
+                    {"scenario": scenario.stem, "turn": t.index, "v2v": t.voice_to_voice, "eou": t.eou_delay,
+                     "stt": t.stt_delay, "heard": t.user_text, "cache": t.cache_outcome}
+                    for t in r.turns if t.voice_to_voice is not None
+                ]  # fmt: skip
                 res["unanswered"].append(sum(t.voice_to_voice is None for t in r.turns))
             except Exception as e:  # noqa: BLE001 - a load test counts errors, it does not stop
                 res["errors"].append(f"{type(e).__name__}: {e}")
@@ -55,7 +60,7 @@ async def _run_process(calls: int, duration: float, profile: str, use_cache: boo
     proc = psutil.Process()
     proc.cpu_percent()
     rss0 = proc.memory_info().rss
-    res: dict[str, list[Any]] = {"v2v": [], "errors": [], "calls": [], "unanswered": []}
+    res: dict[str, list[Any]] = {"v2v": [], "errors": [], "calls": [], "unanswered": [], "turns": []}
     lag: list[float] = []
     rss: list[tuple[float, int]] = []
     stop = asyncio.Event()
@@ -79,6 +84,7 @@ async def _run_process(calls: int, duration: float, profile: str, use_cache: boo
     late = [r for t, r in rss][-5:]
     return {
         "v2v": res["v2v"],
+        "turns": res["turns"],
         "lag": lag,
         "errors": res["errors"],
         "calls_completed": len(res["calls"]),
@@ -126,4 +132,6 @@ def run_load(calls: int, duration: float, processes: int, profile: str, use_cach
         "rss_growth_pct_max": max(growth) if growth else None,
         "errors": sum(len(p["errors"]) for p in parts),
         "error_samples": [e for p in parts for e in p["errors"]][:5],
+        # where the tail comes from: the slowest answered turns with their end-of-turn and STT times
+        "slowest_turns": sorted((t for p in parts for t in p["turns"]), key=lambda t: -t["v2v"])[:8],
     }

@@ -14,6 +14,7 @@ from agent.providers import build_providers
 from agent.sim.call import CallResult, SimulatedCall, print_result
 from agent.sim.scenario import load_scenario
 from core.errors import UserError
+from core.memory import release_free_memory
 from core.settings import get_settings
 from core.tenants import load_tenant
 
@@ -97,6 +98,7 @@ async def run_call(
             result = await call.run()
     finally:
         observability.call_ended(tenant.name, providers.name)
+        release_free_memory()  # many calls share this process: see core/memory.py
     observability.record_call(result, tenant.name, providers.name)
     if console is not None:
         print_result(result, console)
