@@ -158,6 +158,9 @@ def bench_load(
     processes: Annotated[int, typer.Option(min=1, max=8)] = 1,
     profile: Annotated[str, typer.Option(help="local-fastllm | instant | local")] = "local-fastllm",
     cache: Annotated[bool, typer.Option("--cache/--no-cache")] = False,
+    ramp: Annotated[
+        float, typer.Option("--ramp", min=0, help="seconds over which the calls start (0: all at once)")
+    ] = 5.0,
     quick: Annotated[bool, typer.Option("--quick", help="4 calls for 20 s")] = False,
     out: Annotated[Path | None, typer.Option("--out")] = Path("bench-results/load.json"),
     as_json: Annotated[bool, typer.Option("--json")] = False,
@@ -169,7 +172,7 @@ def bench_load(
 
     if quick:
         calls, duration = 4, 20
-    doc = run_load(calls, duration, processes, profile, cache)
+    doc = run_load(calls, duration, processes, profile, cache, ramp)
     table = Table(title=f"bench load — {calls} concurrent calls, {processes} process(es), {duration:.0f} s")
     table.add_column("metric")
     table.add_column("value", justify="right")

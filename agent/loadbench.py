@@ -1,6 +1,7 @@
 """`callcenter bench load`: many concurrent simulated calls in one or more worker processes.
 
-Each call slot places calls back to back (a mix of scenarios) until the duration is over.
+Each call slot places calls back to back (a mix of scenarios) until the duration is over; the
+slots start spread over `ramp` seconds, as calls arrive on a real line (0: a synchronized burst).
 Measured per process: voice-to-voice of every answered turn, event-loop lag (a 50 ms ticker's
 overshoot), CPU and RSS, call errors. Processes are independent, like agent workers behind the
 LiveKit server's load-based dispatch; their numbers are merged at the end.
@@ -32,9 +33,12 @@ async def _loop_lag(stop: asyncio.Event, out: list[float], period: float = 0.05)
         out.append(max(0.0, loop.time() - t0 - period))
 
 
-async def _slot(i: int, deadline: float, profile: str, use_cache: bool, res: dict[str, list[Any]]) -> None:
+async def _slot(
+    i: int, start_after: float, deadline: float, profile: str, use_cache: bool, res: dict[str, list[Any]]
+) -> None:
     from agent.runner import run_call
 
+    await asyncio.sleep(start_after)
     n = 0
     while time.monotonic() < deadline:
         scenario = ROOT / "scenarios" / MIX[(i + n) % len(MIX)]
@@ -56,7 +60,9 @@ async def _slot(i: int, deadline: float, profile: str, use_cache: bool, res: dic
         res["calls"].append(1)
 
 
-async def _run_process(calls: int, duration: float, profile: str, use_cache: bool) -> dict[str, Any]:
+async def _run_process(
+    calls: int, duration: float, profile: str, use_cache: bool, ramp: float = 0.0
+) -> dict[str, Any]:
     proc = psutil.Process()
     proc.cpu_percent()
     rss0 = proc.memory_info().rss
@@ -74,7 +80,11 @@ async def _run_process(calls: int, duration: float, profile: str, use_cache: boo
 
     rss_task = asyncio.create_task(sample_rss())
     deadline = start + duration
-    await asyncio.gather(*(_slot(i, deadline, profile, use_cache, res) for i in range(calls)))
+    # Calls arrive spread over `ramp` seconds (0: all at the same instant, a synchronized burst:
+    # the same scenarios then end their questions at the same moment, call after call).
+    await asyncio.gather(
+        *(_slot(i, i * ramp / calls, deadline, profile, use_cache, res) for i in range(calls))
+    )
     stop.set()
     await asyncio.gather(lag_task, rss_task)
     elapsed = time.monotonic() - start
@@ -100,17 +110,19 @@ async def _run_process(calls: int, duration: float, profile: str, use_cache: boo
     }
 
 
-def _process_entry(args: tuple[int, float, str, bool]) -> dict[str, Any]:
+def _process_entry(args: tuple[int, float, str, bool, float]) -> dict[str, Any]:
     return asyncio.run(_run_process(*args))
 
 
-def run_load(calls: int, duration: float, processes: int, profile: str, use_cache: bool) -> dict[str, Any]:
+def run_load(
+    calls: int, duration: float, processes: int, profile: str, use_cache: bool, ramp: float = 0.0
+) -> dict[str, Any]:
     per = [calls // processes + (1 if i < calls % processes else 0) for i in range(processes)]
     if processes == 1:
-        parts = [_process_entry((calls, duration, profile, use_cache))]
+        parts = [_process_entry((calls, duration, profile, use_cache, ramp))]
     else:
         with mp.get_context("spawn").Pool(processes) as pool:
-            parts = pool.map(_process_entry, [(n, duration, profile, use_cache) for n in per])
+            parts = pool.map(_process_entry, [(n, duration, profile, use_cache, ramp) for n in per])
     v2v = [v for p in parts for v in p["v2v"]]
     lag = [v for p in parts for v in p["lag"]]
     growth = [p["rss_growth_pct"] for p in parts if p["rss_growth_pct"] is not None]
@@ -119,6 +131,7 @@ def run_load(calls: int, duration: float, processes: int, profile: str, use_cach
         "processes": processes,
         "profile": profile,
         "duration_s": duration,
+        "ramp_s": ramp,
         "calls_completed": sum(p["calls_completed"] for p in parts),
         "turns_answered": len(v2v),
         "unanswered_turns": sum(p["unanswered_turns"] for p in parts),

@@ -11,8 +11,9 @@ pytestmark = pytest.mark.slow
 
 
 def test_concurrent_calls_complete_and_report() -> None:
-    doc = run_load(calls=3, duration=12, processes=1, profile="local-fastllm", use_cache=False)
+    doc = run_load(calls=3, duration=12, processes=1, profile="local-fastllm", use_cache=False, ramp=2)
     assert doc["errors"] == 0, doc["error_samples"]
+    assert doc["ramp_s"] == 2
     assert doc["calls_completed"] >= 3
     assert doc["turns_answered"] >= 3 and doc["unanswered_turns"] == 0
     assert 0 < doc["voice_to_voice_p50"] <= doc["voice_to_voice_p95"] < 10  # generous: hangs only
