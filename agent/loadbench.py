@@ -47,7 +47,6 @@ async def _slot(
                 r = await run_call(scenario, Path(d), profile=profile, use_cache=use_cache)
                 if r.error:
                     res["errors"].append(r.error)
-                res["v2v"] += [t.voice_to_voice for t in r.turns if t.voice_to_voice is not None]
                 res["turns"] += [
                     {"scenario": scenario.stem, "turn": t.index, "v2v": t.voice_to_voice, "eou": t.eou_delay,
                      "stt": t.stt_delay, "heard": t.user_text, "cache": t.cache_outcome}
@@ -66,7 +65,7 @@ async def _run_process(
     proc = psutil.Process()
     proc.cpu_percent()
     rss0 = proc.memory_info().rss
-    res: dict[str, list[Any]] = {"v2v": [], "errors": [], "calls": [], "unanswered": [], "turns": []}
+    res: dict[str, list[Any]] = {"errors": [], "calls": [], "unanswered": [], "turns": []}
     lag: list[float] = []
     rss: list[tuple[float, int]] = []
     stop = asyncio.Event()
@@ -93,7 +92,6 @@ async def _run_process(
     early = [r for t, r in rss if t >= 0.1 * elapsed][:5]
     late = [r for t, r in rss][-5:]
     return {
-        "v2v": res["v2v"],
         "turns": res["turns"],
         "lag": lag,
         "errors": res["errors"],
@@ -123,7 +121,8 @@ def run_load(
     else:
         with mp.get_context("spawn").Pool(processes) as pool:
             parts = pool.map(_process_entry, [(n, duration, profile, use_cache, ramp) for n in per])
-    v2v = [v for p in parts for v in p["v2v"]]
+    turns = [t for p in parts for t in p["turns"]]
+    v2v = [t["v2v"] for t in turns]
     lag = [v for p in parts for v in p["lag"]]
     growth = [p["rss_growth_pct"] for p in parts if p["rss_growth_pct"] is not None]
     return {
@@ -146,5 +145,5 @@ def run_load(
         "errors": sum(len(p["errors"]) for p in parts),
         "error_samples": [e for p in parts for e in p["errors"]][:5],
         # where the tail comes from: the slowest answered turns with their end-of-turn and STT times
-        "slowest_turns": sorted((t for p in parts for t in p["turns"]), key=lambda t: -t["v2v"])[:8],
+        "slowest_turns": sorted(turns, key=lambda t: -t["v2v"])[:8],
     }

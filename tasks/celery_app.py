@@ -105,9 +105,10 @@ def _lower_priority(**_: Any) -> None:
     """Run the worker (and the pool children it forks) below the agent's CPU priority.
 
     A summary on the local LLM or a document job keeps both cores busy for seconds; where the
-    worker shares a machine with agent processes, a caller's turn must get the CPU first (Linux
-    gives a nice-10 process ~1/10 of the CPU share of a nice-0 one while both want it). Measured
-    with `callcenter bench context` (README). A no-op on a dedicated worker machine.
+    worker shares a machine with agent processes, a caller's turn should get the CPU first (Linux
+    gives a nice-10 process ~1/10 of the CPU share of a nice-0 one while both want it). It did
+    not shorten the agent's llama.cpp turns next to a summarizing worker in `callcenter bench
+    context` (README: 1.97 s vs 1.93 s before). A no-op on a dedicated worker machine.
     """
     want = get_settings().worker_nice
     current = os.nice(0)
