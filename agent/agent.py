@@ -77,6 +77,8 @@ class CallAgent(Agent):
         self.cache = cache
         self.turn_log = turn_log or TurnLog()
         self.context = context
+        if context is not None:
+            context.on_fold = self._prefill
         self.call_flags = call_flags if call_flags is not None else {}
         self.documents, self.documents_as_tools = documents, documents_as_tools
         self._pending_hit: CacheHit | None = None
@@ -86,6 +88,13 @@ class CallAgent(Agent):
         t = asyncio.create_task(coro)
         self._background.add(t)
         t.add_done_callback(self._background.discard)
+
+    def _prefill(self) -> None:
+        """A summary was folded in between turns: the next prompt's start changed, so have a local
+        LLM read it now rather than while the caller waits (remote LLMs cache prefixes themselves)."""
+        prefill = getattr(self.session.llm, "prefill", None)
+        if prefill is not None and self.context is not None:
+            self._spawn(prefill(self.context.preview(self.chat_ctx)))
 
     async def drain(self) -> None:
         """Wait for cache writes still in flight (call end)."""

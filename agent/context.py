@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from livekit.agents import llm
 
 from agent.jobs import TASK_SUMMARIZE, JobClient
-from tasks.context_plan import plan_fold
+from tasks.context_plan import FoldPlan, plan_fold
 
 log = logging.getLogger("callcenter.context")
 
@@ -61,6 +62,10 @@ class ContextManager:
         self.job_timeout_s = job_timeout_s
         self.summary_llm = summary_llm  # None: the worker's default (the configured LLM)
         self.summary = ""
+        self._summary_item: llm.ChatMessage | None = None
+        # Called when a summary is folded in (between turns): the agent pre-reads the new prompt
+        # so the next turn does not pay for re-reading it (agent/agent.py `_prefill`).
+        self.on_fold: Callable[[], None] | None = None
         self._covered: set[str] = set()  # ids of messages the summary already covers
         self._job: tuple[str, list[str], float] | None = None  # (job id, message ids, submitted at)
         self._backoff_until = 0.0
@@ -72,8 +77,7 @@ class ContextManager:
         self.stats.events.append(ev)
         log.info("context %s %s", kind, kw)
 
-    def prepare(self, chat_ctx: llm.ChatContext) -> llm.ChatContext:
-        """What the LLM receives this turn. Never blocks."""
+    def _plan(self, chat_ctx: llm.ChatContext) -> tuple[list[llm.ChatItem], list[llm.ChatItem], FoldPlan]:
         items = list(chat_ctx.items)
         system = [i for i in items if isinstance(i, llm.ChatMessage) and i.role in ("system", "developer")]
         convo = [i for i in items if i not in system and i.id not in self._covered]
@@ -83,6 +87,11 @@ class ContextManager:
         # slack=batch: with the summarizer behind, prune a batch at once rather than sliding
         # the window one turn at a time (which made the model re-read it all every turn)
         plan = plan_fold([_as_dict(i) for i in convo], self.keep_recent, self.max_messages, slack=self.batch)
+        return system, convo, plan
+
+    def prepare(self, chat_ctx: llm.ChatContext) -> llm.ChatContext:
+        """What the LLM receives this turn. Never blocks."""
+        system, convo, plan = self._plan(chat_ctx)
         keep = [convo[i] for i in plan.keep]
         if plan.prune:
             self.stats.pruned_messages += len(plan.prune)
@@ -93,13 +102,30 @@ class ContextManager:
         if self.jobs is not None and self._job is None and len(to_summarize) >= self.batch:
             if time.monotonic() >= self._backoff_until:
                 self._spawn(self._submit(to_summarize))
+        return self._compose(system, keep)
 
-        out = llm.ChatContext(list(system))
+    def preview(self, chat_ctx: llm.ChatContext) -> llm.ChatContext:
+        """What `prepare` would send now, without pruning or enqueuing anything (prompt prefill)."""
+        system, convo, plan = self._plan(chat_ctx)
+        return self._compose(system, [convo[i] for i in plan.keep])
+
+    def _compose(self, system: list[llm.ChatItem], keep: list[llm.ChatItem]) -> llm.ChatContext:
+        # Order matters twice: the model reads the summary before the conversation it precedes,
+        # and the prompt's prefix (system + summary) stays identical from one fold to the next,
+        # so llama.cpp / OpenAI prompt caching only evaluate the newest messages. (ChatContext.insert
+        # orders by creation time, which put a freshly built summary after the caller's question.)
+        head = list(system)
         if self.summary:
-            out.add_message(role="system", content=f"Earlier in this call (use it to answer): {self.summary}")
-        for i in keep:
-            out.insert(i)
-        return out
+            head.append(self._summary_message())
+        return llm.ChatContext(head + keep)
+
+    def _summary_message(self) -> llm.ChatMessage:
+        if self._summary_item is None or self._summary_item.text_content != self._summary_text():
+            self._summary_item = llm.ChatMessage(role="system", content=[self._summary_text()])
+        return self._summary_item
+
+    def _summary_text(self) -> str:
+        return f"Earlier in this call (use it to answer): {self.summary}"
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.get_running_loop().create_task(coro)
@@ -145,6 +171,8 @@ class ContextManager:
                 self._event(
                     "summary_folded", job=job_id, messages=len(ids), summary_chars=(before, len(self.summary))
                 )
+                if self.on_fold is not None:
+                    self.on_fold()
                 return
             if st.state in ("FAILURE", "REVOKED"):
                 self._fail(f"job {st.state.lower()}: {st.result}")

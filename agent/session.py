@@ -36,6 +36,7 @@ class TurnTuning:
 
     vad_min_silence: float = 0.25  # VAD end-of-speech (0.2 stalled local-profile replies, see doc)
     vad_activation: float = 0.5  # silero speech probability threshold
+    vad_deactivation: float | None = None  # speech ends below this (None: activation - 0.15)
     min_delay: float = 0.35  # endpointing after a complete-looking transcript
     max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
     min_interruption: float = 0.15  # speech needed to pause the agent (barge-in reaction)
@@ -116,7 +117,11 @@ def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> Agen
         the_stt = gate = BackchannelGateSTT(providers.stt)
     if tuned and t.own_vad and isinstance(providers.vad, inference.VAD):
         # Same native silero VAD, shorter end-of-speech silence (see TurnTuning).
-        the_vad = inference.VAD(min_silence_duration=t.vad_min_silence, activation_threshold=t.vad_activation)
+        the_vad = inference.VAD(
+            min_silence_duration=t.vad_min_silence,
+            activation_threshold=t.vad_activation,
+            **({} if t.vad_deactivation is None else {"deactivation_threshold": t.vad_deactivation}),
+        )
     if tuned and t.echo_gate_dbfs is not None:
         the_vad = echo_gate = EchoGateVAD(
             the_vad, t.echo_gate_dbfs, always=t.gate_always, hangover_s=t.gate_hangover

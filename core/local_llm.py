@@ -70,6 +70,7 @@ class LocalLLMEngine:
         p.verbosity = -1
         self._server = xlc.Server(p)
         self._lock = threading.Lock()  # one generation at a time: llama.cpp slot is single
+        self.last_timings: dict[str, Any] = {}
 
     @classmethod
     def shared(cls) -> LocalLLMEngine:
@@ -111,7 +112,22 @@ class LocalLLMEngine:
             self._server.handle_chat_completions(req, cb)
         if "error" in last:
             raise RuntimeError(f"local LLM error: {last['error']}")
+        self.last_timings = last.get("timings") or {}  # prompt_n / cache_n: what was (re)read
         return {"usage": last.get("usage"), "timings": last.get("timings")}
+
+    def prefill(self, messages: list[dict[str, Any]]) -> bool:
+        """Read a prompt into the KV cache now so the turn that sends it only reads what follows.
+
+        Skipped (returns False) while a generation runs: that turn reads the prompt anyway, and a
+        caller must never wait behind a prefill that could have been skipped."""
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            req = {"messages": messages, "max_tokens": 1, "stream": False, "cache_prompt": True}
+            self._server.handle_chat_completions(req, lambda _chunk: False)
+        finally:
+            self._lock.release()
+        return True
 
     def count_tokens(self, text: str) -> int:
         """Token count with the model's own tokenizer (llama.cpp's /tokenize on loopback)."""

@@ -34,6 +34,13 @@ class LocalLLM(llm.LLM):
     def prewarm(self, *, loop: asyncio.AbstractEventLoop | None = None) -> None:
         LocalLLMEngine.shared()
 
+    async def prefill(self, chat_ctx: llm.ChatContext) -> bool:
+        """Pre-read the prompt of the next turn (after the context manager folded a summary in)."""
+        messages = chat_messages(chat_ctx)
+        return await asyncio.get_running_loop().run_in_executor(
+            None, LocalLLMEngine.shared().prefill, messages
+        )
+
     def chat(
         self,
         *,
