@@ -90,8 +90,9 @@ class CallAgent(Agent):
         t.add_done_callback(self._background.discard)
 
     def _prefill(self) -> None:
-        """A summary was folded in between turns: the next prompt's start changed, so have a local
-        LLM read it now rather than while the caller waits (remote LLMs cache prefixes themselves)."""
+        """A summary was folded in or old turns pruned between turns: the next prompt's start
+        changed, so have a local LLM read it now rather than while the caller waits (remote LLMs
+        cache prefixes themselves)."""
         prefill = getattr(self.session.llm, "prefill", None)
         if prefill is not None and self.context is not None:
             self._spawn(prefill(self.context.preview(self.chat_ctx)))
@@ -173,6 +174,8 @@ class CallAgent(Agent):
             yield chunk
         gen.answer = "".join(parts).strip()
         gen.completed = True  # reached only when not interrupted (generator not closed early)
+        if self.context is not None and self.context.prune_ahead(chat_ctx):
+            self._prefill()
         if self.cache is not None and question and gen.answer:
             self._spawn(self._store(question, gen, context))
 

@@ -77,7 +77,9 @@ class ContextManager:
         self.stats.events.append(ev)
         log.info("context %s %s", kind, kw)
 
-    def _plan(self, chat_ctx: llm.ChatContext) -> tuple[list[llm.ChatItem], list[llm.ChatItem], FoldPlan]:
+    def _plan(
+        self, chat_ctx: llm.ChatContext, coming: int = 0
+    ) -> tuple[list[llm.ChatItem], list[llm.ChatItem], FoldPlan]:
         items = list(chat_ctx.items)
         system = [i for i in items if isinstance(i, llm.ChatMessage) and i.role in ("system", "developer")]
         convo = [i for i in items if i not in system and i.id not in self._covered]
@@ -86,23 +88,36 @@ class ContextManager:
         ]
         # slack=batch: with the summarizer behind, prune a batch at once rather than sliding
         # the window one turn at a time (which made the model re-read it all every turn)
-        plan = plan_fold([_as_dict(i) for i in convo], self.keep_recent, self.max_messages, slack=self.batch)
+        bound = self.max_messages - coming
+        plan = plan_fold([_as_dict(i) for i in convo], self.keep_recent, bound, slack=self.batch)
         return system, convo, plan
 
     def prepare(self, chat_ctx: llm.ChatContext) -> llm.ChatContext:
         """What the LLM receives this turn. Never blocks."""
         system, convo, plan = self._plan(chat_ctx)
-        keep = [convo[i] for i in plan.keep]
-        if plan.prune:
-            self.stats.pruned_messages += len(plan.prune)
-            # gone from the context for good (a job in flight still summarizes its own copy)
-            self._covered.update(convo[i].id for i in plan.prune)
-            self._event("prune", before=len(convo), after=len(keep))
-        to_summarize = [convo[i] for i in plan.summarize if i not in plan.prune]
+        self._fold_and_prune(convo, plan)
+        return self._compose(system, [convo[i] for i in plan.keep])
+
+    def prune_ahead(self, chat_ctx: llm.ChatContext, coming: int = 2) -> bool:
+        """After a reply: if the next turn (`coming` more messages) would prune, prune now, so the
+        model re-reads the shortened prompt while the caller listens, not while they wait.
+        True when the prompt changed (the caller should prefill it)."""
+        _, convo, plan = self._plan(chat_ctx, coming)
+        if not plan.prune:
+            return False
+        self._fold_and_prune(convo, plan)
+        return True
+
+    def _fold_and_prune(self, convo: list[llm.ChatItem], plan: FoldPlan) -> None:
+        # Enqueue first: the job takes its own copy, so pruned messages still reach the summary.
+        to_summarize = [convo[i] for i in plan.summarize]
         if self.jobs is not None and self._job is None and len(to_summarize) >= self.batch:
             if time.monotonic() >= self._backoff_until:
                 self._spawn(self._submit(to_summarize))
-        return self._compose(system, keep)
+        if plan.prune:
+            self.stats.pruned_messages += len(plan.prune)
+            self._covered.update(convo[i].id for i in plan.prune)  # gone from the context for good
+            self._event("prune", before=len(convo), after=len(plan.keep))
 
     def preview(self, chat_ctx: llm.ChatContext) -> llm.ChatContext:
         """What `prepare` would send now, without pruning or enqueuing anything (prompt prefill)."""

@@ -106,9 +106,10 @@ def _lower_priority(**_: Any) -> None:
 
     A summary on the local LLM or a document job keeps both cores busy for seconds; where the
     worker shares a machine with agent processes, a caller's turn should get the CPU first (Linux
-    gives a nice-10 process ~1/10 of the CPU share of a nice-0 one while both want it). It did
-    not shorten the agent's llama.cpp turns next to a summarizing worker in `callcenter bench
-    context` (README: 1.97 s vs 1.93 s before). A no-op on a dedicated worker machine.
+    gives a nice-10 process ~1/10 of the CPU share of a nice-0 one while both want it). The slow
+    managed turns once seen in `callcenter bench context` were not CPU: the summary sat after
+    the caller's question, so the prompt was re-read every turn (agent/context.py). A no-op on
+    a dedicated worker machine.
     """
     want = get_settings().worker_nice
     current = os.nice(0)

@@ -85,3 +85,19 @@ async def test_a_folded_summary_is_read_before_the_next_turn() -> None:
     assert cold["prompt_n"] > 60  # the summary and everything after it re-read in the turn
     assert warm["prompt_n"] < 40  # only the last answer and the new question
     assert warm["cache_n"] > cold["cache_n"]
+
+
+def test_prune_happens_after_a_reply_not_at_the_start_of_the_next_turn() -> None:
+    cm = ContextManager(None, keep_recent=4, max_messages=10, batch=2)
+    call = _call(4)  # 9 messages: the next turn (answer + question) makes 11 > 10
+    assert cm.prune_ahead(call) is True
+    pruned = cm.stats.pruned_messages
+    assert pruned > 0
+    before = chat_messages(cm.preview(call))  # what a prefill reads while the caller listens
+    call.add_message(role="assistant", content="the answer")
+    call.add_message(role="user", content="the next question")
+    sent = chat_messages(cm.prepare(call))
+    assert cm.stats.pruned_messages == pruned  # nothing more cut inside the turn
+    assert sent[: len(before)] == before
+    assert len([m for m in sent if m["role"] != "system"]) <= 10
+    assert cm.prune_ahead(_call(1)) is False  # short calls: nothing to do
