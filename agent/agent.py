@@ -83,19 +83,27 @@ class CallAgent(Agent):
         self.documents, self.documents_as_tools = documents, documents_as_tools
         self._pending_hit: CacheHit | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self._generating = False  # the LLM is producing a reply of this call
+        self._prefill_due = False  # a prefill was asked for meanwhile (see _prefill)
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.create_task(coro)
         self._background.add(t)
         t.add_done_callback(self._background.discard)
 
-    def _prefill(self) -> None:
+    def _prefill(self, chat_ctx: llm.ChatContext | None = None) -> None:
         """A summary was folded in or old turns pruned between turns: the next prompt's start
         changed, so have a local LLM read it now rather than while the caller waits (remote LLMs
-        cache prefixes themselves)."""
+        cache prefixes themselves). While a reply is being generated, wait for its end: the
+        engine is busy, and the reply's end may prune again."""
         prefill = getattr(self.session.llm, "prefill", None)
-        if prefill is not None and self.context is not None:
-            self._spawn(prefill(self.context.preview(self.chat_ctx)))
+        if prefill is None or self.context is None:
+            return
+        if self._generating:
+            self._prefill_due = True
+            return
+        self._prefill_due = False
+        self._spawn(prefill(self.context.preview(chat_ctx or self.chat_ctx)))
 
     async def drain(self) -> None:
         """Wait for cache writes still in flight (call end)."""
@@ -160,6 +168,27 @@ class CallAgent(Agent):
 
         parts: list[str] = []
         llm_ctx = self.context.prepare(chat_ctx) if self.context is not None else chat_ctx
+        self._generating = True
+        try:
+            async for chunk in self._generate(llm_ctx, tools, model_settings, gen, parts):
+                yield chunk
+        finally:
+            self._generating = False
+            if self.context is not None and (self.context.prune_ahead(chat_ctx) or self._prefill_due):
+                self._prefill(chat_ctx)
+        gen.answer = "".join(parts).strip()
+        gen.completed = True  # reached only when not interrupted (generator not closed early)
+        if self.cache is not None and question and gen.answer:
+            self._spawn(self._store(question, gen, context))
+
+    async def _generate(
+        self,
+        llm_ctx: llm.ChatContext,
+        tools: list[llm.Tool],
+        model_settings: ModelSettings,
+        gen: Generation,
+        parts: list[str],
+    ) -> AsyncIterator[llm.ChatChunk | str]:
         async for chunk in Agent.default.llm_node(self, llm_ctx, tools, model_settings):
             if isinstance(chunk, llm.ChatChunk):
                 if chunk.usage is not None:
@@ -172,12 +201,6 @@ class CallAgent(Agent):
             elif isinstance(chunk, str):
                 parts.append(chunk)
             yield chunk
-        gen.answer = "".join(parts).strip()
-        gen.completed = True  # reached only when not interrupted (generator not closed early)
-        if self.context is not None and self.context.prune_ahead(chat_ctx):
-            self._prefill()
-        if self.cache is not None and question and gen.answer:
-            self._spawn(self._store(question, gen, context))
 
     async def _store(self, question: str, gen: Generation, context: list[dict[str, str]]) -> None:
         assert self.cache is not None

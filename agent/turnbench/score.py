@@ -153,6 +153,12 @@ def score_call(obs: CallObs) -> CaseScore:
                 reaction is None or reaction > MISSED_AFTER_S or (msg is not None and not msg.interrupted)
             )
             s.missed_bargein.append(missed)
+            if missed:
+                s.notes.append(
+                    f"missed barge-in at {e.start / RATE:.2f}s: agent stopped after "
+                    f"{'never' if reaction is None else f'{reaction:.2f}s'}, "
+                    f"reply marked interrupted={msg is not None and msg.interrupted}"
+                )
             if reaction is not None:
                 s.reactions.append(reaction)
     return s
