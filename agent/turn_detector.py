@@ -172,6 +172,13 @@ BACKCHANNELS = {
     "mmhmm",
 }
 
+# A call's first words are often a greeting and a breath: "Hello, | are you open on Sundays?".
+# Taken alone, "Hello?" reads as a finished question and the agent answered the greeting while
+# the caller went on (then stopped for the barge-in and answered again: 2 s lost under load).
+# The agent already greeted the caller, so a bare greeting waits for more (`max_delay`).
+GREETINGS = {"hello", "hi", "hey", "hiya", "morning", "afternoon", "evening"}
+GREETING_WORDS = GREETINGS | {"good", "there", "yes", "yeah", "oh", "okay", "ok", "so", "well", "um", "uh"}
+
 _WORD = re.compile(r"[a-z0-9'\-]+")
 
 
@@ -184,6 +191,8 @@ def utterance_complete_probability(text: str) -> float:
         return INCOMPLETE_P
     words = _WORD.findall(t)
     last = words[-1] if words else ""
+    if words and set(words) <= GREETING_WORDS and set(words) & GREETINGS:
+        return INCOMPLETE_P
     if t.endswith(("?", "!")):
         return COMPLETE_P
     if last in DANGLING:  # whisper ends fragments with "." too: "I'd like to."

@@ -27,6 +27,10 @@ from agent.turnbench.corpus import CONDITIONS, CORPUS_DIR, make_case
         "Do you deliver on Sundays!",
         "thanks",
         "",
+        "Yes.",  # an answer to the agent's question, not a greeting
+        "Okay.",
+        "Hello? Are you open on Sundays?",
+        "Hi, what are your opening hours?",
     ],
 )
 def test_complete(text: str) -> None:
@@ -47,6 +51,11 @@ def test_complete(text: str) -> None:
         "so I was wondering if",
         "Can you tell me, uh",
         "Wait…",
+        "Hello?",  # a greeting before the question: the caller is about to go on
+        "Hi.",
+        "Hi there.",
+        "Yes, hello.",
+        "Good morning!",
     ],
 )
 def test_incomplete(text: str) -> None:
