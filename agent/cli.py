@@ -181,13 +181,13 @@ def bench_load(
             table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
     err_console.print(table)
     slow = Table(title="slowest turns (s)")
-    for col in ("scenario", "turn", "v2v", "eou", "stt", "cache", "heard"):
+    for col in ("scenario", "turn", "v2v", "eou", "stt", "llm", "tts", "cache", "heard"):
         slow.add_column(col)
     for t in doc["slowest_turns"]:
         f = [
             t["scenario"],
             str(t["turn"]),
-            *(f"{t[k]:.2f}" if t[k] is not None else "—" for k in ("v2v", "eou", "stt")),
+            *(f"{t[k]:.2f}" if t.get(k) is not None else "—" for k in ("v2v", "eou", "stt", "llm", "tts")),
         ]
         slow.add_row(*f, str(t["cache"] or "—"), escape(t["heard"] or ""))
     err_console.print(slow)

@@ -49,7 +49,8 @@ async def _slot(
                     res["errors"].append(r.error)
                 res["turns"] += [
                     {"scenario": scenario.stem, "turn": t.index, "v2v": t.voice_to_voice, "eou": t.eou_delay,
-                     "stt": t.stt_delay, "heard": t.user_text, "cache": t.cache_outcome}
+                     "stt": t.stt_delay, "llm": t.llm_ttft, "tts": t.tts_ttfb, "heard": t.user_text,
+                     "cache": t.cache_outcome}
                     for t in r.turns if t.voice_to_voice is not None
                 ]  # fmt: skip
                 res["unanswered"].append(sum(t.voice_to_voice is None for t in r.turns))
