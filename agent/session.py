@@ -37,7 +37,7 @@ class TurnTuning:
     vad_min_silence: float = 0.25  # VAD end-of-speech (0.2 stalled local-profile replies, see doc)
     vad_activation: float = 0.5  # silero speech probability threshold
     vad_deactivation: float | None = None  # speech ends below this (None: activation - 0.15)
-    min_delay: float = 0.25  # endpointing after a complete-looking transcript (= VAD silence)
+    min_delay: float = 0.35  # endpointing after a complete-looking transcript (0.25: cut-ins, doc)
     max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
     min_interruption: float = 0.15  # speech needed to pause the agent (barge-in reaction)
     false_interruption_timeout: float = 0.3  # silence after which a pause with no words resumes
