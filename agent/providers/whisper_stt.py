@@ -132,10 +132,6 @@ class WhisperSTT(stt.STT):
             vad_filter=False,  # the session's VAD already cut the utterance
             condition_on_previous_text=False,
             without_timestamps=True,
-            # One greedy pass. faster-whisper's default ladder re-decodes a low-confidence result at
-            # 5 temperatures x best_of 5: on a noisy A-law line that cost 1-1.75 s per turn under
-            # load and still gave nonsense; a caller asked to repeat loses less than that wait.
-            temperature=0.0,
         )
         return " ".join(s.text.strip() for s in segments).strip()
 
