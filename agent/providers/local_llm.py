@@ -35,7 +35,8 @@ class LocalLLM(llm.LLM):
         LocalLLMEngine.shared()
 
     async def prefill(self, chat_ctx: llm.ChatContext) -> bool:
-        """Pre-read the prompt of the next turn (after the context manager folded a summary in)."""
+        """Pre-read the prompt of the next turn (after the context manager folded a summary in or
+        pruned old messages, between turns)."""
         messages = chat_messages(chat_ctx)
         return await asyncio.get_running_loop().run_in_executor(
             None, LocalLLMEngine.shared().prefill, messages
