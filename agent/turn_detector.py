@@ -173,9 +173,10 @@ BACKCHANNELS = {
 }
 
 # A call's first words are often a greeting and a breath: "Hello, | are you open on Sundays?".
-# Taken alone, "Hello?" reads as a finished question and the agent answered the greeting while
-# the caller went on (then stopped for the barge-in and answered again: 2 s lost under load).
-# The agent already greeted the caller, so a bare greeting waits for more (`max_delay`).
+# Taken alone, "Hello?" reads as a finished question, so the short endpointing delay could end the
+# turn on the greeting while the caller is about to go on (`bench load` showed such openings
+# transcribed in pieces among its slowest turns). The agent already greeted the caller, so a
+# bare greeting waits for more (`max_delay`).
 GREETINGS = {"hello", "hi", "hey", "hiya", "morning", "afternoon", "evening"}
 GREETING_WORDS = GREETINGS | {"good", "there", "yes", "yeah", "oh", "okay", "ok", "so", "well", "um", "uh"}
 
