@@ -98,7 +98,9 @@ async def run_call(
             result = await call.run()
     finally:
         observability.call_ended(tenant.name, providers.name)
-        release_free_memory()  # many calls share this process: see core/memory.py
+        # many calls share this process (core/memory.py); trimming a large heap takes a while,
+        # so not on the event loop the other calls run on
+        await asyncio.to_thread(release_free_memory)
     observability.record_call(result, tenant.name, providers.name)
     if console is not None:
         print_result(result, console)

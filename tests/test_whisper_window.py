@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import soxr
 
-from agent.providers.whisper_stt import RATE, WhisperSTT, looks_degenerate
+from agent.providers.whisper_stt import (
+    RATE,
+    WhisperSTT,
+    drop_repeated_sentences,
+    looks_degenerate,
+    window_for,
+)
 from agent.sim.caller_voice import synthesize_caller
 
 
@@ -53,3 +59,31 @@ def test_silence_falls_back_to_the_classic_window() -> None:
     stt = WhisperSTT(threads=2, window_s=10)
     stt._transcribe(np.zeros(RATE, dtype=np.float32))
     assert stt.fallbacks == 1 and stt.short_windows == 0
+
+
+@pytest.mark.parametrize(
+    ("seconds", "max_s", "window"),
+    [(1.2, 10, 6.0), (2.9, 10, 6.0), (3.4, 10, 7.0), (6.5, 10, 10.0), (9.4, 10, 10.0), (2.0, 5, 5.0)],
+)
+def test_window_follows_the_utterance(seconds: float, max_s: float, window: float) -> None:
+    assert window_for(seconds, max_s) == window
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ("Where is the store? Where is the store", "Where is the store?"),
+        ("Hello? Hello?", "Hello?"),
+        ("No. That's wrong. No.", "No. That's wrong."),
+        ("Where is the store? Do you deliver?", "Where is the store? Do you deliver?"),
+        ("Where is it? Where is the store?", "Where is it? Where is the store?"),  # not a repeat
+    ],
+)
+def test_a_decode_loop_is_cut_at_the_repeat(text: str, kept: str) -> None:
+    assert drop_repeated_sentences(text) == kept
+
+
+def test_the_window_is_sized_to_the_utterance() -> None:
+    stt = WhisperSTT(threads=2, window_s=10)
+    assert "deliver" in stt._transcribe(_pcm16k("Do you deliver?")).lower()
+    assert (stt.short_windows, stt.last_window_s) == (1, 6.0)  # not the 10 s maximum

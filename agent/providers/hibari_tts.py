@@ -1,8 +1,9 @@
 """Local TTS plugin: hibari (Kokoro-distilled, 24 kHz), voice "heart" bundled in `hibari-tts`.
 
 The engine lives in core/local_tts.py (the cache admin renders cached answers with it too).
-Non-streaming per request; the session's `tts.StreamAdapter` splits the LLM stream into
-sentences, so the first sentence is spoken while the LLM still writes the rest.
+Non-streaming per request; `local_voice()` wraps it in livekit's `tts.StreamAdapter`, which
+splits the LLM stream into sentences (the first one after its first clause, see first_clause.py),
+so the reply starts while the LLM still writes the rest.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import time
 from livekit.agents import APIConnectOptions, tts
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
+from agent.providers.first_clause import FirstClauseTokenizer
 from core.local_tts import SAMPLE_RATE, VOICE, load_hibari, synthesize_pcm16
 
 
@@ -55,3 +57,8 @@ class _HibariStream(tts.ChunkedStream):
             pcm = await asyncio.to_thread(synthesize_pcm16, text, self._tts._threads)
             output_emitter.push(pcm)
         output_emitter.flush()
+
+
+def local_voice(engine: HibariTTS | None = None) -> tts.StreamAdapter:
+    """The local voice as the session uses it: hibari fed clause- and sentence-sized pieces."""
+    return tts.StreamAdapter(tts=engine or HibariTTS(), sentence_tokenizer=FirstClauseTokenizer())
