@@ -8,7 +8,7 @@ import pytest
 from livekit.agents import tts
 
 from agent.providers.first_clause import FirstClauseTokenizer, pace_needed, split_first_clause
-from agent.providers.hibari_tts import HibariTTS, local_voice
+from agent.providers.hibari_tts import HibariTTS, LocalVoice
 
 
 @pytest.mark.parametrize(
@@ -100,7 +100,7 @@ class _RecordingHibari(HibariTTS):
 @pytest.mark.slow
 async def test_local_voice_speaks_the_clause_before_the_sentence_is_written() -> None:
     engine = _RecordingHibari()
-    voice = local_voice(engine)
+    voice = LocalVoice(engine)
     assert isinstance(voice, tts.StreamAdapter) and voice.capabilities.streaming
     stream = voice.stream()
     for w in "Sure, we are open Monday to".split(" "):  # the LLM is still writing

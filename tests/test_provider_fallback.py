@@ -23,7 +23,7 @@ from livekit.plugins import elevenlabs, openai
 
 from agent.observability import METRICS
 from agent.providers import Providers, build_providers
-from agent.providers.hibari_tts import HibariTTS
+from agent.providers.hibari_tts import HibariTTS, LocalVoice
 from agent.providers.profiles import TTS_MAX_RETRY, VoiceFallbackTTS, primary_voice_token
 from agent.providers.whisper_stt import WhisperSTT, load_whisper
 from agent.runner import run_call
@@ -266,9 +266,10 @@ async def test_cloud_tts_falls_back_to_hibari(eleven: FakeElevenLabs, mode: str)
 
 
 def test_local_profile_is_unchanged() -> None:
-    """No second local engine to fall back to: the local profile keeps its plain engines."""
+    """No second local engine to fall back to: the local profile has no fallback adapters."""
     providers = build_providers("local", Settings())
-    assert isinstance(providers.stt, WhisperSTT) and isinstance(providers.tts, HibariTTS)
+    assert isinstance(providers.stt, WhisperSTT) and isinstance(providers.tts, LocalVoice)
+    assert isinstance(providers.tts.engine, HibariTTS)  # hibari, fed by the first-clause chunker
     assert primary_voice_token(providers.tts) == 0  # always its own voice
 
 

@@ -1,7 +1,7 @@
 """Local TTS plugin: hibari (Kokoro-distilled, 24 kHz), voice "heart" bundled in `hibari-tts`.
 
 The engine lives in core/local_tts.py (the cache admin renders cached answers with it too).
-Non-streaming per request; `local_voice()` wraps it in livekit's `tts.StreamAdapter`, which
+Non-streaming per request; `LocalVoice` wraps it in livekit's `tts.StreamAdapter`, which
 splits the LLM stream into sentences (the first one after its first clause, see first_clause.py),
 so the reply starts while the LLM still writes the rest.
 """
@@ -59,6 +59,9 @@ class _HibariStream(tts.ChunkedStream):
         output_emitter.flush()
 
 
-def local_voice(engine: HibariTTS | None = None) -> tts.StreamAdapter:
+class LocalVoice(tts.StreamAdapter):
     """The local voice as the session uses it: hibari fed clause- and sentence-sized pieces."""
-    return tts.StreamAdapter(tts=engine or HibariTTS(), sentence_tokenizer=FirstClauseTokenizer())
+
+    def __init__(self, engine: HibariTTS | None = None) -> None:
+        self.engine = engine or HibariTTS()
+        super().__init__(tts=self.engine, sentence_tokenizer=FirstClauseTokenizer())

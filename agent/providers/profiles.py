@@ -38,7 +38,7 @@ def build_vad() -> vad.VAD:
 
 def build_providers(profile: str, settings: Settings) -> Providers:
     if profile == "local":
-        from agent.providers.hibari_tts import HibariTTS, local_voice
+        from agent.providers.hibari_tts import HibariTTS, LocalVoice
         from agent.providers.local_llm import LocalLLM
         from agent.providers.whisper_stt import WhisperSTT
 
@@ -46,18 +46,18 @@ def build_providers(profile: str, settings: Settings) -> Providers:
             "local",
             WhisperSTT(threads=settings.stt_threads, window_s=settings.stt_window_s),
             LocalLLM(max_tokens=settings.llm_max_tokens),
-            local_voice(),
+            LocalVoice(),
             build_vad(),
             HibariTTS.voice,
         )
     if profile == "local-fastllm":
         # Load tests: real local STT/TTS/VAD, instant LLM, so the numbers measure our code.
-        from agent.providers.hibari_tts import HibariTTS, local_voice
+        from agent.providers.hibari_tts import HibariTTS, LocalVoice
         from agent.providers.instant import InstantLLM
         from agent.providers.whisper_stt import WhisperSTT
 
         stt = WhisperSTT(threads=1, window_s=settings.stt_window_s)
-        return Providers("local-fastllm", stt, InstantLLM(), local_voice(), build_vad(), HibariTTS.voice)
+        return Providers("local-fastllm", stt, InstantLLM(), LocalVoice(), build_vad(), HibariTTS.voice)
     if profile == "instant":
         from agent.providers.instant import InstantLLM, InstantSTT, InstantTTS
 
@@ -142,7 +142,7 @@ def _cloud(settings: Settings) -> Providers:
     except ImportError as e:
         raise UserError(f"cloud profile needs {e.name} (run ./install.sh)") from None
     from agent.observability import watch_fallbacks
-    from agent.providers.hibari_tts import HibariTTS, local_voice
+    from agent.providers.hibari_tts import HibariTTS, LocalVoice
     from agent.providers.whisper_stt import WhisperSTT
 
     if not settings.openai_api_key:
@@ -180,11 +180,11 @@ def _cloud(settings: Settings) -> Providers:
         )
         local_tts = HibariTTS()
         standby.append(local_tts)
-        the_tts: tts.TTS = VoiceFallbackTTS(primary, local_voice(local_tts), max_retry_per_tts=TTS_MAX_RETRY)
+        the_tts: tts.TTS = VoiceFallbackTTS(primary, LocalVoice(local_tts), max_retry_per_tts=TTS_MAX_RETRY)
         watch_fallbacks(the_tts)
         # the primary voice: cached audio is only stored/replayed in it (primary_voice_token)
         voice = f"elevenlabs-{settings.elevenlabs_voice_id}"
     else:
         # Without an ElevenLabs key, keep the call fully working on the local voice.
-        the_tts, voice = local_voice(), HibariTTS.voice
+        the_tts, voice = LocalVoice(), HibariTTS.voice
     return Providers("cloud", the_stt, the_llm, the_tts, build_vad(), voice, tuple(standby))
