@@ -33,22 +33,22 @@ async def _loop_lag(stop: asyncio.Event, out: list[float], period: float = 0.05)
         out.append(max(0.0, loop.time() - t0 - period))
 
 
-def _prewarm(profile: str, use_cache: bool) -> None:
+def _prewarm(profile: str, use_cache: bool) -> Any:
     """What an agent worker does before it accepts calls (its prewarm): import the call code,
     load the models, warm the cache's embedder. Done inside the measured window, it ran on the
     event loop: the import (~4 s) was counted as loop lag, and the first call's model loading
-    (~0.9 s) held up the calls starting next to it."""
+    (~0.9 s) held up the calls starting next to it. Returns the process's cache (or None): the
+    calls share it and its Redis connections, as the calls of one worker process would."""
     from agent.providers import build_providers
     from agent.runner import open_cache
     from core.settings import get_settings
 
     build_providers(profile, get_settings()).prewarm()
-    if use_cache:
-        open_cache()
+    return open_cache() if use_cache else None
 
 
 async def _slot(
-    i: int, start_after: float, deadline: float, profile: str, use_cache: bool, res: dict[str, list[Any]]
+    i: int, start_after: float, deadline: float, profile: str, cache: Any, res: dict[str, list[Any]]
 ) -> None:
     from agent.runner import run_call
 
@@ -58,7 +58,9 @@ async def _slot(
         scenario = ROOT / "scenarios" / MIX[(i + n) % len(MIX)]
         with tempfile.TemporaryDirectory() as d:
             try:
-                r = await run_call(scenario, Path(d), profile=profile, use_cache=use_cache)
+                r = await run_call(
+                    scenario, Path(d), profile=profile, use_cache=cache is not None, cache=cache
+                )
                 if r.error:
                     res["errors"].append(r.error)
                 res["turns"] += [
@@ -77,7 +79,7 @@ async def _slot(
 async def _run_process(
     calls: int, duration: float, profile: str, use_cache: bool, ramp: float = 0.0
 ) -> dict[str, Any]:
-    _prewarm(profile, use_cache)
+    cache = _prewarm(profile, use_cache)
     proc = psutil.Process()
     proc.cpu_percent()
     rss0 = proc.memory_info().rss
@@ -97,9 +99,7 @@ async def _run_process(
     deadline = start + duration
     # Calls arrive spread over `ramp` seconds (0: all at the same instant, a synchronized burst:
     # the same scenarios then end their questions at the same moment, call after call).
-    await asyncio.gather(
-        *(_slot(i, i * ramp / calls, deadline, profile, use_cache, res) for i in range(calls))
-    )
+    await asyncio.gather(*(_slot(i, i * ramp / calls, deadline, profile, cache, res) for i in range(calls)))
     stop.set()
     await asyncio.gather(lag_task, rss_task)
     elapsed = time.monotonic() - start
