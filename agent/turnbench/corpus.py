@@ -30,7 +30,7 @@ CONDITIONS: dict[str, tuple[str, float | None, float, int]] = {
     "clean": ("none", None, 0.0, 4),
     "white-20": ("white", 20.0, 0.0, 4),
     "street-10-loss2": ("street", 10.0, 0.02, 4),
-    "babble-10": ("babble", 10.0, 0.0, 16),
+    "babble-10": ("babble", 10.0, 0.0, 32),
     "babble-5-loss2": ("babble", 5.0, 0.02, 4),
 }
 
