@@ -53,7 +53,10 @@ async def test_caller_talking_two_minutes_gets_a_polite_cut_in(tmp_path: Path) -
     assert len(prompts) >= 2 and not any(p["interrupted"] for p in prompts[:2])
     # the call went on: the closing question was heard and got an answer after it
     last_user = max(k for k, i in enumerate(items) if i["role"] == "user")
-    assert "close" in items[last_user]["text"].lower()
+    # "What time do you close today?" at the end of a ~15 s segment: whisper tiny has heard its
+    # verb as "d follows" / "d equals" in some runs; the words around it are what prove it was heard
+    heard = items[last_user]["text"].lower()
+    assert "what time" in heard and "today" in heard, heard
     assert any(i["role"] == "assistant" and i["text"] for i in items[last_user + 1 :])
     # two minutes of talk did not blow up the model's context
     assert all(t.context_tokens is None or t.context_tokens < 900 for t in result.turns)
