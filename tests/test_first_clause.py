@@ -62,14 +62,8 @@ async def test_first_sentence_without_a_clause_is_not_cut() -> None:
 
 async def _ready_while_writing(words: list[str], per_word_s: float) -> list[str]:
     """Pieces the TTS gets while the LLM is still writing the first sentence."""
-    stream = FirstClauseTokenizer().stream()
-    for w in words:
-        stream.push_text(w + " ")
-        await asyncio.sleep(per_word_s)
-    ready = []
-    while not stream._event_ch.empty():
-        ready.append((await stream.__anext__()).token.strip())
-    return ready
+    early, _ = await _pieces(words, per_word_s)
+    return [p.strip() for p in early]
 
 
 async def test_a_slow_llm_gets_no_cut_after_a_short_clause() -> None:
