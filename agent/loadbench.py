@@ -135,8 +135,17 @@ def run_load(
     if processes == 1:
         parts = [_process_entry((calls, duration, profile, use_cache, ramp))]
     else:
-        with mp.get_context("spawn").Pool(processes) as pool:
+        # Not `with Pool()`: its exit kills the workers, whose semaphores were then reported
+        # leaked at shutdown. Closing lets them exit on their own; kill only on an error.
+        pool = mp.get_context("spawn").Pool(processes)
+        try:
             parts = pool.map(_process_entry, [(n, duration, profile, use_cache, ramp) for n in per])
+            pool.close()
+        except BaseException:
+            pool.terminate()
+            raise
+        finally:
+            pool.join()
     turns = [t for p in parts for t in p["turns"]]
     v2v = [t["v2v"] for t in turns]
     lag = [v for p in parts for v in p["lag"]]

@@ -42,6 +42,9 @@ class Settings(BaseSettings):
     # Whisper encodes this many seconds instead of its 30 s window (0: the classic 30 s);
     # ~0.1 s instead of ~0.35 s per caller turn on 2 cores (agent/providers/whisper_stt.py).
     stt_window_s: float = Field(default=10.0, ge=0, le=30)
+    # An unsure short-window transcript is redone over the 30 s window only when that redo is
+    # expected to take at most this long (it costs 1.3-1.5 s on busy cores); 30: always redo.
+    stt_fallback_budget_s: float = Field(default=0.8, ge=0, le=30)
 
     # Semantic cache.
     cache_enabled: bool = True

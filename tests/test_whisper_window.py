@@ -9,11 +9,15 @@ import soxr
 from agent.providers.whisper_stt import (
     RATE,
     WhisperSTT,
+    classic_affordable,
+    degeneracy,
     drop_repeated_sentences,
     looks_degenerate,
     window_for,
 )
 from agent.sim.caller_voice import synthesize_caller
+from agent.sim.line import LineModel
+from agent.sim.scenario import LineConfig
 
 
 def _pcm16k(text: str) -> np.ndarray:
@@ -34,6 +38,44 @@ def _pcm16k(text: str) -> np.ndarray:
 )
 def test_degenerate_transcripts_are_recognised(text: str, logprob: float, cap: bool, bad: bool) -> None:
     assert looks_degenerate(text, logprob, cap) is bad
+
+
+def test_only_a_merely_unsure_transcript_counts_as_unsure() -> None:
+    assert degeneracy("Where is the store?", -1.4, False) == "unsure"
+    # broken words stay broken however unsure: these always get the classic pass
+    assert degeneracy("Where is the store?", -1.4, True) == "cap"
+    assert degeneracy("where where where where where where", -1.4, False) == "repeat"
+    assert degeneracy("", -1.4, False) == "empty"
+    assert degeneracy("Where is the store?", -0.5, False) is None
+
+
+@pytest.mark.parametrize(
+    ("short_s", "window", "budget", "redo"),
+    [
+        (0.08, 6.0, 0.8, True),  # idle: a 6 s window in 80 ms, the 30 s pass ~0.4 s
+        (0.25, 6.0, 0.8, False),  # busy cores: the 30 s pass would take ~1.25 s
+        (0.15, 10.0, 0.8, True),
+        (0.25, 6.0, None, True),  # no budget: always
+        (0.01, 6.0, 0.0, False),  # budget 0: never
+    ],
+)
+def test_the_classic_pass_must_fit_the_budget(short_s: float, window: float, budget, redo: bool) -> None:
+    assert classic_affordable(short_s, window, budget) is redo
+
+
+def test_an_unsure_transcript_is_redone_only_within_the_budget() -> None:
+    # "Do you deliver?" at 10 dB babble: whisper tiny hears "to deliver." / "the lever." at
+    # log-prob -1.5 to -1.7 (below the -1 that makes a transcript unsure)
+    line = LineModel(LineConfig(codec="pcmu", snr_db=10, noise="babble", seed=3))
+    pcm = soxr.resample(line.process_all(synthesize_caller("Do you deliver?")), 8000, RATE)
+    pcm = pcm.astype(np.float32)
+    always = WhisperSTT(threads=2, window_s=10, fallback_budget_s=30)
+    always._transcribe(pcm)
+    assert (always.fallbacks, always.unsure_kept) == (1, 0)
+    never = WhisperSTT(threads=2, window_s=10, fallback_budget_s=0)
+    kept = never._transcribe(pcm)
+    assert (never.fallbacks, never.unsure_kept, never.short_windows) == (0, 1, 0)
+    assert kept.strip()  # the short window's own words, not nothing
 
 
 def test_short_utterance_takes_the_short_window() -> None:

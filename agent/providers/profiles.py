@@ -36,15 +36,24 @@ def build_vad() -> vad.VAD:
     return inference.VAD(min_silence_duration=0.25, activation_threshold=0.5)
 
 
+def local_stt(settings: Settings, threads: int | None = None) -> stt.STT:
+    from agent.providers.whisper_stt import WhisperSTT
+
+    return WhisperSTT(
+        threads=threads or settings.stt_threads,
+        window_s=settings.stt_window_s,
+        fallback_budget_s=settings.stt_fallback_budget_s,
+    )
+
+
 def build_providers(profile: str, settings: Settings) -> Providers:
     if profile == "local":
         from agent.providers.hibari_tts import HibariTTS, LocalVoice
         from agent.providers.local_llm import LocalLLM
-        from agent.providers.whisper_stt import WhisperSTT
 
         return Providers(
             "local",
-            WhisperSTT(threads=settings.stt_threads, window_s=settings.stt_window_s),
+            local_stt(settings),
             LocalLLM(max_tokens=settings.llm_max_tokens),
             LocalVoice(),
             build_vad(),
@@ -54,9 +63,8 @@ def build_providers(profile: str, settings: Settings) -> Providers:
         # Load tests: real local STT/TTS/VAD, instant LLM, so the numbers measure our code.
         from agent.providers.hibari_tts import HibariTTS, LocalVoice
         from agent.providers.instant import InstantLLM
-        from agent.providers.whisper_stt import WhisperSTT
 
-        stt = WhisperSTT(threads=1, window_s=settings.stt_window_s)
+        stt = local_stt(settings, threads=1)
         return Providers("local-fastllm", stt, InstantLLM(), LocalVoice(), build_vad(), HibariTTS.voice)
     if profile == "instant":
         from agent.providers.instant import InstantLLM, InstantSTT, InstantTTS
@@ -143,7 +151,6 @@ def _cloud(settings: Settings) -> Providers:
         raise UserError(f"cloud profile needs {e.name} (run ./install.sh)") from None
     from agent.observability import watch_fallbacks
     from agent.providers.hibari_tts import HibariTTS, LocalVoice
-    from agent.providers.whisper_stt import WhisperSTT
 
     if not settings.openai_api_key:
         raise UserError("cloud profile needs OPENAI_API_KEY")
@@ -154,18 +161,18 @@ def _cloud(settings: Settings) -> Providers:
     cloud_stt = openai.STT(
         model=settings.stt_model, language="en", use_realtime=settings.stt_realtime, **common
     )
-    local_stt = WhisperSTT(threads=settings.stt_threads, window_s=settings.stt_window_s)
-    standby: list[stt.STT | tts.TTS] = [local_stt]
+    whisper = local_stt(settings)
+    standby: list[stt.STT | tts.TTS] = [whisper]
     if cloud_stt.capabilities.streaming:
         the_stt: stt.FallbackAdapter = stt.FallbackAdapter(
-            [cloud_stt, local_stt],
+            [cloud_stt, whisper],
             vad=build_vad(),  # cuts utterances for whisper (a batch STT) inside the adapter
             attempt_timeout=STT_ATTEMPT_TIMEOUT_S,
             max_retry_per_stt=STT_MAX_RETRY_REALTIME,
         )
     else:
         the_stt = BatchFallbackSTT(
-            [cloud_stt, local_stt],
+            [cloud_stt, whisper],
             vad=build_vad(),  # the constructor wants one; the session's StreamAdapter cuts instead
             attempt_timeout=STT_ATTEMPT_TIMEOUT_S,
             max_retry_per_stt=STT_MAX_RETRY_HTTP,
