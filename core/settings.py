@@ -43,9 +43,9 @@ class Settings(BaseSettings):
     # ~0.1 s instead of ~0.35 s per caller turn on 2 cores (agent/providers/whisper_stt.py).
     stt_window_s: float = Field(default=10.0, ge=0, le=30)
     # An unsure short-window transcript is redone over the 30 s window only when that redo is
-    # expected to take at most this long (it costs 1.3-1.5 s on busy cores). Default 30: always
-    # redo; a latency gain of e.g. 0.8 could not be shown on our load runs (README, Load).
-    stt_fallback_budget_s: float = Field(default=30.0, ge=0, le=30)
+    # expected to take at most this long (it costs 1.3-1.5 s on busy cores). Unset: always redo;
+    # a latency gain of e.g. 0.8 could not be shown on our load runs (README, Load).
+    stt_fallback_budget_s: float | None = Field(default=None, ge=0, le=30)
 
     # Semantic cache.
     cache_enabled: bool = True
