@@ -27,6 +27,8 @@ bench_app = typer.Typer(help="Benchmarks: print numbers and write JSON.", no_arg
 app.add_typer(bench_app, name="bench")
 worker_app = typer.Typer(help="Agent worker (LiveKit) and background (Celery) workers.", no_args_is_help=True)
 app.add_typer(worker_app, name="worker")
+calls_app = typer.Typer(help="Call reports (recordings, transcripts, metrics).", no_args_is_help=True)
+app.add_typer(calls_app, name="calls")
 
 
 @bench_app.command("pipeline")
@@ -220,13 +222,49 @@ def worker_dev(
 def dashboard(
     host: Annotated[str, typer.Option("--host", help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8700,
-    calls_dir: Annotated[Path, typer.Option("--calls", help="call reports directory")] = Path("calls"),
+    calls_dir: Annotated[
+        Path, typer.Option("--calls", envvar="CALLCENTER_CALLS_DIR", help="call reports directory")
+    ] = Path("calls"),
     experiment: Annotated[Path | None, typer.Option("--experiment", help="A/B config (YAML/JSON)")] = None,
 ) -> None:
     """Web dashboard: overview, calls, cache admin, Prometheus /metrics."""
     from agent.dashboard import run_dashboard
 
     run_dashboard(host, port, calls_dir, experiment)
+
+
+@calls_app.command("purge")
+def calls_purge(
+    calls_dir: Annotated[
+        Path, typer.Option("--calls", envvar="CALLCENTER_CALLS_DIR", help="call reports directory")
+    ] = Path("calls"),
+    days: Annotated[
+        float | None, typer.Option(min=0, help="older than this (default CALLCENTER_CALL_RETENTION_DAYS)")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list, delete nothing")] = False,
+) -> None:
+    """Delete call reports past the retention period (caller PII); run it from cron."""
+    from agent.retention import expired_calls, purge
+    from core.settings import get_settings
+
+    try:
+        days = get_settings().call_retention_days if days is None else days
+    except UserError as e:
+        fail(str(e), e.exit_code)
+        return
+    if not calls_dir.is_dir():
+        fail(f"no call reports directory at {calls_dir}")
+    if days == 0:
+        console.print("retention is 0 days: reports are kept forever, nothing to purge")
+        return
+    try:
+        found = expired_calls(calls_dir, days) if dry_run else purge(calls_dir, days)
+    except OSError as e:
+        fail(f"cannot purge {calls_dir}: {e.strerror} ({e.filename})", 1)
+        return
+    for c in found:
+        console.print(f"{'would delete' if dry_run else 'deleted'} {c.path}  ({c.age_days:.1f} days old)")
+    console.print(f"{len(found)} call report(s) older than {days:g} days{' (dry run)' if dry_run else ''}")
 
 
 @app.command()

@@ -9,7 +9,8 @@ Needs LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET.
 Worker settings (env): CALLCENTER_WORKER_PROFILE (default: CALLCENTER_PROFILE; `instant` for
 plumbing tests), CALLCENTER_WORKER_MAX_CALLS (calls per worker before it reports full, default 2),
 CALLCENTER_CALLS_DIR (per-call reports, default ./calls), CALLCENTER_LEAVE_VOICEMAIL (outbound
-calls answered by a voicemail box: leave a message, default 1; 0 = hang up).
+calls answered by a voicemail box: leave a message, default 1; 0 = hang up),
+CALLCENTER_CALL_RETENTION_DAYS (reports older than this are deleted after a later call, default 30).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from livekit.agents.voice.events import CloseEvent
 from agent.agent import CallAgent, TurnLog
 from agent.providers import Providers, build_providers
 from agent.report import TurnMetrics, write_metrics, write_private
+from agent.retention import purge_now_and_then
 from agent.session import TurnMode, create_session
 from agent.telephony import LiveKitCallControl, PhoneBehaviours
 from core.settings import get_settings
@@ -231,7 +233,7 @@ class PhoneCall:
             log.error("could not write the call report to %s: %s", self.out_dir, e)
 
     def write_report(self, error: str | None = None) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         messages = [
             m
             for m in self.session.history.items
@@ -262,6 +264,13 @@ class PhoneCall:
         }
         write_private(self.out_dir / "transcript.json", json.dumps(transcript, indent=2))
         write_metrics(self.out_dir, turn_metrics(messages, self.turn_log), {**head, "error": error})
+        try:
+            expired = purge_now_and_then(self.config.calls_dir, get_settings().call_retention_days)
+        except OSError as e:  # the report above is written; a purge that fails waits for the next call
+            log.error("retention: could not purge old call reports in %s: %s", self.config.calls_dir, e)
+        else:
+            if expired:
+                log.info("retention: deleted %d call report(s) past the retention period", len(expired))
 
     async def aclose(self) -> None:
         await self.phone.aclose()

@@ -9,14 +9,14 @@ import pytest
 from livekit.agents import llm
 
 from agent.sim.caller import synthesize_sound
-from agent.sim.scenario import Turn
+from agent.sim.scenario import Scenario, Turn
 from agent.turn_detector import (
     UNLIKELY_THRESHOLD,
     TextTurnDetector,
     is_backchannel,
     utterance_complete_probability,
 )
-from agent.turnbench.corpus import CONDITIONS, CORPUS_DIR, make_case
+from agent.turnbench.corpus import CONDITIONS, CORPUS_DIR, HARDEST, load_cases, make_case
 
 
 @pytest.mark.parametrize(
@@ -114,6 +114,22 @@ def test_corpus_files_match_the_generator() -> None:
         for i in range(n):
             p = CORPUS_DIR / cond / f"{cond}-{i:02d}.yaml"
             assert yaml.safe_load(p.read_text()) == make_case(cond, i), p
+
+
+def test_corpus_extends_past_the_shipped_cases() -> None:
+    """Asking for more cases than ship adds fresh generated ones after the files, in order."""
+    shipped = CONDITIONS[HARDEST][3]
+    cases = load_cases(HARDEST, shipped + 5)
+    assert len(cases) == shipped + 5
+    assert [c.name for c in cases[shipped - 1 : shipped + 1]] == [
+        f"{HARDEST}-{shipped - 1:02d}",
+        f"{HARDEST}-{shipped:02d}",
+    ]
+    assert (
+        cases[shipped + 4].model_dump()
+        == Scenario.model_validate(make_case(HARDEST, shipped + 4)).model_dump()
+    )
+    assert len({c.line.seed for c in cases}) > shipped  # new lines, not the shipped ones again
 
 
 async def test_resume_timer_outlasts_a_slow_transcription() -> None:

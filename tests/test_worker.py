@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +82,10 @@ async def _line(inp: SimAudioInput, out: SimAudioOutput) -> None:
 async def test_call_wiring_in_a_fake_job_context(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("CALLCENTER_WORKER_PROFILE", "instant")
     monkeypatch.setenv("CALLCENTER_CALLS_DIR", str(tmp_path))
+    old_call = tmp_path / "call-from-last-year"  # past the default 30-day retention
+    old_call.mkdir()
+    (old_call / "transcript.json").write_text("{}")
+    os.utime(old_call / "transcript.json", (time.time() - 365 * 86400,) * 2)
     async with FakeLiveKit() as fake:
         fake.add_participant(ROOM, CALLER, ACME_ATTRS)
         lk = api.LiveKitAPI(fake.url, fake.api_key, fake.api_secret)
@@ -121,3 +127,5 @@ async def test_call_wiring_in_a_fake_job_context(monkeypatch: pytest.MonkeyPatch
     assert turn["llm_ttft"] is not None
     assert turn["eou_delay"] is None  # a typed turn has no speech to measure: null, not 0
     assert (out_dir / "transcript.json").stat().st_mode & 0o077 == 0
+    assert out_dir.stat().st_mode & 0o077 == 0
+    assert not old_call.exists()  # the worker applied the retention period after reporting this call

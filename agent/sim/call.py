@@ -11,6 +11,7 @@ import asyncio
 import bisect
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -279,8 +280,10 @@ class SimulatedCall:
         )
         n = min(len(left), len(right))
         stereo = np.stack([left[:n], right[:n]], axis=1)
-        sf.write(self.out_dir / "call.wav", stereo, TL_RATE, subtype="PCM_16")
-        (self.out_dir / "call.wav").chmod(0o600)
+        # Created owner-only (the caller's voice is PII), not chmod-ed after the fact.
+        fd = os.open(self.out_dir / "call.wav", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            sf.write(f, stereo, TL_RATE, format="WAV", subtype="PCM_16")
 
     def _utterance_at(self, utts: list[Utterance], wall: float | None, slack_s: float = 0.0) -> int | None:
         if wall is None or not utts:
