@@ -11,10 +11,12 @@ Turn-taking configurations (measured by `callcenter bench turns`, see docs/turn-
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass
 from typing import Literal
 
-from livekit.agents import AgentSession, inference
+from livekit.agents import AgentSession, UserStateChangedEvent, inference
 from livekit.agents.voice.turn import TurnHandlingOptions
 
 from agent.providers import Providers
@@ -50,6 +52,7 @@ class TurnTuning:
     gate_hangover: float = 0.3
     own_vad: bool = True  # build the VAD with the values above instead of the profile's
     backchannel_gate: bool = True
+    resume_on_backchannel: bool = True  # a blanked backchannel resumes the paused reply at once
 
 
 TUNING = TurnTuning()
@@ -153,4 +156,52 @@ def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> Agen
             session.options.interruption["false_interruption_timeout"] = timeout
 
         gate.on_latency = _follow_stt
+        if t.resume_on_backchannel:
+            gate.on_backchannel = lambda: resume_paused_reply(session)
     return session
+
+
+VERDICT_WAIT_S = 0.5  # how long a verdict waits for the session's VAD to agree the caller stopped
+
+
+def resume_paused_reply(session: AgentSession) -> bool:
+    """Resume a reply paused by a backchannel now, instead of when the resume timer runs out.
+
+    The timer (`false_interruption_timeout`, stretched to the STT's speed) waits for a transcript
+    that could prove a real barge-in. Once the gate has that transcript and it is only "okay", the
+    wait is dead air: at 10 dB babble it added 0.3 s to a pause that already lasted as long as the
+    VAD's late end of speech, and the caller took the silence as the end of the answer
+    (docs/turn-taking.md). livekit has no public "resume now", so this re-arms its own timer at 0
+    through the activity (livekit-agents is pinned; tests/test_turn_detector.py fails if this
+    private API moves). The STT segments speech with its own VAD stream, which can end a moment
+    before the session's: then the resume waits for the session's end of speech, if it comes
+    within VERDICT_WAIT_S (later, the caller went on talking and the timer decides as before).
+    Returns whether a paused reply is resumed.
+    """
+    if not _paused(session):
+        return False
+    if session.user_state != "speaking":
+        session._activity._start_false_interruption_timer(0.0)  # type: ignore[union-attr]
+        return True
+    deadline = time.monotonic() + VERDICT_WAIT_S
+
+    def _on_user_state(ev: UserStateChangedEvent) -> None:
+        if ev.new_state == "speaking":
+            return
+        session.off("user_state_changed", _on_user_state)
+        if time.monotonic() <= deadline:
+            # after livekit's own handler, which arms the full timer right after this event
+            asyncio.get_running_loop().call_soon(_resume_if_paused, session)
+
+    session.on("user_state_changed", _on_user_state)
+    return True
+
+
+def _paused(session: AgentSession) -> bool:
+    activity = getattr(session, "_activity", None)
+    return activity is not None and getattr(activity, "_paused_speech", None) is not None
+
+
+def _resume_if_paused(session: AgentSession) -> None:
+    if _paused(session) and session.user_state != "speaking":
+        session._activity._start_false_interruption_timer(0.0)  # type: ignore[union-attr]

@@ -246,6 +246,7 @@ class BackchannelGateSTT(stt.STT):
         self.dropped: list[str] = []
         self.latencies: deque[float] = deque(maxlen=5)  # seconds per transcription, newest last
         self.on_latency: Callable[[float], None] = lambda _s: None
+        self.on_backchannel: Callable[[], None] = lambda: None  # a transcript was blanked
 
     @property
     def model(self) -> str:
@@ -272,6 +273,7 @@ class BackchannelGateSTT(stt.STT):
         text = ev.alternatives[0].text if ev.alternatives else ""
         if is_backchannel(text) and self.agent_speaking():
             self.dropped.append(text)
+            self.on_backchannel()
             lang = ev.alternatives[0].language
             return stt.SpeechEvent(
                 type=ev.type,

@@ -161,3 +161,28 @@ async def test_resume_timer_outlasts_a_slow_transcription() -> None:
     assert session.options.interruption["false_interruption_timeout"] == pytest.approx(expected)
     assert expected > TUNING.false_interruption_timeout  # that whisper needs longer than 0.15 s
     await session.aclose()
+
+
+async def test_a_backchannel_resumes_the_paused_reply_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ "uh-huh" over the reply pauses it; once the gate has blanked the transcript, the reply
+    resumes through livekit's own resume path without waiting out the resume timer (which, at
+    10 dB babble, made the pause long enough for callers to take the turn)."""
+    import agent.session as session_mod
+    from agent.turnbench import run as bench_run
+    from agent.turnbench.corpus import load_cases
+
+    case = load_cases("clean", 1)[0]  # case 0: a backchannel 0.6-2 s into the first reply
+    assert [t.label for t in case.turns][1] == "backchannel"
+    verdicts: list[bool] = []
+    real = session_mod.resume_paused_reply
+
+    def spy(session):  # calls through: the real session, the real livekit activity
+        verdicts.append(real(session))
+        return verdicts[-1]
+
+    monkeypatch.setattr(session_mod, "resume_paused_reply", spy)
+    reply_s = bench_run.prewarm([case])
+    run = await bench_run.run_case(case, "shipped", "clean", reply_s, None)
+    assert run.error is None
+    assert True in verdicts, verdicts  # a paused reply was resumed by the verdict, not the timer
+    assert run.score.false_interruption == [False], run.score.notes

@@ -112,6 +112,8 @@ def score_call(obs: CallObs) -> CaseScore:
             s.premature.append(cut)
             if e.label == "hesitation":
                 s.premature_hesitation.append(cut)
+            if cut:
+                s.notes.append(f"cut-in during the {e.label} at {e.start / RATE:.2f}-{e.end / RATE:.2f}s")
             if not cut:
                 on = onset_after(obs.agent, e.end, nxt)
                 if on is not None:

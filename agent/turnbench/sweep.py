@@ -1,6 +1,8 @@
 """Tuning sweeps: the shipped config with some `TurnTuning` values overridden, one condition.
 
-python -m agent.turnbench.sweep '{"min_interruption": 0.25}' --cases 6
+python -m agent.turnbench.sweep '{"min_interruption": 0.25}' --cases 6 [--out sweep.json]
+
+More cases than the corpus ships (32 at babble-10) are generated on the fly: a held-out check.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+from pathlib import Path
 
 from rich.console import Console
 
@@ -33,6 +36,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=6)
     ap.add_argument("--condition", default=HARDEST)
     ap.add_argument("--concurrency", type=int, default=6)
+    ap.add_argument("--out", type=Path, help="also write the whole result (per-case notes included) as JSON")
     a = ap.parse_args()
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("livekit").setLevel(logging.ERROR)
@@ -47,6 +51,9 @@ def main() -> None:
             concurrency=a.concurrency,
         )
     )
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(json.dumps({"overrides": kw, **doc}, indent=1))
     m = doc["configs"]["shipped"]
     print(
         json.dumps({"overrides": kw, **{k: m[k] for k in KEYS}, "lag_p95_ms": doc["meta"]["loop_lag_p95_ms"]})
