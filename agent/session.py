@@ -181,7 +181,7 @@ def resume_paused_reply(session: AgentSession) -> bool:
     if not _paused(session):
         return False
     if session.user_state != "speaking":
-        session._activity._start_false_interruption_timer(0.0)  # type: ignore[union-attr]
+        _resume_if_paused(session)
         return True
     deadline = time.monotonic() + VERDICT_WAIT_S
 
