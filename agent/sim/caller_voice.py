@@ -15,6 +15,16 @@ from core.errors import UserError
 _lock = threading.Lock()
 
 
+# piper samples its prosody (VITS noise) from an unseeded generator inside the onnx graph, so the
+# same line came out differently in every process: tests and the turn benchmark heard another
+# "Okay." each run. With both noise scales at 0 the voice is a pure function of the text.
+@lru_cache(maxsize=1)
+def _config():  # -> piper.SynthesisConfig
+    from piper import SynthesisConfig
+
+    return SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+
+
 @lru_cache(maxsize=1)
 def _voice():  # -> piper.PiperVoice
     try:
@@ -28,7 +38,7 @@ def _voice():  # -> piper.PiperVoice
 @lru_cache(maxsize=256)
 def _synth_cached(text: str, rate: int) -> bytes:
     with _lock:
-        chunks = list(_voice().synthesize(text))
+        chunks = list(_voice().synthesize(text, syn_config=_config()))
     audio = np.concatenate([c.audio_float_array for c in chunks]).astype(np.float32)
     audio = soxr.resample(audio, chunks[0].sample_rate, rate).astype(np.float32)
     # Trim synthesis padding so "end of caller speech" is the real end of the words.
