@@ -8,6 +8,7 @@ measured latency is the framework's own overhead (VAD, endpointing, scheduling, 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -74,7 +75,13 @@ class InstantSTT(stt.STT):
 
 
 class InstantLLM(llm.LLM):
+    """Answers at once, word by word: `reply_for(last caller text)`, or the same sentence always."""
+
     reply = "Sure, we are open Monday to Saturday, eight to six."
+
+    def __init__(self, reply_for: Callable[[str], str] | None = None) -> None:
+        super().__init__()
+        self.reply_for = reply_for or (lambda _text: self.reply)
 
     def chat(
         self,
@@ -91,8 +98,13 @@ class InstantLLM(llm.LLM):
 
 class _InstantLLMStream(llm.LLMStream):
     async def _run(self) -> None:
+        last = ""
+        for item in self._chat_ctx.items:
+            if isinstance(item, llm.ChatMessage) and item.role == "user":
+                last = item.text_content or ""
+        assert isinstance(self._llm, InstantLLM)
         rid = f"instant-{time.monotonic_ns()}"
-        for word in InstantLLM.reply.split(" "):
+        for word in self._llm.reply_for(last).split(" "):
             self._event_ch.send_nowait(
                 llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(role="assistant", content=word + " "))
             )

@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from typing import Any
 
 import numpy as np
-from livekit.agents import APIConnectOptions, llm, tts
-from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
+from livekit.agents import APIConnectOptions, tts
+from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
 from agent.providers import Providers
-from agent.providers.instant import InstantSTT
+from agent.providers.instant import InstantLLM, InstantSTT
 from agent.providers.profiles import build_vad
 
 LONG_REPLY = "We are open Monday to Friday from eight until six, and Saturdays until one."
@@ -46,33 +45,6 @@ def speech_pcm(text: str) -> bytes:
 def reply_for(user_text: str) -> str:
     t = user_text.strip().lower()
     return SHORT_REPLY if any(t.startswith(s) for s in SHORT_TRIGGERS) else LONG_REPLY
-
-
-class BenchLLM(llm.LLM):
-    def chat(
-        self,
-        *,
-        chat_ctx: llm.ChatContext,
-        tools: list[llm.Tool] | None = None,
-        conn_options: APIConnectOptions = DEFAULT_API_CONNECT_OPTIONS,
-        parallel_tool_calls: NotGivenOr[bool] = NOT_GIVEN,
-        tool_choice: NotGivenOr[llm.ToolChoice] = NOT_GIVEN,
-        extra_kwargs: NotGivenOr[dict[str, Any]] = NOT_GIVEN,
-    ) -> llm.LLMStream:
-        return _Stream(self, chat_ctx=chat_ctx, tools=[], conn_options=conn_options)
-
-
-class _Stream(llm.LLMStream):
-    async def _run(self) -> None:
-        last = ""
-        for item in self._chat_ctx.items:
-            if isinstance(item, llm.ChatMessage) and item.role == "user":
-                last = item.text_content or ""
-        rid = f"bench-{time.monotonic_ns()}"
-        for word in reply_for(last).split(" "):
-            self._event_ch.send_nowait(
-                llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(role="assistant", content=word + " "))
-            )
 
 
 class SpeechTTS(tts.TTS):
@@ -103,7 +75,7 @@ class _TTSStream(tts.ChunkedStream):
 
 def bench_providers() -> Providers:
     t = SpeechTTS()
-    return Providers("instant-speech", InstantSTT(), BenchLLM(), t, build_vad(), t.voice)
+    return Providers("instant-speech", InstantSTT(), InstantLLM(reply_for), t, build_vad(), t.voice)
 
 
 def prewarm(texts: list[str]) -> None:
