@@ -39,3 +39,18 @@ def test_score_counts_delays_misses_inner_ends_and_noise() -> None:
     s = score(segs, truth)
     assert s["delays"] == pytest.approx([0.3, 0.4])
     assert (s["missed"], s["ends_inside"], s["noise_segments"]) == (1, 1, 1)
+
+
+@pytest.mark.parametrize("module", ["agent.turnbench.vadprobe", "agent.turnbench.sweep"])
+def test_an_unwritable_out_is_refused_before_measuring(module: str, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("kept")
+    args = [sys.executable, "-m", module, *(["{}"] if module.endswith("sweep") else [])]
+    for out, why in [(blocker / "x.json", "cannot create"), (tmp_path, "is a directory")]:
+        r = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 2, r.stderr
+        assert why in r.stderr and "Traceback" not in r.stderr
+    assert blocker.read_text() == "kept"

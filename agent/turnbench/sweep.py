@@ -17,6 +17,7 @@ from pathlib import Path
 from rich.console import Console
 
 import agent.session as session_mod
+from agent.turnbench import check_out
 from agent.turnbench.bench import bench_turns
 from agent.turnbench.corpus import HARDEST
 
@@ -38,6 +39,7 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=6)
     ap.add_argument("--out", type=Path, help="also write the whole result (per-case notes included) as JSON")
     a = ap.parse_args()
+    check_out(ap, a.out)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("livekit").setLevel(logging.ERROR)
     kw = json.loads(a.overrides)
@@ -52,7 +54,6 @@ def main() -> None:
         )
     )
     if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
         a.out.write_text(json.dumps({"overrides": kw, **doc}, indent=1))
     m = doc["configs"]["shipped"]
     print(

@@ -31,6 +31,7 @@ from livekit.agents import vad as lk_vad
 from agent.sim.caller_voice import synthesize_caller
 from agent.sim.line import LINE_RATE, LineModel
 from agent.sim.scenario import LineConfig
+from agent.turnbench import check_out
 
 RATE = 16000
 FRAME = 320  # 20 ms, as the call pushes it
@@ -197,6 +198,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, default=4, help="line noise seeds per condition")
     ap.add_argument("--out", type=Path, default=Path("bench-results/turns/vadprobe.json"))
     a = ap.parse_args()
+    check_out(ap, a.out)
     report = asyncio.run(run(a.seeds))
     print("| line | VAD | end delay p50 | p90 | missed | ends inside | noise segments |")
     print("|---|---|---|---|---|---|---|")
@@ -206,7 +208,6 @@ def main() -> None:
                 f"| {cond} | {name} | {m['end_delay_p50'] * 1000:.0f} ms | {m['end_delay_p90'] * 1000:.0f} ms "
                 f"| {m['missed']}/{m['utterances']} | {m['ends_inside']} | {m['noise_segments']} |"
             )
-    a.out.parent.mkdir(parents=True, exist_ok=True)
     a.out.write_text(json.dumps({"seeds": a.seeds, "script": SCRIPT, "conditions": report}, indent=1))
     print(f"wrote {a.out}")
 
