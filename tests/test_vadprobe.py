@@ -54,3 +54,15 @@ def test_an_unwritable_out_is_refused_before_measuring(module: str, tmp_path) ->
         assert r.returncode == 2, r.stderr
         assert why in r.stderr and "Traceback" not in r.stderr
     assert blocker.read_text() == "kept"
+
+
+def test_sweep_refuses_bad_overrides_with_the_field_names() -> None:
+    import subprocess
+    import sys
+
+    for bad in ["{min_delay: 0.3}", '{"min_dely": 0.3}', "[1]"]:
+        r = subprocess.run(
+            [sys.executable, "-m", "agent.turnbench.sweep", bad], capture_output=True, text=True, timeout=120
+        )
+        assert r.returncode == 2, r.stderr
+        assert "min_delay" in r.stderr and "Traceback" not in r.stderr

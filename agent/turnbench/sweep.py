@@ -42,8 +42,15 @@ def main() -> None:
     check_out(ap, a.out)
     logging.basicConfig(level=logging.ERROR)
     logging.getLogger("livekit").setLevel(logging.ERROR)
-    kw = json.loads(a.overrides)
-    session_mod.TUNING = dataclasses.replace(session_mod.TUNING, **kw)  # create_session reads it per call
+    try:
+        kw = json.loads(a.overrides)
+        # create_session reads it per call
+        session_mod.TUNING = dataclasses.replace(session_mod.TUNING, **kw)
+    except (json.JSONDecodeError, TypeError) as e:  # not JSON, not an object, or not a field
+        fields = ", ".join(f.name for f in dataclasses.fields(session_mod.TurnTuning))
+        ap.error(f"overrides {a.overrides!r}: {e}; fields: {fields}")
+    if a.cases < 1 or a.concurrency < 1:
+        ap.error("--cases and --concurrency must be at least 1")
     doc = asyncio.run(
         bench_turns(
             Console(stderr=True, quiet=True),
