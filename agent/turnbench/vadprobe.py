@@ -9,8 +9,8 @@ faster-whisper ships). Each gets the same hysteresis as livekit's VAD (start at 
 after `min_silence` below `activation - 0.15`), so only the probabilities differ. Per line
 condition it reports the end-detection delay (the caller's last sample -> end of speech), how many
 utterances it never detected (a missed "Stop." is a missed barge-in), ends declared inside an
-utterance, and segments on noise alone. The caller's voice (piper) samples its prosody, so the
-numbers move between runs: compare several.
+utterance, and segments on noise alone. The caller's voice and the line noise are repeatable
+(seeded noise, piper without sampling), so only the models decide the numbers.
 """
 
 from __future__ import annotations
