@@ -1,6 +1,6 @@
 """The `cloud` profile's real livekit OpenAI plugins against a local fake OpenAI-compatible server.
 
-No real network: `OPENAI_BASE_URL` points at `tests.fake_openai`, which speaks the OpenAI wire
+No real network: `OPENAI_BASE_URL` points at `tests.support.fake_openai`, which speaks the OpenAI wire
 protocol (streamed chat completions, multipart transcriptions answered by the local whisper).
 """
 
@@ -17,7 +17,7 @@ from livekit.plugins import openai
 from agent.providers import build_providers
 from agent.runner import run_call
 from core.settings import Settings, get_settings
-from tests.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
+from tests.support.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
 
 HERE = Path(__file__).resolve().parent
 

@@ -17,7 +17,7 @@ from agent.providers.instant import InstantLLM
 from agent.providers.local_llm import LocalLLM, chat_messages
 from core.local_llm import LocalLLMEngine
 from core.tenants import load_tenant
-from tasks.testing import WorkerProcess
+from tests.support.workers import WorkerProcess
 
 pytestmark = pytest.mark.slow
 

@@ -21,7 +21,7 @@ from agent.documents import UNREACHABLE, DocumentCallAgent, DocumentDesk
 from agent.providers.instant import InstantLLM
 from core.settings import REPO_ROOT
 from core.tenants import load_tenant
-from tasks.testing import McpHttpServer, WorkerProcess, stdio_params
+from tests.support.workers import McpHttpServer, WorkerProcess, stdio_params
 
 PLAIN = "What are your opening hours?"
 

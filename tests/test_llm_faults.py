@@ -1,5 +1,5 @@
 """LLM endpoint faults mid-call (issue 10): simulated calls on the `cloud` profile whose real
-OpenAI plugin talks to `tests.fake_openai` in a fault mode on the first caller turn.
+OpenAI plugin talks to `tests.support.fake_openai` in a fault mode on the first caller turn.
 
 Budget under test is livekit-agents' own: `APIConnectOptions()` = 3 retries (0.1 s, then 2 s
 apart), 10 s per request. After the last attempt `agent.recovery` says a short apology.
@@ -19,7 +19,7 @@ from agent.recovery import APOLOGY, LLMRecovery, attach_recovery
 from agent.runner import run_call
 from agent.sim.call import CallResult
 from core.settings import get_settings
-from tests.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
+from tests.support.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
 
 pytestmark = pytest.mark.slow
 SCENARIO = Path(__file__).resolve().parent / "data" / "cloud-faults.yaml"

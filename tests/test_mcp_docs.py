@@ -16,7 +16,7 @@ from mcp import Client
 
 from core.settings import REPO_ROOT
 from tasks.docs_store import VERSIONS_DIR
-from tasks.testing import McpHttpServer, WorkerProcess, client_app, stdio_params
+from tests.support.workers import McpHttpServer, WorkerProcess, client_app, stdio_params
 
 MAX_BYTES = 64 * 1024
 TOOLS = {
@@ -294,7 +294,7 @@ def test_analyze_and_compare_with_the_llm(redis_url: str, queue: str, worker: Wo
 
 
 async def test_redis_down_is_a_fast_clear_error_and_reads_still_work(docs_dir: Path) -> None:
-    from tasks.testing import free_port
+    from tests.support.workers import free_port
 
     env = server_env(f"redis://127.0.0.1:{free_port()}/0", "nowhere")
     async with Client(stdio_params(docs_dir, env)) as c:

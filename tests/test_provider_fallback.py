@@ -2,8 +2,8 @@
 STT from OpenAI to the local whisper and the TTS from ElevenLabs to the local hibari voice, and
 `callcenter_provider_fallbacks_total{kind,provider}` counts every switch.
 
-Real plugins against local fakes, no network: `tests.fake_openai` (transcriptions answered by
-whisper, or failing with `stt_status` / `stt_drop`) and `tests.fake_elevenlabs` (the websocket
+Real plugins against local fakes, no network: `tests.support.fake_openai` (transcriptions answered by
+whisper, or failing with `stt_status` / `stt_drop`) and `tests.support.fake_elevenlabs` (the websocket
 TTS, a tone voice, or failing with `mode="error"` / `mode="drop"`).
 """
 
@@ -30,8 +30,8 @@ from agent.runner import run_call
 from agent.sim.caller_voice import synthesize_caller
 from cache.semantic import CacheHit
 from core.settings import Settings, get_settings
-from tests.fake_elevenlabs import TONE_HZ, FakeElevenLabs, running_fake_elevenlabs
-from tests.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
+from tests.support.fake_elevenlabs import TONE_HZ, FakeElevenLabs, running_fake_elevenlabs
+from tests.support.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
 
 HERE = Path(__file__).resolve().parent
 HANG_GUARD_S = 120.0  # generous: only catches a hang, never measures speed

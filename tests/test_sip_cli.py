@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from sip.cli import app
-from tests.fake_livekit import FakeLiveKit
+from tests.support.fake_livekit import FakeLiveKit
 
 EXAMPLE = str(Path(__file__).resolve().parent.parent / "deploy" / "telephony.yaml")
 SECRETS = {

@@ -14,7 +14,7 @@ from livekit.protocol import sip as pb_sip
 from core.errors import UserError
 from sip.config import load_config, parse_config
 from sip.operator import SipOperator, connect
-from tests.fake_livekit import FakeLiveKit
+from tests.support.fake_livekit import FakeLiveKit
 
 REPO = Path(__file__).resolve().parent.parent
 ENV = {

@@ -19,7 +19,7 @@ from sip.telephony import (
     tenant_for_call,
     transfer_cold,
 )
-from tests.fake_livekit import FakeLiveKit
+from tests.support.fake_livekit import FakeLiveKit
 
 ROOM, CALLER = "call-acme-_+14155550123_abc", "sip_+14155550123"
 INBOUND_ATTRS = {

@@ -14,7 +14,7 @@ import pytest
 from mcp import Client
 
 from core.settings import REPO_ROOT
-from tasks.testing import WorkerProcess, client_app, stdio_params
+from tests.support.workers import WorkerProcess, client_app, stdio_params
 
 
 def long_call(turns: int = 40) -> list[dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Phone behaviours on a real AgentSession (instant providers, simulator audio I/O, no room).
 
-The LiveKit server side is `tests/fake_livekit.py` (real Twirp, real `livekit-api` client).
+The LiveKit server side is `tests/support/fake_livekit.py` (real Twirp, real `livekit-api` client).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from agent.telephony import (
 from core.settings import get_settings
 from core.tenants import Tenant
 from sip.telephony import IdlePolicy, TransferReason, caller_info, tenant_for_call
-from tests.fake_livekit import FakeLiveKit
+from tests.support.fake_livekit import FakeLiveKit
 
 ROOM, CALLER = "call-globex-_+14155550123_abc", "sip_+14155550123"
 SIP_ATTRS = {  # a caller who dialed Globex's number

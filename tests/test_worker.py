@@ -3,7 +3,7 @@
 No LiveKit server runs here, so the room-connected part of `entrypoint` (connect + wait for the
 SIP participant) is not exercised; everything after it runs for real: a fake job context from
 livekit-agents' own `testing.fake_job_context`, the real AgentSession (instant providers,
-simulator audio I/O) and the real `livekit-api` client against tests/fake_livekit.py.
+simulator audio I/O) and the real `livekit-api` client against tests/support/fake_livekit.py.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from agent.worker import (
     setup_call,
 )
 from sip.config import DEFAULT_AGENT_NAME
-from tests.fake_livekit import FakeLiveKit
+from tests.support.fake_livekit import FakeLiveKit
 
 ROOM, CALLER = "call-acme-_+14155550123_abc", "sip_+14155550123"
 ACME_ATTRS = {

@@ -8,7 +8,7 @@ assert on the exact request shape.
 
 In-process (async tests):      async with FakeLiveKit() as fake: ... fake.url ...
 Background thread (sync/CLI):  with FakeLiveKit().running() as fake: ... fake.url ...
-Standalone process:            python -m tests.fake_livekit --port 7880 [--key K --secret S]
+Standalone process:            python -m tests.support.fake_livekit --port 7880 [--key K --secret S]
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ Transcriptions have their own, independent fault settings (chat faults never tou
 
 Use from tests: `with running_fake_openai(mode="error", fail_times=1) as fake: fake.base_url`
 (a background thread runs the server, so it works from sync and async tests alike). Standalone:
-`python -m tests.fake_openai --port 8911 [--mode error --fail-times 2]`.
+`python -m tests.support.fake_openai --port 8911 [--mode error --fail-times 2]`.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from tests.fake_server import ThreadedServer
+from tests.support.fake_server import ThreadedServer
 
 Mode = Literal["ok", "error", "rate_limit", "hang", "break"]
 

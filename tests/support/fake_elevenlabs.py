@@ -25,7 +25,7 @@ Faults, changed at runtime with `FakeElevenLabs.configure(...)`:
 Requests with another `xi-api-key` than `api_key` (when set) get a 401. Every connection and
 request is recorded (`FakeElevenLabs.requests`). Use from tests:
 `with running_fake_elevenlabs(api_key="k", mode="error") as fake: fake.base_url`.
-Standalone: `python -m tests.fake_elevenlabs --port 8912 [--mode drop]`.
+Standalone: `python -m tests.support.fake_elevenlabs --port 8912 [--mode drop]`.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 from aiohttp import WSMsgType, web
 
-from tests.fake_server import ThreadedServer
+from tests.support.fake_server import ThreadedServer
 
 Mode = Literal["ok", "error", "drop"]
 TONE_HZ = 440.0
