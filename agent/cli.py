@@ -43,8 +43,8 @@ def bench_pipeline(
 ) -> None:
     """Framework overhead (instant providers) vs the local models, on the same simulated call."""
     _quiet_logs()
-    from agent.bench import bench_pipeline as run
-    from agent.bench import write_json
+    from agent.bench.pipeline import bench_pipeline as run
+    from agent.bench.pipeline import write_json
 
     try:
         doc = asyncio.run(
@@ -69,7 +69,7 @@ def bench_cache(
 ) -> None:
     """Lookup p50/p99 and memory per entry by index size; voice-to-voice of a warmed vs cold call."""
     _quiet_logs()
-    from agent.bench import bench_cache_calls, write_json
+    from agent.bench.pipeline import bench_cache_calls, write_json
     from cache.bench import run_bench
     from cache.redis_server import ensure_redis
 
@@ -119,8 +119,8 @@ def bench_context(
 ) -> None:
     """Context tokens and turn latency per turn, with and without the context manager."""
     _quiet_logs()
-    from agent.bench import write_json
-    from agent.contextbench import bench_context as run
+    from agent.bench.context import bench_context as run
+    from agent.bench.pipeline import write_json
 
     try:
         doc = asyncio.run(run(turns, pace))
@@ -169,8 +169,8 @@ def bench_load(
 ) -> None:
     """Concurrent simulated calls: voice-to-voice p50/p95, loop lag, CPU, memory per call, errors."""
     _quiet_logs()
-    from agent.bench import write_json
-    from agent.loadbench import run_load
+    from agent.bench.load import run_load
+    from agent.bench.pipeline import write_json
 
     if quick:
         calls, duration = 4, 20
@@ -244,7 +244,7 @@ def calls_purge(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list, delete nothing")] = False,
 ) -> None:
     """Delete call reports past the retention period (caller PII); run it from cron."""
-    from agent.retention import expired_calls, purge
+    from agent.call.retention import expired_calls, purge
     from core.settings import get_settings
 
     try:
@@ -347,7 +347,7 @@ def call(
     """Place a simulated phone call and print the per-turn latency table."""
     _quiet_logs()
     try:
-        from agent.runner import run_call_sync
+        from agent.sim.run import run_call_sync
 
         out = out or Path("calls") / datetime.now().strftime("%Y%m%d-%H%M%S")
         _check_out_dir(out)
@@ -384,9 +384,9 @@ def bench_turns(
 ) -> None:
     """Turn-taking on noisy phone lines: false/missed interruptions, cut-ins, EOU delay per config."""
     _quiet_logs()
-    from agent.session import BENCH_CONFIGS
-    from agent.turnbench.bench import print_tables, run_sync, write_outputs
-    from agent.turnbench.corpus import CONDITIONS
+    from agent.bench.turns.bench import print_tables, run_sync, write_outputs
+    from agent.bench.turns.corpus import CONDITIONS
+    from agent.call.session import BENCH_CONFIGS
 
     cfgs = [c.strip() for c in configs.split(",")] if configs else None
     conds = [c.strip() for c in conditions.split(",")] if conditions else None

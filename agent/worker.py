@@ -31,14 +31,14 @@ from livekit.agents.utils.hw import get_cpu_monitor
 from livekit.agents.voice import SpeechHandle, room_io
 from livekit.agents.voice.events import CloseEvent
 
-from agent.agent import CallAgent, TurnLog
+from agent.call.agent import CallAgent, TurnLog
+from agent.call.report import TurnMetrics, write_metrics, write_private
+from agent.call.retention import purge_now_and_then
+from agent.call.session import TurnMode, create_session
 from agent.providers import Providers, build_providers
-from agent.report import TurnMetrics, write_metrics, write_private
-from agent.retention import purge_now_and_then
-from agent.session import TurnMode, create_session
-from agent.telephony import LiveKitCallControl, PhoneBehaviours
 from core.settings import get_settings
 from core.tenants import Tenant
+from sip.behaviours import LiveKitCallControl, PhoneBehaviours
 from sip.config import DEFAULT_AGENT_NAME, DIRECTION_ATTRIBUTE
 from sip.telephony import (
     CallerInfo,
@@ -318,7 +318,7 @@ def turn_metrics(messages: list[llm.ChatMessage], turn_log: TurnLog) -> list[Tur
 
 
 def _open_cache() -> Any:
-    from agent.runner import open_cache
+    from agent.sim.run import open_cache
 
     try:
         return open_cache()

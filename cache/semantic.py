@@ -255,7 +255,7 @@ class ResponseCache:
         r = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=0.5)
         try:
             ensure_index(r, self.keys)
-            self._index_ready = True  # also when called directly to prewarm (agent/runner.py)
+            self._index_ready = True  # also when called directly to prewarm (agent/sim/run.py)
         finally:
             r.close()
 

@@ -63,7 +63,7 @@ class Settings(BaseSettings):
     context_max_messages: int = 30
 
     # Call reports (recording, transcript, metrics: caller PII) are deleted this many days after
-    # the call (agent/retention.py); 0 keeps them forever.
+    # the call (agent/call/retention.py); 0 keeps them forever.
     call_retention_days: float = Field(default=30.0, ge=0)
 
     dashboard_open_on_localhost: bool = True  # read-only pages without a token, loopback only

@@ -108,7 +108,7 @@ def _lower_priority(**_: Any) -> None:
     worker shares a machine with agent processes, a caller's turn should get the CPU first (Linux
     gives a nice-10 process ~1/10 of the CPU share of a nice-0 one while both want it). The slow
     managed turns once seen in `callcenter bench context` were not CPU: the summary sat after
-    the caller's question, so the prompt was re-read every turn (agent/context.py). A no-op on
+    the caller's question, so the prompt was re-read every turn (agent/call/context.py). A no-op on
     a dedicated worker machine.
     """
     want = get_settings().worker_nice

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from agent.runner import run_call
+from agent.sim.run import run_call
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import run_call
 from agent.sim.caller import ScriptedCaller
+from agent.sim.run import run_call
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = [sys.executable, "-m", "agent.cli"]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.runner import run_call
+from agent.sim.run import run_call
 from sip.telephony import IdlePolicy
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ from livekit.agents import llm, stt
 from livekit.plugins import openai
 
 from agent.providers import build_providers
-from agent.runner import run_call
+from agent.sim.run import run_call
 from core.settings import Settings, get_settings
 from tests.support.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
 

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 import pytest
 from livekit.agents import AgentSession
 
-from agent.agent import CallAgent
-from agent.context import ContextManager
-from agent.jobs import JobClient
+from agent.call.agent import CallAgent
+from agent.call.context import ContextManager
+from agent.call.jobs import JobClient
 from agent.providers.instant import InstantLLM
 from agent.providers.local_llm import LocalLLM, chat_messages
 from core.local_llm import LocalLLMEngine

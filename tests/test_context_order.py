@@ -8,8 +8,8 @@ from __future__ import annotations
 import pytest
 from livekit.agents import AgentSession, llm
 
-from agent.agent import CallAgent
-from agent.context import ContextManager
+from agent.call.agent import CallAgent
+from agent.call.context import ContextManager
 from agent.providers.local_llm import LocalLLM, chat_messages
 from core.local_llm import LocalLLMEngine
 from core.tenants import load_tenant

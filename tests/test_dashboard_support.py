@@ -17,7 +17,7 @@ _done: dict[str, Any] = {}
 def simulated_call(redis_url: str, root: Path) -> tuple[Path, Any]:
     """(calls_dir, CallResult), run once per test session."""
     if "calls_dir" not in _done:
-        from agent.runner import run_call
+        from agent.sim.run import run_call
         from cache.admin import CacheAdmin
         from cache.semantic import ResponseCache
 

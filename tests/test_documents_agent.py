@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from livekit.agents import AgentSession
 
-from agent.agent import TurnLog
-from agent.documents import UNREACHABLE, DocumentCallAgent, DocumentDesk
+from agent.call.agent import TurnLog
+from agent.call.documents import UNREACHABLE, DocumentCallAgent, DocumentDesk
 from agent.providers.instant import InstantLLM
 from core.settings import REPO_ROOT
 from core.tenants import load_tenant
@@ -360,7 +360,7 @@ async def test_documents_scenario_simulated_call(
 
     The desk is handed to SimulatedCall as the runner does; the call closes it at hang-up."""
     import agent.sim.call as sim_call
-    from agent.documents import sandbox_docs
+    from agent.call.documents import sandbox_docs
     from agent.providers import build_providers
     from agent.sim.scenario import load_scenario
     from core.settings import get_settings
@@ -446,7 +446,7 @@ async def test_stdio_server_killed_then_reconnects(
 
     import psutil
 
-    from agent.documents import RECONNECT_BACKOFF_S
+    from agent.call.documents import RECONNECT_BACKOFF_S
 
     own = docs_dir.parent / f"docs-{uuid.uuid4().hex[:6]}"  # tells this test's server child apart
     shutil.copytree(docs_dir, own)

@@ -8,8 +8,8 @@ from pathlib import Path
 import redis
 
 from agent.providers import build_providers
-from agent.runner import prewarm_cache
 from agent.sim.call import SimulatedCall
+from agent.sim.run import prewarm_cache
 from agent.sim.scenario import Scenario
 from cache.redis_server import EmbeddedRedis
 from cache.semantic import ResponseCache

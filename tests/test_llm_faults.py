@@ -2,7 +2,7 @@
 OpenAI plugin talks to `tests.support.fake_openai` in a fault mode on the first caller turn.
 
 Budget under test is livekit-agents' own: `APIConnectOptions()` = 3 retries (0.1 s, then 2 s
-apart), 10 s per request. After the last attempt `agent.recovery` says a short apology.
+apart), 10 s per request. After the last attempt `agent.call.recovery` says a short apology.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import agent.sim.call as sim_call
-from agent.recovery import APOLOGY, LLMRecovery, attach_recovery
-from agent.runner import run_call
+from agent.call.recovery import APOLOGY, LLMRecovery, attach_recovery
 from agent.sim.call import CallResult
+from agent.sim.run import run_call
 from core.settings import get_settings
 from tests.support.fake_openai import FakeOpenAI, answer_for, running_fake_openai, use_fake_for_cloud
 
@@ -54,7 +54,7 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def recoveries(monkeypatch: pytest.MonkeyPatch) -> list[LLMRecovery]:
-    """Wire `agent.recovery` into the simulator's session the way the agent does in production."""
+    """Wire `agent.call.recovery` into the simulator's session the way the agent does in production."""
     made: list[LLMRecovery] = []
     create = sim_call.create_session
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.loadbench import run_load
+from agent.bench.load import run_load
 from core.memory import release_free_memory
 
 pytestmark = pytest.mark.slow

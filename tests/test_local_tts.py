@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from agent.agent import pcm_frames
+from agent.call.agent import pcm_frames
 from core.local_tts import KEEP_LEAD_S, KEEP_TAIL_S, SAMPLE_RATE, synthesize_pcm16, trim_silence
 
 

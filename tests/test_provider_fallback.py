@@ -26,8 +26,8 @@ from agent.providers import Providers, build_providers
 from agent.providers.hibari_tts import HibariTTS, LocalVoice
 from agent.providers.profiles import TTS_MAX_RETRY, VoiceFallbackTTS, primary_voice_token
 from agent.providers.whisper_stt import WhisperSTT, load_whisper
-from agent.runner import run_call
 from agent.sim.caller_voice import synthesize_caller
+from agent.sim.run import run_call
 from cache.semantic import CacheHit
 from core.settings import Settings, get_settings
 from tests.support.fake_elevenlabs import TONE_HZ, FakeElevenLabs, running_fake_elevenlabs

@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from agent.retention import expired_calls, purge
+from agent.call.retention import expired_calls, purge
 
 ROOT = Path(__file__).resolve().parent.parent
 DAY = 86400.0

@@ -14,11 +14,11 @@ import pytest
 from livekit import rtc
 from livekit.agents import llm
 
-from agent.agent import CallAgent
+from agent.call.agent import CallAgent
+from agent.call.session import create_session
 from agent.providers.instant import InstantLLM, InstantTTS
 from agent.providers.profiles import Providers, build_vad
 from agent.providers.whisper_stt import WhisperSTT
-from agent.session import create_session
 from agent.sim.audio_io import SimAudioInput, SimAudioOutput
 from agent.sim.caller_voice import synthesize_caller
 from core.tenants import load_tenant

@@ -89,7 +89,7 @@ def test_context_prefix_changes_once_per_batch_without_a_summarizer() -> None:
     """What the LLM is sent only grows at its end between prunes (prompt caching)."""
     from livekit.agents import llm
 
-    from agent.context import ContextManager
+    from agent.call.context import ContextManager
 
     cm = ContextManager(None, keep_recent=10, max_messages=30, batch=BATCH)
     chat = llm.ChatContext()

@@ -16,11 +16,13 @@ import pytest
 from livekit import api
 from livekit.agents import AgentSession, llm
 
-from agent.agent import CallAgent
+from agent.call.agent import CallAgent
+from agent.call.session import create_session
 from agent.providers import build_providers
-from agent.session import create_session
 from agent.sim.audio_io import TICK, SimAudioInput, SimAudioOutput, to_frame
-from agent.telephony import (
+from core.settings import get_settings
+from core.tenants import Tenant
+from sip.behaviours import (
     MAX_DURATION_GOODBYE,
     TRANSFER_ANNOUNCEMENT,
     CallControl,
@@ -28,8 +30,6 @@ from agent.telephony import (
     PhoneBehaviours,
     SimCallControl,
 )
-from core.settings import get_settings
-from core.tenants import Tenant
 from sip.telephony import IdlePolicy, TransferReason, caller_info, tenant_for_call
 from tests.support.fake_livekit import FakeLiveKit
 

@@ -8,15 +8,15 @@ import numpy as np
 import pytest
 from livekit.agents import llm
 
-from agent.sim.caller import synthesize_sound
-from agent.sim.scenario import Scenario, Turn
-from agent.turn_detector import (
+from agent.bench.turns.corpus import CONDITIONS, CORPUS_DIR, HARDEST, load_cases, make_case
+from agent.call.turn_detector import (
     UNLIKELY_THRESHOLD,
     TextTurnDetector,
     is_backchannel,
     utterance_complete_probability,
 )
-from agent.turnbench.corpus import CONDITIONS, CORPUS_DIR, HARDEST, load_cases, make_case
+from agent.sim.caller import synthesize_sound
+from agent.sim.scenario import Scenario, Turn
 
 
 @pytest.mark.parametrize(
@@ -137,10 +137,10 @@ async def test_resume_timer_outlasts_a_slow_transcription() -> None:
     session's resume timeout follows the STT's recent transcription time."""
     from livekit import rtc
 
+    from agent.call.session import TUNING, create_session
     from agent.providers.instant import InstantLLM, InstantTTS
     from agent.providers.profiles import Providers, build_vad
     from agent.providers.whisper_stt import WhisperSTT
-    from agent.session import TUNING, create_session
     from agent.sim.caller_voice import synthesize_caller
 
     tts = InstantTTS()
@@ -167,9 +167,9 @@ async def test_a_backchannel_resumes_the_paused_reply_at_once(monkeypatch: pytes
     """ "uh-huh" over the reply pauses it; once the gate has blanked the transcript, the reply
     resumes through livekit's own resume path without waiting out the resume timer (which, at
     10 dB babble, made the pause long enough for callers to take the turn)."""
-    import agent.session as session_mod
-    from agent.turnbench import run as bench_run
-    from agent.turnbench.corpus import load_cases
+    import agent.call.session as session_mod
+    from agent.bench.turns import run as bench_run
+    from agent.bench.turns.corpus import load_cases
 
     case = load_cases("clean", 1)[0]  # case 0: a backchannel 0.6-2 s into the first reply
     assert [t.label for t in case.turns][1] == "backchannel"

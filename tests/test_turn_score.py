@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from agent.turnbench.score import RATE, AgentMsg, CallObs, Span, aggregate, score_call
+from agent.bench.turns.score import RATE, AgentMsg, CallObs, Span, aggregate, score_call
 
 
 def s(t: float) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.turnbench.vadprobe import score, segments
+from agent.bench.turns.vadprobe import score, segments
 
 
 def _probs(
@@ -41,7 +41,7 @@ def test_score_counts_delays_misses_inner_ends_and_noise() -> None:
     assert (s["missed"], s["ends_inside"], s["noise_segments"]) == (1, 1, 1)
 
 
-@pytest.mark.parametrize("module", ["agent.turnbench.vadprobe", "agent.turnbench.sweep"])
+@pytest.mark.parametrize("module", ["agent.bench.turns.vadprobe", "agent.bench.turns.sweep"])
 def test_an_unwritable_out_is_refused_before_measuring(module: str, tmp_path) -> None:
     import subprocess
     import sys
@@ -62,7 +62,7 @@ def test_sweep_refuses_bad_overrides_with_the_field_names() -> None:
 
     for bad in ["{min_delay: 0.3}", '{"min_dely": 0.3}', "[1]"]:
         r = subprocess.run(
-            [sys.executable, "-m", "agent.turnbench.sweep", bad], capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "agent.bench.turns.sweep", bad], capture_output=True, text=True, timeout=120
         )
         assert r.returncode == 2, r.stderr
         assert "min_delay" in r.stderr and "Traceback" not in r.stderr

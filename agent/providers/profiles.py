@@ -100,7 +100,7 @@ class BatchFallbackSTT(stt.FallbackAdapter):
 
     The stock adapter always claims streaming and cuts utterances with its own VAD. Saying
     non-streaming lets the session cut them with its tuned, echo-gated VAD and keep the
-    backchannel gate (agent/session.py), exactly as with the bare HTTP transcription STT.
+    backchannel gate (agent/call/session.py), exactly as with the bare HTTP transcription STT.
     """
 
     @property

@@ -23,20 +23,20 @@ import soxr
 from livekit.agents import llm
 from rich.console import Console
 
-from agent.agent import CallAgent, Generation, TurnLog
-from agent.context import ContextManager
-from agent.documents import DocumentDesk
+from agent.call.agent import CallAgent, Generation, TurnLog
+from agent.call.context import ContextManager
+from agent.call.documents import DocumentDesk
+from agent.call.recovery import attach_recovery
+from agent.call.report import TurnMetrics, turn_table, write_metrics, write_private
+from agent.call.session import TurnMode, create_session
 from agent.providers import Providers
-from agent.recovery import attach_recovery
-from agent.report import TurnMetrics, turn_table, write_metrics, write_private
-from agent.session import TurnMode, create_session
 from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_frame
 from agent.sim.caller import ScriptedCaller, Utterance
 from agent.sim.caller_voice import synthesize_caller
 from agent.sim.line import LINE_RATE, LineModel
 from agent.sim.scenario import Scenario
-from agent.telephony import PhoneBehaviours, SimCallControl, SimTransferOutcome
 from core.tenants import Tenant
+from sip.behaviours import PhoneBehaviours, SimCallControl, SimTransferOutcome
 
 log = logging.getLogger("callcenter.sim")
 MAX_CALL_S = 600

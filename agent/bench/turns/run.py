@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import soxr
 
-from agent.session import BENCH_CONFIGS
+from agent.bench.turns import voice
+from agent.bench.turns.score import AgentMsg, CallObs, CaseScore, Span, score_call, voiced_seconds
+from agent.call.session import BENCH_CONFIGS
 from agent.sim.call import SimulatedCall
 from agent.sim.caller_voice import synthesize_caller
 from agent.sim.scenario import Scenario
-from agent.turnbench import voice
-from agent.turnbench.score import AgentMsg, CallObs, CaseScore, Span, score_call, voiced_seconds
 from core.tenants import load_tenant
 
 log = logging.getLogger("callcenter.turnbench")

@@ -21,8 +21,9 @@ from typing import Any
 import yaml
 
 from agent.sim.scenario import Scenario
+from core.settings import REPO_ROOT
 
-CORPUS_DIR = Path(__file__).resolve().parents[2] / "scenarios" / "turns"
+CORPUS_DIR = REPO_ROOT / "scenarios" / "turns"
 HARDEST = "babble-10"  # the goals' condition: 10 dB babble, G.711, echo
 
 # name -> (noise, snr_db, packet_loss, cases in the full run)

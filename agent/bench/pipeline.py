@@ -11,8 +11,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from agent.report import STAGES, percentile, summarize
-from agent.runner import run_call
+from agent.call.report import STAGES, percentile, summarize
+from agent.sim.run import run_call
 
 
 async def bench_pipeline(
@@ -62,7 +62,7 @@ async def bench_cache_calls(scenario: Path, profile: str, console: Console) -> d
     import uuid
 
     from agent.providers import build_providers
-    from agent.runner import prewarm_cache
+    from agent.sim.run import prewarm_cache
     from agent.sim.scenario import load_scenario
     from cache.admin import CacheAdmin
     from cache.redis_server import ensure_redis

@@ -19,9 +19,9 @@ from typing import Any
 import numpy as np
 import psutil
 
-from agent.report import percentile
+from agent.call.report import percentile
+from core.settings import REPO_ROOT as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 MIX = ["opening-hours.yaml", "noisy-babble.yaml", "insurance-claim.yaml"]
 
 
@@ -40,7 +40,7 @@ def _prewarm(profile: str, use_cache: bool) -> Any:
     (~0.9 s) held up the calls starting next to it. Returns the process's cache (or None): the
     calls share it and its Redis connections, as the calls of one worker process would."""
     from agent.providers import build_providers
-    from agent.runner import open_cache
+    from agent.sim.run import open_cache
     from core.settings import get_settings
 
     build_providers(profile, get_settings()).prewarm()
@@ -50,7 +50,7 @@ def _prewarm(profile: str, use_cache: bool) -> Any:
 async def _slot(
     i: int, start_after: float, deadline: float, profile: str, cache: Any, res: dict[str, list[Any]]
 ) -> None:
-    from agent.runner import run_call
+    from agent.sim.run import run_call
 
     await asyncio.sleep(start_after)
     n = 0

@@ -1,6 +1,6 @@
 """Tuning sweeps: the shipped config with some `TurnTuning` values overridden, one condition.
 
-python -m agent.turnbench.sweep '{"min_interruption": 0.25}' --cases 6 [--out sweep.json]
+python -m agent.bench.turns.sweep '{"min_interruption": 0.25}' --cases 6 [--out sweep.json]
 
 More cases than the corpus ships (32 at babble-10) are generated on the fly: a held-out check.
 """
@@ -16,10 +16,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-import agent.session as session_mod
-from agent.turnbench import check_out
-from agent.turnbench.bench import bench_turns
-from agent.turnbench.corpus import HARDEST
+import agent.call.session as session_mod
+from agent.bench.turns import check_out
+from agent.bench.turns.bench import bench_turns
+from agent.bench.turns.corpus import HARDEST
 
 KEYS = (
     "false_interruption_rate",

@@ -17,12 +17,12 @@ from typing import Any
 
 from livekit.agents import AgentSession, llm
 
-from agent.agent import CallAgent
-from agent.context import ContextManager
-from agent.jobs import JobClient
-from agent.prompt import instructions_for
+from agent.call.agent import CallAgent
+from agent.call.context import ContextManager
+from agent.call.jobs import JobClient
+from agent.call.prompt import instructions_for
+from agent.call.report import percentile
 from agent.providers.local_llm import LocalLLM
-from agent.report import percentile
 from core.local_llm import LocalLLMEngine
 from core.settings import REPO_ROOT, get_settings
 from core.tenants import load_tenant

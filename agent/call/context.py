@@ -22,7 +22,7 @@ from typing import Any
 
 from livekit.agents import llm
 
-from agent.jobs import TASK_SUMMARIZE, JobClient
+from agent.call.jobs import TASK_SUMMARIZE, JobClient
 from tasks.context_plan import FoldPlan, plan_fold
 
 log = logging.getLogger("callcenter.context")
@@ -64,7 +64,7 @@ class ContextManager:
         self.summary = ""
         self._summary_item: llm.ChatMessage | None = None
         # Called when a summary is folded in (between turns): the agent pre-reads the new prompt
-        # so the next turn does not pay for re-reading it (agent/agent.py `_prefill`).
+        # so the next turn does not pay for re-reading it (agent/call/agent.py `_prefill`).
         self.on_fold: Callable[[], None] | None = None
         self._covered: set[str] = set()  # ids of messages the summary already covers
         self._job: tuple[str, list[str], float] | None = None  # (job id, message ids, submitted at)

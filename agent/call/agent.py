@@ -18,14 +18,14 @@ import numpy as np
 from livekit import rtc
 from livekit.agents import Agent, ModelSettings, llm
 
-from agent.context import ContextManager
-from agent.prompt import instructions_for
+from agent.call.context import ContextManager
+from agent.call.prompt import instructions_for
 from agent.providers.profiles import primary_voice_token
 from core.local_tts import trim_silence
 from core.tenants import Tenant
 
 if TYPE_CHECKING:
-    from agent.documents import DocumentDesk
+    from agent.call.documents import DocumentDesk
     from cache.semantic import CacheHit, ResponseCache
 
 log = logging.getLogger("callcenter.agent")

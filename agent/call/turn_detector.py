@@ -14,7 +14,7 @@ only of backchannel words ("uh-huh", "okay", "right") is reported as empty. live
 the overlap as a false interruption (pause, then resume the same sentence) instead of
 committing a user turn that cuts the agent off. It also times each transcription: a
 non-streaming STT only answers after the caller stopped, so the session's resume timer must
-outlast it (see `agent.session.create_session`).
+outlast it (see `agent.call.session.create_session`).
 
 `EchoGateVAD` wraps the VAD with a telephony echo suppressor (the G.164-style "non-linear
 processor"): while the agent has a reply in progress, uplink frames quieter than the double-talk

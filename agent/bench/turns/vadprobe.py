@@ -1,6 +1,6 @@
 """How soon does each offline VAD notice that a caller stopped, on our phone lines?
 
-python -m agent.turnbench.vadprobe [--seeds 4] [--out bench-results/turns/vadprobe.json]
+python -m agent.bench.turns.vadprobe [--seeds 4] [--out bench-results/turns/vadprobe.json]
 
 The EOU delay at 10 dB babble is bounded by the VAD's end of speech (docs/turn-taking.md), so
 this compares the end-of-speech signals available offline on the same line audio: livekit's
@@ -28,10 +28,10 @@ from livekit import rtc
 from livekit.agents import inference
 from livekit.agents import vad as lk_vad
 
+from agent.bench.turns import check_out
 from agent.sim.caller_voice import synthesize_caller
 from agent.sim.line import LINE_RATE, LineModel
 from agent.sim.scenario import LineConfig
-from agent.turnbench import check_out
 
 RATE = 16000
 FRAME = 320  # 20 ms, as the call pushes it

@@ -47,8 +47,8 @@ def prewarm_cache(cache: Any) -> None:
 
 def open_context(redis_url: str | None = None) -> Any:
     """The bounded-context manager; without Redis it still bounds the window (no summaries)."""
-    from agent.context import ContextManager
-    from agent.jobs import JobClient
+    from agent.call.context import ContextManager
+    from agent.call.jobs import JobClient
 
     s = get_settings()
     jobs = None
@@ -83,7 +83,7 @@ async def run_call(
         cache = open_cache()
     desk = None
     if documents or scenario_path.stem.startswith("documents"):
-        from agent.documents import DeskConfig, sandbox_docs
+        from agent.call.documents import DeskConfig, sandbox_docs
 
         # a per-call copy of the documents: a simulated call's edits never touch the repo's
         desk = DeskConfig(docs_dir=sandbox_docs(out_dir)).build()

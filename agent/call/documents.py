@@ -28,8 +28,8 @@ from livekit.agents import AgentSession, llm
 from livekit.agents.llm import function_tool
 from livekit.agents.llm.mcp import MCPServer, MCPServerHTTP, MCPServerStdio, MCPToolResultContext
 
-from agent.agent import CallAgent
-from agent.doc_intents import DocRef, Intent, parse
+from agent.call.agent import CallAgent
+from agent.call.doc_intents import DocRef, Intent, parse
 from core.settings import REPO_ROOT
 
 log = logging.getLogger("callcenter.documents")

@@ -13,10 +13,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from agent.session import BENCH_CONFIGS
-from agent.turnbench.corpus import CONDITIONS, HARDEST, load_cases
-from agent.turnbench.run import CaseRun, prewarm, run_all
-from agent.turnbench.score import aggregate
+from agent.bench.turns.corpus import CONDITIONS, HARDEST, load_cases
+from agent.bench.turns.run import CaseRun, prewarm, run_all
+from agent.bench.turns.score import aggregate
+from agent.call.session import BENCH_CONFIGS
 
 SHIPPED = "shipped"
 QUICK_CASES = 3

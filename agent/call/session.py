@@ -19,8 +19,8 @@ from typing import Literal
 from livekit.agents import AgentSession, UserStateChangedEvent, inference
 from livekit.agents.voice.turn import TurnHandlingOptions
 
+from agent.call.turn_detector import BackchannelGateSTT, EchoGateVAD, TextTurnDetector
 from agent.providers import Providers
-from agent.turn_detector import BackchannelGateSTT, EchoGateVAD, TextTurnDetector
 
 TurnMode = Literal["vad", "eot", "vad-fixed", "vad+eot-audio", "vad+text-eou"]
 SHIPPED: TurnMode = "vad"
