@@ -1,7 +1,7 @@
 """The Celery app: Redis broker and result backend, at-least-once delivery for off-turn work.
 
 Start a worker with `callcenter worker celery` or `celery -A tasks.celery_app worker`.
-Producers (the agent, the MCP server) send tasks by their stable names (`TASK_*` below) and never
+Producers (the agent, the MCP server) send tasks by their stable names (`core/task_names.py`) and never
 import task code, so this package never depends on `agent/`.
 """
 
@@ -14,10 +14,9 @@ from celery import Celery
 from celery.signals import worker_init
 
 from core.settings import get_settings
+from core.task_names import TASK_ANALYZE, TASK_COMPARE, TASK_SUMMARIZE
 
-TASK_SUMMARIZE = "callcenter.summarize"
-TASK_ANALYZE = "callcenter.analyze_document"
-TASK_COMPARE = "callcenter.compare_documents"
+__all__ = ["TASK_ANALYZE", "TASK_COMPARE", "TASK_SUMMARIZE", "app"]
 
 # Hard time limits per task; the visibility timeout must exceed the longest of them, otherwise Redis
 # hands a still-running job to a second worker (duplicate work) before the first one finishes.

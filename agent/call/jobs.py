@@ -15,11 +15,10 @@ from typing import Any
 
 from celery import Celery
 
-log = logging.getLogger("callcenter.jobs")
+from core.task_names import TASK_ANALYZE, TASK_COMPARE, TASK_SUMMARIZE
 
-TASK_SUMMARIZE = "callcenter.summarize"
-TASK_ANALYZE = "callcenter.analyze_document"
-TASK_COMPARE = "callcenter.compare_documents"
+log = logging.getLogger("callcenter.jobs")
+__all__ = ["TASK_ANALYZE", "TASK_COMPARE", "TASK_SUMMARIZE", "JobClient", "JobState"]
 
 
 @dataclass
