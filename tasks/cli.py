@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-import os
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
-from core.settings import REPO_ROOT
+from core.errors import UserError
+from core.settings import REPO_ROOT, get_settings
 
 app = typer.Typer(help="Background workers.", no_args_is_help=True)
 mcp_app = typer.Typer(help="The MCP document server.", no_args_is_help=True)
+DEFAULT_DOCS = REPO_ROOT / "documents"
+
+
+def _fail(e: UserError) -> NoReturn:
+    """One line on stderr and the error's exit code (both `callcenter` and `python -m tasks`)."""
+    print(f"error: {e}", file=sys.stderr)
+    raise typer.Exit(e.exit_code)
 
 
 @app.command("celery")
@@ -30,6 +38,10 @@ def celery_worker(
     """
     import os
 
+    try:
+        get_settings()  # bad REDIS_URL / CALLCENTER_DATA_DIR / ... : one line, before Celery starts
+    except UserError as e:
+        _fail(e)
     from tasks.celery_app import app as celery_app
 
     if nice > 0:
@@ -51,19 +63,25 @@ def celery_worker(
 @mcp_app.command("serve")
 def serve(
     docs: Annotated[
-        Path,
-        typer.Option(help="Documents directory", exists=True, file_okay=False, envvar="CALLCENTER_DOCS_DIR"),
-    ] = REPO_ROOT / "documents",
+        Path, typer.Option(help="Documents directory", envvar="CALLCENTER_DOCS_DIR")
+    ] = DEFAULT_DOCS,
     transport: Annotated[str, typer.Option(help="stdio or streamable-http")] = "stdio",
-    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="non-loopback needs CALLCENTER_MCP_TOKEN")] = "127.0.0.1",
     port: Annotated[int, typer.Option()] = 8765,
     max_bytes: Annotated[int | None, typer.Option(help="Largest document served (default 2 MB)")] = None,
 ) -> None:
-    """Serve the documents over MCP (streamable-http endpoint: http://HOST:PORT/mcp)."""
-    from tasks.docs_server import serve as run
+    """Serve the documents over MCP (streamable-http endpoint: http://HOST:PORT/mcp).
 
-    if transport not in ("stdio", "streamable-http"):
-        raise typer.BadParameter("use stdio or streamable-http", param_hint="--transport")
-    if max_bytes:
-        os.environ["CALLCENTER_DOCS_MAX_BYTES"] = str(max_bytes)
-    run(docs, transport=transport, host=host, port=port)
+    With CALLCENTER_MCP_TOKEN set, HTTP clients must send `Authorization: Bearer <token>`; on an
+    address other than loopback (e.g. 0.0.0.0 in docker-compose) the token is required.
+    """
+    try:
+        if not docs.is_dir():
+            raise UserError(f"--docs {docs}: no such directory")
+        if max_bytes is not None and max_bytes < 1:
+            raise UserError(f"--max-bytes {max_bytes}: must be at least 1")
+        from tasks.docs_server import serve as run
+
+        run(docs, transport=transport, host=host, port=port, max_bytes=max_bytes)
+    except UserError as e:
+        _fail(e)

@@ -19,9 +19,14 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_MAX_BYTES = 2 * 1024 * 1024
+DEFAULT_KEEP_VERSIONS = 20
 TEXT_SUFFIXES = (".md", ".markdown", ".txt")
 VERSIONS_DIR = ".versions"
 _HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+# Text an edit may insert: no NUL or other C0 control characters (tab, newlines and form feed
+# are text), no DEL. One such byte makes every later read say "binary".
+_BINARY_CHARS = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_VERSION_ID = re.compile(r"\d{8}T\d{6}\.\d{6}Z")
 
 
 class DocError(Exception):
@@ -56,12 +61,28 @@ def section_at(secs: list[Section], line: int) -> str | None:
     return max(inner, key=lambda s: s.level).title if inner else None
 
 
+def check_text(what: str, text: str) -> None:
+    """Refuse text that would turn a document into a binary file (or cannot be stored as UTF-8)."""
+    if m := _BINARY_CHARS.search(text):
+        raise DocError(
+            "binary",
+            f"{what} contains the control character U+{ord(m.group()):04X}; only plain text is stored",
+        )
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise DocError("binary", f"{what} is not valid Unicode text (a lone surrogate)") from None
+
+
 class DocStore:
-    def __init__(self, root: Path | str, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self, root: Path | str, max_bytes: int = DEFAULT_MAX_BYTES, keep_versions: int = DEFAULT_KEEP_VERSIONS
+    ) -> None:
         self.root = Path(root).resolve()
         if not self.root.is_dir():
             raise DocError("not_found", f"documents directory {self.root} does not exist")
         self.max_bytes = max_bytes
+        self.keep_versions = max(1, keep_versions)
 
     # -- path safety -------------------------------------------------------------------------
     def resolve(self, name: str) -> Path:
@@ -213,6 +234,7 @@ class DocStore:
             if section is not None:
                 if new_text is None:
                     raise DocError("bad_edit", "section edits need new_text")
+                check_text("new_text", new_text)
                 lines = old.splitlines()
                 sec = self._find_section(name, lines, section)
                 body = new_text.rstrip("\n").splitlines()
@@ -221,6 +243,7 @@ class DocStore:
             else:
                 if not find or replace is None:
                     raise DocError("bad_edit", "find must be non-empty and replace must be given")
+                check_text("replace", replace)
                 count = old.count(find)
                 if count == 0:
                     raise DocError("no_match", f"{find!r} does not occur in {name!r}")
@@ -228,9 +251,35 @@ class DocStore:
             if len(new.encode()) > self.max_bytes:
                 raise DocError("too_large", f"the edit would grow {name!r} past {self.max_bytes} bytes")
             path = self.resolve(name)
-            version = self._backup(name, old)
-            _atomic_write(path, new)
+            version = self._backup(name, old.encode("utf-8"), path)
+            _atomic_write(path, new.encode("utf-8"))
         return {"name": name, "replacements": count, "backup_version": version, "bytes": len(new.encode())}
+
+    def restore(self, name: str, version: str) -> dict[str, Any]:
+        """Make a saved version the current text again; the current text is kept as a new version.
+
+        Works on a document whose current content is unreadable (binary, too large), so a bad
+        edit is always undoable.
+        """
+        with self._lock():
+            text = self.read_version(name, version)
+            path = self.resolve(name)
+            current = path.read_bytes()
+            if current == text.encode("utf-8"):
+                return {
+                    "name": name,
+                    "restored_version": version,
+                    "backup_version": None,
+                    "bytes": len(current),
+                }
+            backup = self._backup(name, current, path, keep=version)
+            _atomic_write(path, text.encode("utf-8"))
+        return {
+            "name": name,
+            "restored_version": version,
+            "backup_version": backup,
+            "bytes": len(text.encode()),
+        }
 
     def versions(self, name: str) -> list[str]:
         self.resolve(name)
@@ -238,19 +287,43 @@ class DocStore:
         return sorted(p.name.removesuffix(".bak") for p in d.glob("*.bak")) if d.is_dir() else []
 
     def read_version(self, name: str, version: str) -> str:
-        if not re.fullmatch(r"[0-9TZ.-]+", version):
-            raise DocError("version_not_found", f"{version!r} is not a version id")
-        p = self.root / VERSIONS_DIR / name / f"{version}.bak"
+        if not _VERSION_ID.fullmatch(version):
+            raise DocError("version_not_found", f"{version!r} is not a version id; see list_versions")
         self.resolve(name)  # same path rules as the live document
-        if not p.is_file():
+        p = self.root / VERSIONS_DIR / name / f"{version}.bak"
+        if not p.is_file() or p.is_symlink():
             raise DocError("version_not_found", f"{name!r} has no version {version!r}; see list_versions")
-        return p.read_text(encoding="utf-8")
+        data = p.read_bytes()
+        if len(data) > self.max_bytes:
+            raise DocError(
+                "too_large", f"version {version!r} is {len(data)} bytes; the limit is {self.max_bytes}"
+            )
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DocError("binary", f"version {version!r} of {name!r} is not UTF-8 text") from None
+        if "\x00" in text:
+            raise DocError("binary", f"version {version!r} of {name!r} is a binary file, not text")
+        return text
 
-    def _backup(self, name: str, text: str) -> str:
+    def _backup(self, name: str, data: bytes, doc: Path, keep: str | None = None) -> str:
+        """Save `data` as a new version (same file mode as the document), then drop the oldest
+        beyond `keep_versions` (never `keep`, the version being restored)."""
         d = self.root / VERSIONS_DIR / name
         d.mkdir(parents=True, exist_ok=True)
         version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
-        _atomic_write(d / f"{version}.bak", text)
+        while (d / f"{version}.bak").exists():  # two edits within one microsecond
+            version = datetime.now(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        _atomic_write(d / f"{version}.bak", data, mode_of=doc)
+        saved = sorted(p for p in d.glob("*.bak") if _VERSION_ID.fullmatch(p.name.removesuffix(".bak")))
+        excess = len(saved) - self.keep_versions
+        for old in saved:
+            if excess <= 0:
+                break
+            if old.name.removesuffix(".bak") in (version, keep):
+                continue
+            old.unlink(missing_ok=True)
+            excess -= 1
         return version
 
     @contextmanager
@@ -265,18 +338,32 @@ class DocStore:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Write to a temp file in the same directory, fsync, then os.replace: readers never see half a file."""
+def _atomic_write(path: Path, data: bytes, mode_of: Path | None = None) -> None:
+    """Write to a temp file in the same directory, fsync, then os.replace: readers never see half a
+    file. The result keeps the permission bits of `mode_of` (default: the file being replaced);
+    mkstemp alone would turn a 0644 document into 0600."""
+    ref = mode_of or path
+    try:
+        mode = ref.stat().st_mode & 0o7777
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def _snippet(line: str, term: str, width: int = 160) -> str:

@@ -10,7 +10,6 @@ timestamp inside every PROGRESS update.
 from __future__ import annotations
 
 import json
-import os
 import time
 from functools import lru_cache
 from typing import Any
@@ -27,7 +26,9 @@ _PREFIX = "callcenter:job:"
 
 def stale_after_s() -> float:
     """A running job without a heartbeat for this long is reported as worker_lost."""
-    return float(os.environ.get("CALLCENTER_JOB_STALE_AFTER_S", "30"))
+    from core.settings import get_settings
+
+    return get_settings().job_stale_after_s
 
 
 @lru_cache(maxsize=1)

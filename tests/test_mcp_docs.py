@@ -19,12 +19,14 @@ from tasks.docs_store import VERSIONS_DIR
 from tests.support.workers import McpHttpServer, WorkerProcess, client_app, stdio_params
 
 MAX_BYTES = 64 * 1024
+ROOM = "call-acme-test"  # the owner HTTP tests file their jobs under (the desk passes its room)
 TOOLS = {
     "list_documents",
     "read_document",
     "search_documents",
     "edit_document",
     "list_versions",
+    "restore_document",
     "analyze_document",
     "compare_documents",
     "job_status",
@@ -45,13 +47,14 @@ async def call(client: Client, tool: str, **args: Any) -> dict[str, Any]:
 
 
 async def wait_state(
-    client: Client, job_id: str, states: set[str], timeout: float = 60
+    client: Client, job_id: str, states: set[str], timeout: float = 60, owner: str | None = None
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Poll job_status until the job is in one of `states`; returns the final status and the trail."""
     trail: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
+    mine = {"owner": owner} if owner else {}
     while time.monotonic() < deadline:
-        st = await call(client, "job_status", job_id=job_id)
+        st = await call(client, "job_status", job_id=job_id, **mine)
         trail.append(st)
         if st["state"] in states:
             return st, trail
@@ -155,11 +158,19 @@ async def test_list_read_search(http_server: McpHttpServer) -> None:
         ("edit_document", {"name": "../policy.md", "find": "a", "replace": "b"}, "outside_docs"),
         ("edit_document", {"name": "policy.md", "find": "no such text", "replace": "b"}, "no_match"),
         ("edit_document", {"name": "policy.md"}, "bad_edit"),
-        ("analyze_document", {"name": "huge.md"}, "too_large"),
-        ("analyze_document", {"name": "../../etc/passwd"}, "outside_docs"),
-        ("compare_documents", {"a": "policy.md", "b": "missing.md"}, "not_found"),
-        ("compare_documents", {"a": "policy.md", "version": "20990101T000000.000000Z"}, "version_not_found"),
-        ("job_status", {"job_id": "no-such-job"}, "unknown_job"),
+        ("analyze_document", {"name": "huge.md", "owner": ROOM}, "too_large"),
+        ("analyze_document", {"name": "../../etc/passwd", "owner": ROOM}, "outside_docs"),
+        ("compare_documents", {"a": "policy.md", "b": "missing.md", "owner": ROOM}, "not_found"),
+        (
+            "compare_documents",
+            {"a": "policy.md", "version": "20990101T000000.000000Z", "owner": ROOM},
+            "version_not_found",
+        ),
+        ("job_status", {"job_id": "no-such-job", "owner": ROOM}, "unknown_job"),
+        # Session-less HTTP: a job without an owner would be anyone's, so it is refused.
+        ("analyze_document", {"name": "policy.md"}, "bad_owner"),
+        ("job_status", {"job_id": "no-such-job"}, "bad_owner"),
+        ("restore_document", {"name": "policy.md", "version": "nope"}, "version_not_found"),
     ],
 )
 async def test_bad_input_is_a_clear_tool_error(
@@ -192,8 +203,8 @@ async def test_edit_is_atomic_and_versioned(http_server: McpHttpServer, docs_dir
         first = docs_dir / VERSIONS_DIR / "contract.md" / f"{versions[0]}.bak"
         assert first.read_text() == before
 
-        job = await call(c, "compare_documents", a="contract.md", version=versions[0])
-        st, _ = await wait_state(c, job["job_id"], {"succeeded", "failed"})
+        job = await call(c, "compare_documents", a="contract.md", version=versions[0], owner=ROOM)
+        st, _ = await wait_state(c, job["job_id"], {"succeeded", "failed"}, owner=ROOM)
         assert st["state"] == "succeeded", st
         res = st["result"]
         assert res["removed_lines"] >= 2 and res["added_lines"] >= 2
@@ -201,20 +212,82 @@ async def test_edit_is_atomic_and_versioned(http_server: McpHttpServer, docs_dir
         assert "$15.25" in res["diff"]
 
 
+async def test_binary_edit_is_refused_and_restore_document_undoes_edits(
+    http_server: McpHttpServer, docs_dir: Path
+) -> None:
+    """A NUL byte used to brick a document (every read: "binary"); now it is refused, and any edit
+    can be undone over MCP with restore_document."""
+    async with Client(http_server.url) as c:
+        before = (docs_dir / "policy.md").read_bytes()
+        for args in (
+            {"find": "Refunds", "replace": "Ref\x00unds"},
+            {"section": "Refunds", "new_text": "\x00\x01\x02 binary"},
+        ):
+            with pytest.raises(ToolFailed, match="binary:"):
+                await call(c, "edit_document", name="policy.md", **args)
+        assert (docs_dir / "policy.md").read_bytes() == before
+        assert (await call(c, "read_document", name="policy.md"))["text"].startswith("# Returns")
+
+        v = (await call(c, "edit_document", name="policy.md", find="5 business days", replace="9 days"))[
+            "backup_version"
+        ]
+        r = await call(c, "restore_document", name="policy.md", version=v)
+        assert (
+            r["restored_version"] == v
+            and r["backup_version"] in (await call(c, "list_versions", name="policy.md"))["versions"]
+        )
+        assert (docs_dir / "policy.md").read_bytes() == before
+        with pytest.raises(ToolFailed, match="version_not_found:"):
+            await call(c, "restore_document", name="policy.md", version="../../etc/passwd")
+
+
+async def test_jobs_belong_to_the_call_that_started_them(
+    http_server: McpHttpServer, redis_url: str, queue: str, docs_dir: Path
+) -> None:
+    """Another call (another owner, or another stdio server) cannot see or cancel a job: to it the
+    job does not exist. The owner itself follows it from any connection (the desk reconnects)."""
+    async with Client(http_server.url) as a, Client(http_server.url) as b:
+        mine = await call(a, "analyze_document", name="policy.md", owner="call-acme-1")
+        for tool in ("job_status", "cancel_job"):
+            with pytest.raises(ToolFailed, match="unknown_job:"):
+                await call(b, tool, job_id=mine["job_id"], owner="call-acme-2")
+            with pytest.raises(ToolFailed, match="bad_owner:"):
+                await call(b, tool, job_id=mine["job_id"])
+        with pytest.raises(ToolFailed, match="bad_owner:"):
+            await call(a, "job_status", job_id=mine["job_id"], owner="x" * 300)
+        st = await call(b, "job_status", job_id=mine["job_id"], owner="call-acme-1")
+        assert st["state"] != "cancelled"  # the other call's cancel did nothing
+        done, _ = await wait_state(
+            a, mine["job_id"], {"succeeded", "failed", "cancelled"}, owner="call-acme-1"
+        )
+        assert done["state"] == "succeeded"
+
+        # A stdio server has one client: its jobs without an owner are that client's alone.
+        async with Client(stdio_params(docs_dir, server_env(redis_url, queue))) as s1:
+            anon = await call(s1, "analyze_document", name="contract.md")
+            async with Client(stdio_params(docs_dir, server_env(redis_url, queue))) as s2:
+                with pytest.raises(ToolFailed, match="unknown_job:"):
+                    await call(s2, "cancel_job", job_id=anon["job_id"])
+            with pytest.raises(ToolFailed, match="unknown_job:"):
+                await call(a, "job_status", job_id=anon["job_id"], owner="call-acme-1")
+            st, _ = await wait_state(s1, anon["job_id"], {"succeeded", "failed", "cancelled"})
+            assert st["state"] == "succeeded"
+
+
 async def test_analyze_and_compare_jobs(http_server: McpHttpServer) -> None:
     async with Client(http_server.url) as c:
         t0 = time.monotonic()
-        job = await call(c, "analyze_document", name="policy.md")
+        job = await call(c, "analyze_document", name="policy.md", owner=ROOM)
         assert time.monotonic() - t0 < 2.0 and job["state"] == "queued"  # returns at once
-        cmp = await call(c, "compare_documents", a="prices-v1.md", b="prices-v2.md")
-        st, _ = await wait_state(c, job["job_id"], {"succeeded", "failed"})
+        cmp = await call(c, "compare_documents", a="prices-v1.md", b="prices-v2.md", owner=ROOM)
+        st, _ = await wait_state(c, job["job_id"], {"succeeded", "failed"}, owner=ROOM)
         assert st["state"] == "succeeded", st
         res = st["result"]
         assert "Returns and Refunds Policy" in res["summary"] and res["llm"] is False
         assert any("$9.95" in f for f in res["key_facts"])
         assert any("escalate" in a for a in res["action_items"])
 
-        st, _ = await wait_state(c, cmp["job_id"], {"succeeded", "failed"})
+        st, _ = await wait_state(c, cmp["job_id"], {"succeeded", "failed"}, owner=ROOM)
         res = st["result"]
         assert not res["identical"] and "$949.00" in res["diff"]
         assert {
