@@ -2,26 +2,50 @@
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.redact import redact_url
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA_DIR = REPO_ROOT / ".data"
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+# Never echoed in an error message; URL fields are echoed with their credentials masked.
+SECRET_FIELDS = {"admin_token", "mcp_token", "openai_api_key", "elevenlabs_api_key"}
+URL_FIELDS = {"redis_url", "openai_base_url", "elevenlabs_base_url"}
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CALLCENTER_", env_file=".env", extra="ignore")
 
     profile: Literal["local", "cloud"] = "local"
-    data_dir: Path = Field(default=REPO_ROOT / ".data", description="models, embedded Redis, jobs")
+    # Anything but the default must already exist: a mistyped path would otherwise start a new,
+    # empty embedded Redis (and re-download models) without a word.
+    data_dir: Path = Field(default=DEFAULT_DATA_DIR, description="models, embedded Redis, jobs")
     tenants_dir: Path = REPO_ROOT / "tenants"
     default_tenant: str = "acme"
 
     # Redis: unset -> the embedded Redis Stack (cache/redis_server.py) is used.
     redis_url: str | None = Field(default=None, validation_alias="REDIS_URL")
+
+    # MCP document server (tasks/docs_server.py).
+    docs_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1, le=1024 * 1024 * 1024)
+    # Backup versions kept per document; older ones are deleted after each edit.
+    docs_keep_versions: int = Field(default=20, ge=1, le=10_000)
+    mcp_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+    # Bearer token for the streamable-HTTP transport; required when bound to a non-loopback address.
+    mcp_token: str | None = Field(default=None, validation_alias="CALLCENTER_MCP_TOKEN")
+    # A running document job without a heartbeat for this long is reported as worker_lost.
+    job_stale_after_s: float = Field(default=30.0, gt=0)
+
+    # Threads of the ONNX sentence embedder (cache/embedder.py).
+    embed_threads: int = Field(default=1, ge=1, le=64)
 
     # Cloud profile (keys come from the provider's usual env vars).
     openai_api_key: str | None = Field(default=None, validation_alias="OPENAI_API_KEY")
@@ -75,11 +99,74 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as e:
+    @field_validator("data_dir")
+    @classmethod
+    def _data_dir_exists(cls, v: Path) -> Path:
+        p = v.expanduser()
+        if p.resolve() == DEFAULT_DATA_DIR.resolve():
+            return p  # created on first use
+        if p.exists() and not p.is_dir():
+            raise ValueError("is not a directory")
+        if not p.is_dir():
+            raise ValueError(
+                "no such directory (create it first; only the default .data/ is created for you)"
+            )
+        if not os.access(p, os.W_OK | os.X_OK):
+            raise ValueError("directory is not writable")
+        return p
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        try:
+            parts = urlsplit(v)
+            port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+        except ValueError:
+            raise ValueError("not a valid URL") from None
+        del port
+        if parts.scheme == "unix":
+            if not parts.path:
+                raise ValueError("unix:// needs a socket path, e.g. unix:///run/redis.sock")
+        elif parts.scheme not in ("redis", "rediss") or not parts.hostname:
+            raise ValueError("expected redis://[:password@]host:port/db, rediss://… or unix:///path")
+        return v
+
+    @field_validator("mcp_log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, v: Any) -> Any:
+        return v.strip().upper() if isinstance(v, str) else v
+
+    @field_validator("mcp_token")
+    @classmethod
+    def _token_strength(cls, v: str | None) -> str | None:
+        if not v:
+            return None
+        if len(v) < 16:
+            raise ValueError("too short: use at least 16 random characters (openssl rand -hex 24)")
+        return v
+
         from core.errors import UserError
 
         err = e.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else "?"
+        loc = str(err["loc"][0]) if err["loc"] else "?"
+        # `loc` is the field name, or the alias (e.g. REDIS_URL) for fields that have one.
+        aliases = {f.validation_alias: n for n, f in Settings.model_fields.items() if f.validation_alias}
+        field = aliases.get(loc, loc)
         info = Settings.model_fields.get(field)
         alias = info.validation_alias if info and isinstance(info.validation_alias, str) else None
         name = alias or f"CALLCENTER_{field.upper()}"
-        raise UserError(f"setting {name}={err.get('input')!r}: {err['msg']}") from None
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise UserError(f"setting {name}={_printable(field, err.get('input'))}: {msg}") from None
+
+
+def _printable(field: str, value: Any) -> str:
+    """The offending value for an error line: secrets hidden, URLs without credentials, short."""
+    if field in SECRET_FIELDS:
+        return "(hidden)"
+    text = str(value)
+    if field in URL_FIELDS:
+        text = redact_url(text)
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return repr(text)
