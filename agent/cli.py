@@ -230,7 +230,10 @@ def dashboard(
     """Web dashboard: overview, calls, cache admin, Prometheus /metrics."""
     from agent.dashboard import run_dashboard
 
-    run_dashboard(host, port, calls_dir, experiment)
+    try:
+        run_dashboard(host, port, calls_dir, experiment)
+    except UserError as e:
+        fail(str(e), e.exit_code)
 
 
 @calls_app.command("purge")

@@ -2,24 +2,32 @@
 
 Stable routes: GET / , GET /metrics, GET /calls, GET /calls/{id}, GET /calls/{id}/audio, GET /cache,
 GET /api/overview, GET /api/cache/search?q=&tenant=, GET /api/cache/entries, GET /api/cache/stats,
-DELETE /api/cache/{id}, POST /api/cache/warm (multipart `file`, optional `tenant`).
+DELETE /api/cache/{id}, POST /api/cache/warm (multipart `file`, optional `tenant`), GET/POST /login,
+POST /logout.
+
+Access (agent/dashboard/auth.py): the overview, /metrics and /api/cache/stats are aggregates and
+may be open to loopback clients; everything showing caller data (calls, transcripts, recordings,
+cached questions) needs the read or admin token; changes need the admin token.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import MutableHeaders
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -27,9 +35,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from agent.dashboard import cache_routes
 from agent.dashboard.alerts import Alerts
-from agent.dashboard.auth import require_read
-from agent.dashboard.calls import CallStore, call_dir, ms, overview, pct, series
+from agent.dashboard.auth import COOKIE, COOKIE_MAX_AGE_S, NO_READ_TOKEN, Access, login_form, safe_next
+from agent.dashboard.calls import (
+    CallStore,
+    CallSummary,
+    ReportSource,
+    call_dir,
+    has_file,
+    ms,
+    open_file,
+    overview,
+    pct,
+    series,
+)
 from agent.observability import STAGES, Experiment, Metrics, compare
+from core.errors import UserError
 
 HERE = Path(__file__).parent
 log = logging.getLogger("callcenter.dashboard")
@@ -41,6 +61,52 @@ SECURITY_HEADERS = {
     "Cache-Control": "no-store",
 }
 Handler = Callable[[Request], Awaitable[Response]]
+CHUNK = 256 * 1024
+_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+
+
+class FileDescriptorResponse(Response):
+    """A regular file already opened safely (`calls.open_file`), streamed from its fd and closed
+    however the response ends (a client that disconnects included). One `Range: bytes=a-b` is
+    honoured so the recording player can seek."""
+
+    def __init__(self, fd: int, request: Request, media_type: str) -> None:
+        self.fd = fd
+        size = os.fstat(fd).st_size
+        self.start, self.length, status = 0, size, 200
+        headers = {"Accept-Ranges": "bytes"}
+        m = _RANGE.fullmatch(request.headers.get("range", "").strip())
+        if m and (m.group(1) or m.group(2)):
+            a, b = m.group(1), m.group(2)
+            first = int(a) if a else max(0, size - int(b))
+            last = min(int(b), size - 1) if a and b else size - 1
+            if first >= size or first > last:
+                status, self.length = 416, 0
+                headers["Content-Range"] = f"bytes */{size}"
+            else:
+                status, self.start, self.length = 206, first, last - first + 1
+                headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+        headers["Content-Length"] = str(self.length)
+        super().__init__(None, status, headers, media_type)
+        self.headers["content-length"] = str(self.length)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await send({"type": "http.response.start", "status": self.status_code,
+                        "headers": self.raw_headers})  # fmt: skip
+            pos, left = self.start, self.length
+            if scope.get("method") == "HEAD":
+                left = 0
+            while left > 0:
+                chunk = await anyio.to_thread.run_sync(os.pread, self.fd, min(CHUNK, left), pos)
+                if not chunk:
+                    break  # the file shrank under us: end early rather than hang
+                pos, left = pos + len(chunk), left - len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": left > 0})
+            if left > 0 or self.length == 0 or scope.get("method") == "HEAD":
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            os.close(self.fd)
 
 
 class SecurityHeaders:
@@ -61,15 +127,18 @@ class SecurityHeaders:
 
 
 class Dashboard:
-    def __init__(self, calls_dir: Path, redis_url: str | None, admin_token: str | None,
-                 open_readonly_on_localhost: bool, experiment: Experiment | None = None,
-                 namespace: str = "cc") -> None:  # fmt: skip
+    def __init__(self, calls_dir: Path, redis_url: str | None, access: Access,
+                 experiment: Experiment | None = None, namespace: str = "cc") -> None:  # fmt: skip
         self.calls = CallStore(Path(calls_dir))
         self.redis_url = redis_url
-        self.token = admin_token
-        self.open_local = open_readonly_on_localhost
+        self.access = access
         self.experiment = experiment
         self.metrics = Metrics()
+        self.bad_reports = Gauge(
+            "callcenter_bad_reports",
+            "call reports in the calls directory skipped as malformed or unreadable",
+            registry=self.metrics.registry,
+        )
         self.recorded: set[str] = set()
         self.alerts = Alerts()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -97,36 +166,55 @@ class Dashboard:
     def arm(self, call_id: str) -> str | None:
         return self.experiment.assign(call_id) if self.experiment else None
 
-    def sync_metrics(self) -> None:
+    def scan(self) -> list[CallSummary]:
         calls = self.calls.scan()
+        self.bad_reports.set(len(self.calls.bad))
+        return calls
+
+    def sync_metrics(self) -> None:
+        calls = self.scan()
         for c in calls:
             if c.finished and c.id not in self.recorded:
                 self.recorded.add(c.id)
-                self.metrics.record_call(self.calls.dir / c.id, arm=self.arm(c.id))
+                # the validated report, not its path: the files are read once, safely (calls.py)
+                self.metrics.record_call(ReportSource.of(self.calls.dir / c.id, c.report), arm=self.arm(c.id))
         self.metrics.active_calls.labels(**Metrics.labels(None, None, None)).set(
             sum(not c.finished for c in calls)
         )
 
     def guard(self, fn: Handler) -> Handler:
+        """Aggregates only (no caller text, no call ids): may be open on loopback."""
+
         async def wrapped(request: Request) -> Response:
-            denied = require_read(request, self.token, self.open_local)
+            denied = self.access.check_overview(request)
+            return denied if denied is not None else await fn(request)
+
+        return wrapped
+
+    def private(self, fn: Handler) -> Handler:
+        """Caller data: the read or admin token, from every client."""
+
+        async def wrapped(request: Request) -> Response:
+            denied = self.access.check_read(request)
             return denied if denied is not None else await fn(request)
 
         return wrapped
 
     def page(self, request: Request, name: str, **ctx: Any) -> Response:
-        return self.templates.TemplateResponse(request, name, {"nav": name, **ctx})
+        authed = self.access.check_read(request) is None
+        return self.templates.TemplateResponse(request, name, {"nav": name, "authed": authed, **ctx})
 
     # -- views --
     async def index(self, request: Request) -> Response:
-        calls = self.calls.scan()
+        calls = self.scan()
         stats = await run_in_threadpool(self.cache_stats)
+        may_read = self.access.check_read(request) is None  # the recent calls list ids: caller data
         ctx = {
-            "o": overview(calls),
+            "o": overview(calls, bad_reports=len(self.calls.bad)),
             "alerts": self.alerts.evaluate(calls, stats),
             "series": series(calls),
             "stats": stats,
-            "recent": calls[:10],
+            "recent": calls[:10] if may_read else None,
             "ab": self.ab(calls),
             "ms": ms,
             "pct": pct,
@@ -143,9 +231,9 @@ class Dashboard:
         return {"name": self.experiment.name, **compare(per)}
 
     async def api_overview(self, request: Request) -> Response:
-        calls = self.calls.scan()
+        calls = self.scan()
         stats = await run_in_threadpool(self.cache_stats)
-        return JSONResponse({"overview": overview(calls), "series": series(calls),
+        return JSONResponse({"overview": overview(calls, bad_reports=len(self.calls.bad)), "series": series(calls),
                              "alerts": self.alerts.evaluate(calls, stats), "cache": stats})  # fmt: skip
 
     async def metrics_text(self, request: Request) -> Response:
@@ -153,23 +241,55 @@ class Dashboard:
         return Response(self.metrics.text(), media_type=CONTENT_TYPE_LATEST)
 
     async def calls_list(self, request: Request) -> Response:
-        return self.page(request, "calls.html", calls=self.calls.scan()[:200], ms=ms, pct=pct)
+        calls = self.scan()
+        return self.page(
+            request, "calls.html", calls=calls[:200], bad_reports=len(self.calls.bad), ms=ms, pct=pct
+        )
 
     async def call_view(self, request: Request) -> Response:
         d = call_dir(self.calls.dir, request.path_params["call_id"])
         if d is None:
             return Response("call not found", 404)
-        c = next((c for c in self.calls.scan() if c.id == d.name), None)
+        calls = self.scan()
+        if d.name in self.calls.bad:
+            return Response("call report unreadable (malformed; see the dashboard log)", 404)
+        c = next((c for c in calls if c.id == d.name), None)
         if c is None:
             return Response("call not found", 404)
         return self.page(request, "call.html", c=c, transcript=self.calls.transcript(d), stages=STAGES,
-                         has_audio=(d / "call.wav").is_file(), arm=self.arm(c.id), ms=ms)  # fmt: skip
+                         has_audio=has_file(d, "call.wav"), arm=self.arm(c.id), ms=ms)  # fmt: skip
 
     async def call_audio(self, request: Request) -> Response:
         d = call_dir(self.calls.dir, request.path_params["call_id"])
-        if d is None or not (d / "call.wav").is_file():
+        fd = open_file(d, "call.wav") if d is not None else None
+        if fd is None:
             return Response("not found", 404)
-        return FileResponse(d / "call.wav", media_type="audio/wav")
+        return FileDescriptorResponse(fd, request, "audio/wav")
+
+    # -- browser login: a cookie that opens the read routes (never the admin ones) --
+    async def login_page(self, request: Request) -> Response:
+        return login_form(request.query_params.get("next", "/"))
+
+    async def login(self, request: Request) -> Response:
+        if not self.access.same_origin(request):
+            return login_form("/", "cross-site login refused", 403)
+        async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
+            token, nxt = form.get("token"), form.get("next")
+        nxt = safe_next(nxt if isinstance(nxt, str) else "/")
+        if self.access.admin is None and self.access.read is None:
+            return login_form(nxt, NO_READ_TOKEN, 403)
+        token = token.strip() if isinstance(token, str) else ""
+        if not token or self.access.role_of(token) is None:
+            return login_form(nxt, "wrong token", 403)
+        resp = RedirectResponse(nxt, 303)
+        resp.set_cookie(COOKIE, Access.cookie_value(token), max_age=COOKIE_MAX_AGE_S, path="/",
+                        httponly=True, samesite="strict", secure=request.url.scheme == "https")  # fmt: skip
+        return resp
+
+    async def logout(self, request: Request) -> Response:
+        resp = RedirectResponse("/", 303)
+        resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return resp
 
 
 def _datetime(ts: float) -> str:
@@ -187,18 +307,21 @@ def _duration(s: float | None) -> str:
 
 def create_app(calls_dir: Path | str, redis_url: str | None, admin_token: str | None,
                open_readonly_on_localhost: bool = True, experiment: Experiment | None = None,
-               cache_namespace: str = "cc") -> Starlette:  # fmt: skip
-    dash = Dashboard(
-        Path(calls_dir), redis_url, admin_token, open_readonly_on_localhost, experiment, cache_namespace
-    )
-    g = dash.guard
+               cache_namespace: str = "cc", read_token: str | None = None) -> Starlette:  # fmt: skip
+    """The app; `UserError` for a placeholder or too-short token (an empty one opens nothing)."""
+    access = Access.build(admin_token, read_token, open_readonly_on_localhost)
+    dash = Dashboard(Path(calls_dir), redis_url, access, experiment, cache_namespace)
+    g, p = dash.guard, dash.private
     routes = [
         Route("/", g(dash.index)),
         Route("/metrics", g(dash.metrics_text)),
         Route("/api/overview", g(dash.api_overview)),
-        Route("/calls", g(dash.calls_list)),
-        Route("/calls/{call_id}", g(dash.call_view)),
-        Route("/calls/{call_id}/audio", g(dash.call_audio)),
+        Route("/calls", p(dash.calls_list)),
+        Route("/calls/{call_id}", p(dash.call_view)),
+        Route("/calls/{call_id}/audio", p(dash.call_audio)),
+        Route("/login", dash.login_page, methods=["GET"]),
+        Route("/login", dash.login, methods=["POST"]),
+        Route("/logout", dash.logout, methods=["POST"]),
         *cache_routes.routes(dash),
         Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
     ]
@@ -213,15 +336,32 @@ def run_dashboard(host: str = "127.0.0.1", port: int = 8700, calls_dir: Path | s
     optional experiment file (YAML/JSON, see `agent.observability.load_experiment`) adds the A/B table."""
     import uvicorn
 
-    from agent.observability import load_experiment
+    from agent.dashboard.auth import DashboardTokens
     from core.settings import get_settings
 
     s = get_settings()
-    if host not in ("127.0.0.1", "localhost", "::1") and not s.admin_token:
-        log.warning("listening on %s without CALLCENTER_ADMIN_TOKEN: remote clients are refused", host)
+    read_token = getattr(s, "read_token", None) or DashboardTokens().read_token
     open_local = bool(getattr(s, "dashboard_open_on_localhost", True))
-    exp = load_experiment(experiment) if experiment else None
-    app = create_app(
-        calls_dir, s.redis_url, s.admin_token, open_readonly_on_localhost=open_local, experiment=exp
-    )
+    exp = experiment_from(experiment) if experiment else None
+    app = create_app(calls_dir, s.redis_url, s.admin_token, open_readonly_on_localhost=open_local,
+                     experiment=exp, read_token=read_token)  # fmt: skip
+    access: Access = app.state.dashboard.access
+    if access.admin is None and access.read is None:
+        log.warning("no CALLCENTER_ADMIN_TOKEN / CALLCENTER_READ_TOKEN: calls, recordings and the cache "
+                    "cannot be viewed, only the overview%s", " (loopback)" if open_local else "")  # fmt: skip
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+def experiment_from(path: Path | str) -> Experiment:
+    """`load_experiment` with every way a file can be wrong turned into one `UserError` line."""
+    import yaml
+
+    from agent.observability import load_experiment
+
+    try:
+        return load_experiment(path)
+    except OSError as e:
+        raise UserError(f"experiment file {path}: {e.strerror or type(e).__name__}") from None
+    except (ValueError, TypeError, AttributeError, yaml.YAMLError) as e:
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].removeprefix(f"{path}: ")[:200]
+        raise UserError(f"experiment file {path}: {first}") from None

@@ -1,4 +1,8 @@
-"""Cache pages and JSON API, all through the shared service layer `cache.admin.CacheAdmin`."""
+"""Cache pages and JSON API, all through the shared service layer `cache.admin.CacheAdmin`.
+
+The page, search and entry list show cached questions and answers (caller data): they need the
+read or admin token. Stats are counts only (overview level). Invalidate and warm need the admin
+token as a Bearer header."""
 
 from __future__ import annotations
 
@@ -15,7 +19,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from agent.dashboard.auth import require_admin
 from core.errors import UserError
 
 if TYPE_CHECKING:
@@ -109,7 +112,7 @@ def routes(dash: Dashboard) -> list[Route]:
 
     @errors
     async def delete(request: Request) -> Response:
-        if (denied := require_admin(request, dash.token)) is not None:
+        if (denied := dash.access.check_admin(request)) is not None:
             return denied
         eid = request.path_params["entry_id"]
         if not ENTRY_ID.fullmatch(eid):
@@ -122,7 +125,7 @@ def routes(dash: Dashboard) -> list[Route]:
         return JSONResponse({"deleted": n, "id": eid})
 
     async def warm(request: Request) -> Response:
-        if (denied := require_admin(request, dash.token)) is not None:
+        if (denied := dash.access.check_admin(request)) is not None:
             return denied
         async with request.form(max_files=1, max_fields=5) as form:
             up = form.get("file")
@@ -143,11 +146,11 @@ def routes(dash: Dashboard) -> list[Route]:
             res = await call(admin.warm, path, tenant=tenant)
         return JSONResponse({k: res[k] for k in ("stored", "skipped", "total", "ids")})
 
-    g = dash.guard
+    g, p = dash.guard, dash.private
     return [
-        Route("/cache", g(page)),
-        Route("/api/cache/search", g(errors(search))),
-        Route("/api/cache/entries", g(errors(entries))),
+        Route("/cache", p(page)),
+        Route("/api/cache/search", p(errors(search))),
+        Route("/api/cache/entries", p(errors(entries))),
         Route("/api/cache/stats", g(errors(stats))),
         Route("/api/cache/warm", errors(warm), methods=["POST"]),
         Route("/api/cache/{entry_id}", delete, methods=["DELETE"]),
