@@ -24,7 +24,9 @@ COPY tenants ./tenants
 COPY documents ./documents
 COPY deploy/telephony.yaml ./deploy/telephony.yaml
 
-RUN useradd --create-home --uid 1000 callcenter && mkdir -p /data && chown callcenter /data
+# documents/ is writable by the app user: the MCP server edits it (a named volume in compose).
+RUN useradd --create-home --uid 1000 callcenter && mkdir -p /data && chown callcenter /data \
+    && chown -R callcenter /app/documents
 USER callcenter
 VOLUME ["/data"]
 ENTRYPOINT ["/usr/bin/tini", "--", "callcenter"]

@@ -119,3 +119,15 @@ def test_example_telephony_file_is_valid() -> None:
 
     cfg = load_config(ROOT / "deploy" / "telephony.yaml")
     assert cfg.agent_name == env_example()["CALLCENTER_AGENT_NAME"]
+
+
+def test_documents_live_on_a_named_volume_the_app_can_write() -> None:
+    """Edits (and their .versions/) must survive `docker compose up` re-creating the container."""
+    mcp = SERVICES["mcp-docs"]
+    cmd = mcp["command"]
+    docs = cmd[cmd.index("--docs") + 1]
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in mcp["volumes"]}
+    assert docs in mounts and mounts[docs] in COMPOSE["volumes"]  # a named volume, not the image
+    assert mounts.get("/data") == "app-data"  # the service still gets the shared data volume
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"chown -R callcenter /app/documents", dockerfile)  # the volume is writable
