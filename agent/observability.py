@@ -19,12 +19,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from core.call_report import STAGES
+
 if TYPE_CHECKING:
     from livekit.agents import stt, tts
 
 log = logging.getLogger("callcenter.observability")
 
-STAGES = ("eou_delay", "stt_delay", "llm_ttft", "tts_ttfb", "voice_to_voice")
 BASE = ("tenant", "profile", "experiment")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0)
 LOOKUP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0)
@@ -79,9 +80,17 @@ class Metrics:
         )
         self.transfers = Counter("callcenter_transfers", "transfers to a human", BASE, registry=r)
         self.errors = Counter("callcenter_errors", "call errors by kind", (*BASE, "kind"), registry=r)
-        self.active_calls = Gauge("callcenter_active_calls", "calls in progress", BASE, registry=r)
+        # multiprocess_mode: how the worker's endpoint adds up its job processes (livekit's
+        # Prometheus server reads them all; ignored outside multiprocess mode)
+        self.active_calls = Gauge(
+            "callcenter_active_calls", "calls in progress", BASE, registry=r, multiprocess_mode="livesum"
+        )
         self.context_tokens = Gauge(
-            "callcenter_context_tokens", "LLM context size of the last turn", BASE, registry=r
+            "callcenter_context_tokens",
+            "LLM context size of the last turn",
+            BASE,
+            registry=r,
+            multiprocess_mode="max",
         )
         # Per process, not per call: the engines are shared by the calls of a worker process.
         self.provider_fallbacks = Counter(
@@ -244,13 +253,6 @@ def watch_fallbacks(
             log.warning("%s provider %s failed; switching to the next one", kind, name)
 
     adapter.on(f"{kind}_availability_changed", on_change)
-
-
-def serve_metrics(port: int, addr: str = "127.0.0.1") -> None:
-    """Expose `METRICS` on http://addr:port/metrics (agent worker processes)."""
-    from prometheus_client import start_http_server
-
-    start_http_server(port, addr=addr, registry=METRICS.registry)
 
 
 # ---- A/B experiments -----------------------------------------------------------------------

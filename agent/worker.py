@@ -16,7 +16,6 @@ CALLCENTER_CALL_RETENTION_DAYS (reports older than this are deleted after a late
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -28,17 +27,18 @@ from typing import Any, Literal
 from livekit import api, rtc
 from livekit.agents import AgentServer, AutoSubscribe, JobContext, JobProcess, WorkerOptions, llm
 from livekit.agents.utils.hw import get_cpu_monitor
-from livekit.agents.voice import SpeechHandle, room_io
+from livekit.agents.voice import SpeechHandle
 from livekit.agents.voice.events import CloseEvent
 
-from agent.call.agent import CallAgent, TurnLog
-from agent.call.report import TurnMetrics, write_metrics, write_private
+from agent.call.agent import TurnLog
+from agent.call.assemble import CallOptions, CallServices, build_call
 from agent.call.retention import purge_now_and_then
-from agent.call.session import TurnMode, create_session
+from agent.call.session import TurnMode
 from agent.providers import Providers, build_providers
+from core.call_report import ReportHead, TurnMetrics
 from core.settings import get_settings
 from core.tenants import Tenant
-from sip.behaviours import LiveKitCallControl, PhoneBehaviours
+from sip.behaviours import LiveKitCallControl
 from sip.config import DEFAULT_AGENT_NAME, DIRECTION_ATTRIBUTE
 from sip.telephony import (
     CallerInfo,
@@ -46,7 +46,6 @@ from sip.telephony import (
     amd_action,
     caller_info,
     dispatch_metadata,
-    make_end_call_tool,
     tenant_for_call,
 )
 
@@ -63,6 +62,8 @@ class WorkerConfig:
     calls_dir: Path = Path("calls")
     leave_voicemail: bool = True
     idle: IdlePolicy = field(default_factory=IdlePolicy)
+    metrics_port: int | None = 9464  # Prometheus /metrics of this worker (None: off)
+    metrics_dir: Path | None = None  # where job processes keep their metric files
 
     @classmethod
     def from_env(cls) -> WorkerConfig:
@@ -73,7 +74,22 @@ class WorkerConfig:
             max_calls=max(1, int(env.get("CALLCENTER_WORKER_MAX_CALLS", "2"))),
             calls_dir=Path(env.get("CALLCENTER_CALLS_DIR", "calls")),
             leave_voicemail=env.get("CALLCENTER_LEAVE_VOICEMAIL", "1") not in ("0", "false", "no"),
+            metrics_port=_port(env.get("CALLCENTER_WORKER_METRICS_PORT", "9464")),
+            metrics_dir=get_settings().data_dir / "worker-metrics",
         )
+
+
+def _port(raw: str) -> int | None:
+    """CALLCENTER_WORKER_METRICS_PORT: 1-65535, or 0 / empty for no metrics endpoint."""
+    from core.errors import UserError
+
+    try:
+        port = int(raw or 0)
+    except ValueError:
+        raise UserError(f"setting CALLCENTER_WORKER_METRICS_PORT={raw!r}: not a port number") from None
+    if not 0 <= port <= 65535:
+        raise UserError(f"setting CALLCENTER_WORKER_METRICS_PORT={raw!r}: not a port number (0-65535)")
+    return port or None
 
 
 # ---------------------------------------------------------------------------- process hooks
@@ -86,6 +102,8 @@ def prewarm(proc: JobProcess) -> None:
     providers.prewarm()
     proc.userdata["config"] = config
     proc.userdata["providers"] = providers
+    # the cache (embedder loaded, index made), the Celery client and the documents, per process
+    proc.userdata["services"] = CallServices.open()
 
 
 def load(server: AgentServer) -> float:
@@ -99,7 +117,17 @@ def load(server: AgentServer) -> float:
     return min(1.0, max(jobs / max_calls, get_cpu_monitor().cpu_percent(0.5)))
 
 
-def server_options() -> WorkerOptions:
+def server_options(config: WorkerConfig | None = None) -> WorkerOptions:
+    """The worker's options. Metrics: calls run in job processes, so livekit's Prometheus server
+    (in the worker's main process) reads every process's metric files from `metrics_dir`
+    (prometheus_client's multiprocess mode): fallbacks, cache lookups, per-stage latency."""
+    config = config or WorkerConfig.from_env()
+    metrics: dict[str, Any] = {}
+    if config.metrics_port is not None:
+        metrics = {
+            "prometheus_port": config.metrics_port,
+            "prometheus_multiproc_dir": str(config.metrics_dir),
+        }
     return WorkerOptions(
         entrypoint_fnc=entrypoint,
         prewarm_fnc=prewarm,
@@ -112,6 +140,7 @@ def server_options() -> WorkerOptions:
         # Whisper + the local LLM take longer than the default 10 s to load on 2 cores.
         initialize_process_timeout=120.0,
         job_memory_warn_mb=2500,
+        **metrics,
     )
 
 
@@ -143,7 +172,8 @@ def _safe_dir(name: str) -> str:
 
 
 class PhoneCall:
-    """The session, agent, phone behaviours and report of one call (not started yet)."""
+    """One phone call: the assembled call (`agent/call/assemble.py`) on a LiveKit room's SIP
+    leg, with outbound answering-machine handling and the report when the session closes."""
 
     def __init__(
         self,
@@ -152,43 +182,32 @@ class PhoneCall:
         lkapi: api.LiveKitAPI,
         config: WorkerConfig,
         *,
-        cache: Any = None,
+        services: CallServices | None = None,
     ) -> None:
         self.setup, self.providers, self.config = setup, providers, config
-        self.turn_log = TurnLog()
-        self.session = create_session(providers, turn_mode=config.turn_mode)
-        self.agent = CallAgent(setup.tenant, voice=providers.voice, cache=cache, turn_log=self.turn_log)
         self.control = LiveKitCallControl(lkapi, setup.room, setup.identity)
-        # Only the cloud LLM calls tools; the local models end calls on a spoken goodbye.
-        self.tools = providers.name == "cloud"
-        self.phone = PhoneBehaviours(
-            self.session, setup.tenant, self.control, idle=config.idle, end_on_goodbye=not self.tools
-        )
-        self.phone.attach()
         self.out_dir = config.calls_dir / _safe_dir(setup.room)
+        self.call = build_call(
+            setup.tenant,
+            providers,
+            self.control,
+            services or CallServices(),
+            out_dir=self.out_dir,
+            options=CallOptions(turn_mode=config.turn_mode, idle=config.idle),
+        )
+        self.session, self.agent, self.phone = self.call.session, self.call.agent, self.call.phone
+        self.turn_log = self.call.turn_log
         self.started_at = time.time()
         self.greeting: SpeechHandle | None = None
         self.session.on("close", self._on_close)
 
     async def start(self, room: rtc.Room | None) -> None:
         """Start on the room's SIP participant (room=None: the caller set session.input/output)."""
-        if room is not None:
-            opts = room_io.RoomOptions(
-                participant_identity=self.setup.identity,
-                participant_kinds=[rtc.ParticipantKind.PARTICIPANT_KIND_SIP],
-                close_on_disconnect=True,
-                delete_room_on_close=True,  # drops the SIP leg and ends the job with the session
-            )
-            await self.session.start(self.agent, room=room, room_options=opts)
-            room.on("sip_dtmf_received", lambda ev: self.phone.on_dtmf(ev.digit))
-        else:
-            await self.session.start(self.agent, record=False)
-        if self.tools:
-            await self.agent.update_tools([*self.agent.tools, make_end_call_tool()])
+        await self.call.start(room, participant=self.setup.identity)
         if self.setup.direction == "outbound" and room is not None:
             await self._answering_machine()
         else:
-            self.greeting = self.session.say(self.setup.tenant.greeting)
+            self.greeting = self.call.greet()
 
     async def _answering_machine(self) -> None:
         """Outbound: hold the greeting until livekit-agents' AMD says who picked up."""
@@ -211,7 +230,7 @@ class PhoneCall:
         self.control.record("amd", category=category, action=action)
         t = self.setup.tenant
         if action == "talk":
-            self.greeting = self.session.say(t.greeting)
+            self.greeting = self.call.greet()
         elif action == "voicemail":
             message = f"Hello, this is {t.business_name}. Please call us back when it suits you. Goodbye."
             await self.phone.hangup("voicemail_left", goodbye=message)
@@ -233,37 +252,18 @@ class PhoneCall:
             log.error("could not write the call report to %s: %s", self.out_dir, e)
 
     def write_report(self, error: str | None = None) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        messages = [
-            m
-            for m in self.session.history.items
-            if isinstance(m, llm.ChatMessage) and m.role in ("user", "assistant")
-        ]
         s = self.setup
-        head = {
-            "room": s.room,
-            "tenant": s.tenant.name,
-            "direction": s.direction,
-            "profile": self.providers.name,
-        }
-        transcript = {
-            **head,
-            "call_id": s.info.call_id,
-            "started_at": self.started_at,
-            "items": [
-                {
-                    "role": m.role,
-                    "text": m.text_content,
-                    "interrupted": m.interrupted,
-                    "created_at": m.created_at,
-                }
-                for m in messages
-            ],
-            "events": self.control.events,
-            "error": error,
-        }
-        write_private(self.out_dir / "transcript.json", json.dumps(transcript, indent=2))
-        write_metrics(self.out_dir, turn_metrics(messages, self.turn_log), {**head, "error": error})
+        head = ReportHead(
+            call_id=_safe_dir(s.room),
+            tenant=s.tenant.name,
+            profile=self.providers.name,
+            direction=s.direction,
+            room=s.room,
+            sip_call_id=s.info.call_id,
+            started_at=self.started_at,
+        )
+        messages = self.call.messages()
+        self.call.write_report(head, turn_metrics(messages, self.turn_log), error=error, messages=messages)
         try:
             expired = purge_now_and_then(self.config.calls_dir, get_settings().call_retention_days)
         except OSError as e:  # the report above is written; a purge that fails waits for the next call
@@ -273,8 +273,7 @@ class PhoneCall:
                 log.info("retention: deleted %d call report(s) past the retention period", len(expired))
 
     async def aclose(self) -> None:
-        await self.phone.aclose()
-        await self.agent.drain()
+        await self.call.aclose()
 
 
 def turn_metrics(messages: list[llm.ChatMessage], turn_log: TurnLog) -> list[TurnMetrics]:
@@ -309,22 +308,13 @@ def turn_metrics(messages: list[llm.ChatMessage], turn_log: TurnLog) -> list[Tur
         gens = [g for g in turn_log.generations if g.user_text.strip() == t.user_text.strip()]
         if gens:
             t.cache_hit, t.context_tokens = gens[-1].cache_hit, gens[-1].context_tokens
+            t.cache_outcome, t.cache_lookup_ms = gens[-1].cache_outcome, gens[-1].cache_lookup_ms
             if t.cache_hit:
                 t.llm_ttft = None  # a hit never calls the LLM
     return turns
 
 
 # ---------------------------------------------------------------------------- entrypoint
-
-
-def _open_cache() -> Any:
-    from agent.sim.run import open_cache
-
-    try:
-        return open_cache()
-    except Exception as e:  # noqa: BLE001 - a call without the cache still works
-        log.warning("semantic cache unavailable: %s", e)
-        return None
 
 
 async def entrypoint(ctx: JobContext) -> None:
@@ -336,8 +326,10 @@ async def entrypoint(ctx: JobContext) -> None:
     participant = await ctx.wait_for_participant(kind=rtc.ParticipantKind.PARTICIPANT_KIND_SIP)
     setup = setup_call(dict(participant.attributes), participant.identity, ctx.room.name, ctx.job.metadata)
     ctx.log_context_fields = {"tenant": setup.tenant.name, "direction": setup.direction}
-    cache = await asyncio.to_thread(_open_cache)  # may start the embedded Redis: off the loop
-    call = PhoneCall(setup, providers, ctx.api, config, cache=cache)
+    services: CallServices | None = ctx.proc.userdata.get("services")
+    if services is None:  # may start the embedded Redis: off the loop
+        services = ctx.proc.userdata["services"] = await asyncio.to_thread(CallServices.open)
+    call = PhoneCall(setup, providers, ctx.api, config, services=services)
     ctx.add_shutdown_callback(call.aclose)
     await call.start(ctx.room)
 

@@ -73,10 +73,14 @@ class Settings(BaseSettings):
 
     # Semantic cache.
     cache_enabled: bool = True
-    cache_threshold: float = 0.25  # cosine distance; lower is stricter (tuned: cache/README.md)
-    cache_ttl_s: int = 7 * 24 * 3600
-    cache_max_entries: int = 10_000
-    cache_lookup_budget_ms: float = 150.0
+    # Cosine distance in (0, 1]; lower is stricter (tuned: cache/README.md). 1 already matches
+    # unrelated questions; above it the cache would answer anything.
+    cache_threshold: float = Field(default=0.25, gt=0, le=1)
+    # Entry TTL: at least a minute, at most 10 years (0 or negative would expire at once).
+    cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, le=10 * 365 * 24 * 3600)
+    # Per-tenant cap (least useful evicted first); below 100 a warm-up silently evicts its own FAQ.
+    cache_max_entries: int = Field(default=10_000, ge=100, le=10_000_000)
+    cache_lookup_budget_ms: float = Field(default=150.0, gt=0, le=10_000)
 
     # Celery workers run at this niceness (0-19): on a box shared with agent processes, a
     # summary or document job must not take CPU from a caller's turn (tasks/celery_app.py).
@@ -86,6 +90,12 @@ class Settings(BaseSettings):
     context_keep_recent: int = 10
     context_max_messages: int = 30
 
+    # Documents by voice (MCP). Every call gets a document desk that connects on the first
+    # document request: to this streamable-HTTP server when set (docker-compose's mcp-docs,
+    # e.g. http://mcp-docs:8765/mcp), else to a stdio child serving `CALLCENTER_DOCS_DIR`.
+    documents: bool = True
+    docs_mcp_url: str | None = None
+
     # Call reports (recording, transcript, metrics: caller PII) are deleted this many days after
     # the call (agent/call/retention.py); 0 keeps them forever.
     call_retention_days: float = Field(default=30.0, ge=0)
@@ -93,12 +103,6 @@ class Settings(BaseSettings):
     dashboard_open_on_localhost: bool = True  # read-only pages without a token, loopback only
     admin_token: str | None = Field(default=None, validation_alias="CALLCENTER_ADMIN_TOKEN")
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    try:
-        return Settings()
-    except ValidationError as e:
     @field_validator("data_dir")
     @classmethod
     def _data_dir_exists(cls, v: Path) -> Path:
@@ -147,6 +151,12 @@ def get_settings() -> Settings:
             raise ValueError("too short: use at least 16 random characters (openssl rand -hex 24)")
         return v
 
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as e:
         from core.errors import UserError
 
         err = e.errors()[0]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import statistics
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -14,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from livekit.agents import AgentSession
 
-from agent.call.agent import TurnLog
-from agent.call.documents import UNREACHABLE, DocumentCallAgent, DocumentDesk
-from agent.providers.instant import InstantLLM
-from core.settings import REPO_ROOT
+from agent.call.assemble import CallServices, build_call
+from agent.call.documents import UNREACHABLE, DocumentDesk
+from agent.providers import build_providers
+from core.settings import REPO_ROOT, get_settings
 from core.tenants import load_tenant
+from sip.behaviours import SimCallControl
 from tests.support.workers import McpHttpServer, WorkerProcess, stdio_params
 
 PLAIN = "What are your opening hours?"
@@ -70,15 +71,20 @@ def server(
 
 
 class Call:
-    """A text-level call: real AgentSession + CallAgent with the document hook."""
+    """A text-level call through the one assembly (`build_call`) with the given document desk;
+    instant providers, so timings measure only our own overhead."""
 
-    def __init__(self, desk: DocumentDesk) -> None:
+    def __init__(self, desk: DocumentDesk, cache: Any = None) -> None:
         self.desk = desk
-        self.turn_log = TurnLog()
-        self.agent = DocumentCallAgent(
-            load_tenant("acme"), voice="none", turn_log=self.turn_log, documents=desk
+        self.call = build_call(
+            load_tenant("acme"),
+            build_providers("instant", get_settings()),
+            SimCallControl(),
+            CallServices(cache=cache),
+            out_dir=Path(tempfile.mkdtemp(prefix="doccall-")),
+            desk=desk,
         )
-        self.session = AgentSession(llm=InstantLLM())
+        self.turn_log, self.agent, self.session = self.call.turn_log, self.call.agent, self.call.session
         self.said: list[str] = []
         self.session.on("conversation_item_added", self._item)
 
@@ -109,11 +115,9 @@ async def call(server: McpHttpServer) -> AsyncIterator[Call]:
     desk = DocumentDesk.http(server.url, poll_s=0.3, quiet_s=0.3)
     c = Call(desk)
     assert await desk.start()
-    await c.session.start(c.agent, record=False)
-    desk.attach(c.session)
+    await c.call.start()  # the agent attaches the desk to its session on entering
     yield c
-    await desk.aclose()
-    await c.session.aclose()
+    await c.call.aclose()
 
 
 async def job_state(server_url: str, job_id: str) -> str:
@@ -181,8 +185,7 @@ async def test_compare_result_over_stdio(
     desk = DocumentDesk.stdio(docs_dir, params.env, poll_s=0.3, quiet_s=0.3)
     c = Call(desk)
     assert await desk.start()
-    await c.session.start(c.agent, record=False)
-    desk.attach(c.session)
+    await c.call.start()
     try:
         a = await c.ask("What changed between price list version 1 and version 2?")
         assert "comparison" in a, a
@@ -190,7 +193,7 @@ async def test_compare_result_over_stdio(
         assert "Price List" in said
     finally:
         await desk.aclose()
-        await c.session.aclose()
+        await c.call.aclose()
 
 
 # ---- hang-up, worker death, server crash ---------------------------------------------------------
@@ -202,8 +205,7 @@ async def test_hangup_revokes_running_job(
         desk = DocumentDesk.http(s.url, poll_s=0.3)
         c = Call(desk)
         await desk.start()
-        await c.session.start(c.agent, record=False)
-        desk.attach(c.session)
+        await c.call.start()
         await c.ask("Please analyze the contract")
         job_id = next(iter(desk.jobs))
         deadline = time.monotonic() + 20
@@ -211,7 +213,7 @@ async def test_hangup_revokes_running_job(
             assert time.monotonic() < deadline
             await asyncio.sleep(0.3)
         await desk.aclose()  # the caller hangs up
-        await c.session.aclose()
+        await c.call.aclose()
         deadline = time.monotonic() + 10
         while (state := await job_state(s.url, job_id)) != "cancelled":
             assert time.monotonic() < deadline, state
@@ -228,8 +230,7 @@ async def test_worker_death_is_told_and_call_continues(redis_url: str, docs_dir:
     c = Call(desk)
     try:
         await desk.start()
-        await c.session.start(c.agent, record=False)
-        desk.attach(c.session)
+        await c.call.start()
         await c.ask("Please analyze the returns policy")
         job = next(iter(desk.jobs.values()))
         deadline = time.monotonic() + 20
@@ -243,7 +244,7 @@ async def test_worker_death_is_told_and_call_continues(redis_url: str, docs_dir:
         assert "interrupted" in await c.ask("How is it going?")
     finally:
         await desk.aclose()
-        await c.session.aclose()
+        await c.call.aclose()
         s.stop()
         w.stop()
 
@@ -254,8 +255,7 @@ async def test_mcp_server_crash_during_a_call(redis_url: str, queue: str, docs_d
     c = Call(desk)
     try:
         await desk.start()
-        await c.session.start(c.agent, record=False)
-        desk.attach(c.session)
+        await c.call.start()
         assert "Old mattress removal" in await c.ask("Search the documents for mattress removal")
         assert s.proc is not None
         s.proc.send_signal(19)  # SIGSTOP: the next request hangs inside the server...
@@ -269,7 +269,7 @@ async def test_mcp_server_crash_during_a_call(redis_url: str, queue: str, docs_d
         assert await c.ask("Search the documents for pallets") == UNREACHABLE  # still down: told again
     finally:
         await desk.aclose()
-        await c.session.aclose()
+        await c.call.aclose()
         s.stop()
 
 
@@ -280,11 +280,10 @@ async def test_document_turns_are_never_cached(redis_url: str, server: McpHttpSe
     cache = ResponseCache(redis_url, namespace=f"docagent{uuid.uuid4().hex[:6]}")
     desk = DocumentDesk.http(server.url)
     tenant = load_tenant("acme")
-    agent = DocumentCallAgent(tenant, voice="none", cache=cache, documents=desk)
-    session = AgentSession(llm=InstantLLM())
+    c = Call(desk, cache=cache)
+    agent, session = c.agent, c.session
     await desk.start()
-    await session.start(agent, record=False)
-    desk.attach(session)
+    await c.call.start()
     q_doc = "Search the documents for mattress removal"
     try:
         await session.run(user_input=q_doc)
@@ -307,8 +306,7 @@ async def test_turn_latency_with_a_running_job(
     c = Call(desk)
     try:
         await desk.start()
-        await c.session.start(c.agent, record=False)
-        desk.attach(c.session)
+        await c.call.start()
 
         async def sample(n: int) -> list[float]:
             out = []
@@ -348,44 +346,41 @@ async def test_turn_latency_with_a_running_job(
         assert mb <= mi * 1.10 + 50
     finally:
         await desk.aclose()
-        await c.session.aclose()
+        await c.call.aclose()
         s.stop()
 
 
 # ---- the scenario through the simulated phone call -----------------------------------------------
 async def test_documents_scenario_simulated_call(
-    redis_url: str, queue: str, worker: WorkerProcess, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, queue: str, worker: WorkerProcess, tmp_path: Path
 ) -> None:
-    """scenarios/documents.yaml over the simulated line (instant profile: real VAD and audio path).
+    """scenarios/documents.yaml as `callcenter call` runs it (instant profile: real VAD and audio
+    path): the assembled call reads and searches the documents through the MCP server (a stdio
+    child on a per-call copy) and closes it at hang-up."""
+    from agent.call.documents import DeskConfig
+    from agent.sim.run import run_call
 
-    The desk is handed to SimulatedCall as the runner does; the call closes it at hang-up."""
-    import agent.sim.call as sim_call
-    from agent.call.documents import sandbox_docs
-    from agent.providers import build_providers
-    from agent.sim.scenario import load_scenario
-    from core.settings import get_settings
-
-    docs = sandbox_docs(tmp_path)
-    desk = DocumentDesk.stdio(docs, {**stdio_params(docs, env(redis_url, queue, 10)).env})
-    assert await desk.start()
-    scenario = load_scenario(REPO_ROOT / "scenarios" / "documents.yaml")
-    providers = build_providers("instant", get_settings())
-    call = sim_call.SimulatedCall(
-        scenario, load_tenant(scenario.tenant), providers, tmp_path / "call", documents=desk
+    services = CallServices(
+        desk=DeskConfig(docs_dir=REPO_ROOT / "documents", env=env(redis_url, queue, 10)), sandbox_docs=True
     )
-    try:
-        result = await call.run()
-    finally:
-        await desk.aclose()
-    assert result.error is None
-    said = [f"{g.user_text!r} -> {g.answer}" for g in call.turn_log.generations]
+    result = await run_call(
+        REPO_ROOT / "scenarios" / "documents.yaml", tmp_path / "call", profile="instant", services=services
+    )
+    assert result.error is None and result.call is not None
+    desk = result.call.desk
+    assert desk is not None and desk._closed  # closed at hang-up with the call
+    assert not desk.server.initialized or desk._tools == {}  # the MCP session is gone
+    assert (tmp_path / "call" / "documents" / "contract.md").exists()  # the call's own copy
+    said = [f"{g.user_text!r} -> {g.answer}" for g in result.call.turn_log.generations]
     print("\n" + "\n".join(said + desk.spoken))
     # The simulated line is real time: on a loaded machine the endpointing can cut a sentence in
     # two turns (seen here on the shared 2 cores), which changes what the caller asked. The exact
     # flow is checked by test_documents_scenario_text; here: the call completes, the desk acts,
     # the plain question is answered by the LLM and a job result is spoken while the call is on.
-    assert [g for g in call.turn_log.generations if g.used_tool], said
-    assert any("open" in g.answer and not g.used_tool for g in call.turn_log.generations)
+    tool_answers = [g.answer for g in result.call.turn_log.generations if g.used_tool]
+    assert tool_answers, said
+    assert not any(UNREACHABLE in a for a in tool_answers), said  # really reached the MCP server
+    assert any("open" in g.answer and not g.used_tool for g in result.call.turn_log.generations)
     assert any(" is ready" in s for s in desk.spoken), (said, desk.spoken)
 
 
@@ -410,15 +405,15 @@ async def test_documents_scenario_text(call: Call, docs_dir: Path) -> None:
 
 
 async def test_cloud_profile_gets_the_tools(server: McpHttpServer) -> None:
-    """With expose_tools the LLM sees livekit's MCP function tools plus the desk's job tools."""
+    """With documents as tools (cloud profile) the LLM sees livekit's MCP function tools plus the desk's job tools."""
     from livekit.agents import llm
 
     desk = DocumentDesk.http(server.url, poll_s=0.3, quiet_s=0.3)
     c = Call(desk)
-    c.agent.expose_tools = True
+    c.agent.documents_as_tools = True  # what the assembly sets on the cloud profile
     try:
         assert await desk.start()
-        await c.session.start(c.agent, record=False)
+        await c.call.start()
         ctx = llm.ToolContext(c.agent.tools)  # what the LLM is offered (valid, no duplicates)
         names = set(ctx.function_tools)
         assert {"search_documents", "read_document", "edit_document", "analyze_document"} <= names
@@ -434,7 +429,7 @@ async def test_cloud_profile_gets_the_tools(server: McpHttpServer) -> None:
         )  # the shared worker may finish an earlier job first  # the watcher speaks it, as for the local profile
     finally:
         await desk.aclose()
-        await c.session.aclose()
+        await c.call.aclose()
 
 
 async def test_stdio_server_killed_then_reconnects(
@@ -467,7 +462,7 @@ async def test_stdio_server_killed_then_reconnects(
 
     try:
         assert await desk.start()
-        await c.session.start(c.agent, record=False)
+        await c.call.start()
         children = server_children()
         assert children  # the call's own server (a launcher may sit above it)
         for child in children:
@@ -481,5 +476,5 @@ async def test_stdio_server_killed_then_reconnects(
         assert len(server_children()) == 1
     finally:
         await desk.aclose()
-        await c.session.aclose()
+        await c.call.aclose()
     assert not server_children()  # hang-up closed the server it spawned

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import redis
 
+from agent.call.assemble import CallServices, prewarm_cache
 from agent.providers import build_providers
 from agent.sim.call import SimulatedCall
-from agent.sim.run import prewarm_cache
 from agent.sim.scenario import Scenario
 from cache.redis_server import EmbeddedRedis
 from cache.semantic import ResponseCache
@@ -40,8 +40,9 @@ async def test_redis_killed_mid_call_then_restarted(tmp_path: Path):
 
     sc = Scenario(turns=[{"say": q} for q in QUESTIONS], tenant="acme")
     call = SimulatedCall(
-        sc, tenant, build_providers("instant", get_settings()), tmp_path / "call", cache=cache
-    )
+        sc, tenant, build_providers("instant", get_settings()), tmp_path / "call",
+        services=CallServices(cache=cache),
+    )  # fmt: skip
     run = asyncio.create_task(call.run())
     restarted = None
     try:

@@ -8,24 +8,28 @@ received per turn (its own count) and the per-turn LLM latency (llm_node TTFT).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
-from livekit.agents import AgentSession, llm
+from livekit.agents import llm
 
-from agent.call.agent import CallAgent
-from agent.call.context import ContextManager
+from agent.call.assemble import CallOptions, CallServices, build_call
 from agent.call.jobs import JobClient
 from agent.call.prompt import instructions_for
-from agent.call.report import percentile
+from agent.providers import build_providers
 from agent.providers.local_llm import LocalLLM
+from core.call_report import percentile
 from core.local_llm import LocalLLMEngine
 from core.settings import REPO_ROOT, get_settings
 from core.tenants import load_tenant
+from sip.behaviours import SimCallControl
 
 OPENING = "Hi, my name is Maria Lopez and my order number is A-483920. The drill I bought is broken."
 FILLERS = [
@@ -40,30 +44,40 @@ FILLERS = [
 ]
 
 
-async def _run(turns: int, ctx: ContextManager | None, pace_s: float) -> dict[str, Any]:
-    agent = CallAgent(load_tenant(None), voice="none", context=ctx)
-    session = AgentSession(llm=LocalLLM(max_tokens=24))
-    await session.start(agent, record=False)
-    ttft: list[float] = []
-    try:
-        script = (
-            [OPENING] + [FILLERS[i % len(FILLERS)] for i in range(turns - 2)] + ["What is my order number?"]
+async def _run(turns: int, services: CallServices, pace_s: float, *, bounded: bool) -> dict[str, Any]:
+    """One text-level call through the assembled product (no audio: the caller's lines are typed
+    into the session), on the local LLM; `bounded=False` is the unmanaged reference."""
+    base = build_providers("instant", get_settings())
+    providers = dataclasses.replace(base, name="local", llm=LocalLLM(max_tokens=24))
+    with tempfile.TemporaryDirectory() as d:
+        call = build_call(
+            load_tenant(None),
+            providers,
+            SimCallControl(),
+            services,
+            out_dir=Path(d),
+            options=CallOptions(bounded_context=bounded),
         )
-        for text in script:
-            # a real caller takes seconds to listen and speak: the summarizer works meanwhile
-            await asyncio.sleep(pace_s)
-            result = await session.run(user_input=text)
-            for ev in result.events:
-                item = getattr(ev, "item", None)
-                if isinstance(item, llm.ChatMessage) and item.role == "assistant":
-                    if (v := (item.metrics or {}).get("llm_node_ttft")) is not None:
-                        ttft.append(float(v))
-    finally:
-        if ctx is not None:
-            await ctx.aclose()
-        await session.aclose()
-    tokens = [g.context_tokens or 0 for g in agent.turn_log.generations]
-    return {"tokens": tokens, "ttft": ttft, "summaries": ctx.stats.summaries if ctx else 0}
+        await call.start()
+        ttft: list[float] = []
+        try:
+            script = (
+                [OPENING] + [FILLERS[i % len(FILLERS)] for i in range(turns - 2)] + ["What is my order number?"]
+            )
+            for text in script:
+                # a real caller takes seconds to listen and speak: the summarizer works meanwhile
+                await asyncio.sleep(pace_s)
+                result = await call.session.run(user_input=text)
+                for ev in result.events:
+                    item = getattr(ev, "item", None)
+                    if isinstance(item, llm.ChatMessage) and item.role == "assistant":
+                        if (v := (item.metrics or {}).get("llm_node_ttft")) is not None:
+                            ttft.append(float(v))
+        finally:
+            await call.aclose()
+    tokens = [g.context_tokens or 0 for g in call.turn_log.generations]
+    summaries = call.context.stats.summaries if call.context else 0
+    return {"tokens": tokens, "ttft": ttft, "summaries": summaries}
 
 
 def _start_worker(redis_url: str, queue: str) -> subprocess.Popen[bytes]:
@@ -88,17 +102,14 @@ async def bench_context(turns: int = 50, pace_s: float = 2.0) -> dict[str, Any]:
     worker = _start_worker(url, queue)
     try:
         time.sleep(3)  # let the worker connect; jobs queued before that simply wait
-        managed = await _run(
-            turns,
-            ContextManager(
-                JobClient(url, queue), keep_recent=s.context_keep_recent, max_messages=s.context_max_messages
-            ),
-            pace_s,
+        services = CallServices(
+            jobs=JobClient(url, queue), keep_recent=s.context_keep_recent, max_messages=s.context_max_messages
         )
+        managed = await _run(turns, services, pace_s, bounded=True)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
-    unmanaged = await _run(turns, None, pace_s)
+    unmanaged = await _run(turns, CallServices(), pace_s, bounded=False)
     return {
         "turns": turns,
         "pace_s": pace_s,

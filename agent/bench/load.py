@@ -40,15 +40,15 @@ def _prewarm(profile: str, use_cache: bool) -> Any:
     (~0.9 s) held up the calls starting next to it. Returns the process's cache (or None): the
     calls share it and its Redis connections, as the calls of one worker process would."""
     from agent.providers import build_providers
-    from agent.sim.run import open_cache
+    from agent.sim.run import shared_services
     from core.settings import get_settings
 
     build_providers(profile, get_settings()).prewarm()
-    return open_cache() if use_cache else None
+    return shared_services(use_cache)
 
 
 async def _slot(
-    i: int, start_after: float, deadline: float, profile: str, cache: Any, res: dict[str, list[Any]]
+    i: int, start_after: float, deadline: float, profile: str, services: Any, res: dict[str, list[Any]]
 ) -> None:
     from agent.sim.run import run_call
 
@@ -58,9 +58,7 @@ async def _slot(
         scenario = ROOT / "scenarios" / MIX[(i + n) % len(MIX)]
         with tempfile.TemporaryDirectory() as d:
             try:
-                r = await run_call(
-                    scenario, Path(d), profile=profile, use_cache=cache is not None, cache=cache
-                )
+                r = await run_call(scenario, Path(d), profile=profile, services=services)
                 if r.error:
                     res["errors"].append(r.error)
                 res["turns"] += [
@@ -79,7 +77,7 @@ async def _slot(
 async def _run_process(
     calls: int, duration: float, profile: str, use_cache: bool, ramp: float = 0.0
 ) -> dict[str, Any]:
-    cache = _prewarm(profile, use_cache)
+    services = _prewarm(profile, use_cache)
     proc = psutil.Process()
     proc.cpu_percent()
     rss0 = proc.memory_info().rss
@@ -99,7 +97,7 @@ async def _run_process(
     deadline = start + duration
     # Calls arrive spread over `ramp` seconds (0: all at the same instant, a synchronized burst:
     # the same scenarios then end their questions at the same moment, call after call).
-    await asyncio.gather(*(_slot(i, i * ramp / calls, deadline, profile, cache, res) for i in range(calls)))
+    await asyncio.gather(*(_slot(i, i * ramp / calls, deadline, profile, services, res) for i in range(calls)))
     stop.set()
     await asyncio.gather(lag_task, rss_task)
     elapsed = time.monotonic() - start

@@ -61,8 +61,8 @@ async def bench_cache_calls(scenario: Path, profile: str, console: Console) -> d
     """
     import uuid
 
+    from agent.call.assemble import prewarm_cache
     from agent.providers import build_providers
-    from agent.sim.run import prewarm_cache
     from agent.sim.scenario import load_scenario
     from cache.admin import CacheAdmin
     from cache.redis_server import ensure_redis

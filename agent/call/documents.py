@@ -28,7 +28,6 @@ from livekit.agents import AgentSession, llm
 from livekit.agents.llm import function_tool
 from livekit.agents.llm.mcp import MCPServer, MCPServerHTTP, MCPServerStdio, MCPToolResultContext
 
-from agent.call.agent import CallAgent
 from agent.call.doc_intents import DocRef, Intent, parse
 from core.settings import REPO_ROOT
 
@@ -457,30 +456,13 @@ class DocumentDesk:
         await self._drop_connection()
 
 
-class DocumentCallAgent(CallAgent):
-    """A CallAgent with a document desk (kept for callers of the old name; the hook is in CallAgent)."""
-
-    def __init__(
-        self, *args: Any, documents: DocumentDesk, expose_tools: bool = False, **kwargs: Any
-    ) -> None:
-        super().__init__(*args, documents=documents, documents_as_tools=expose_tools, **kwargs)
-
-    @property
-    def expose_tools(self) -> bool:
-        return self.documents_as_tools
-
-    @expose_tools.setter
-    def expose_tools(self, value: bool) -> None:
-        self.documents_as_tools = value
-
-
-def sandbox_docs(out_dir: Path) -> Path:
-    """A per-call copy of the sample documents, so a simulated call's edits never touch the repo."""
+def sandbox_docs(out_dir: Path, source: Path | None = None) -> Path:
+    """A per-call copy of the documents, so a simulated call's edits never touch the originals."""
     import shutil
 
     dest = out_dir / "documents"
     if not dest.exists():
-        shutil.copytree(REPO_ROOT / "documents", dest)
+        shutil.copytree(source or REPO_ROOT / "documents", dest)
     return dest
 
 

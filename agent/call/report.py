@@ -1,7 +1,8 @@
-"""Per-turn call metrics: the record, the p50/p95 summary, the rich table, and the JSON files.
+"""The call report, written the same by the LiveKit worker and the simulator.
 
-Every value comes from its source (framework metrics on ChatMessages, the agent's TurnLog,
-the simulator's audio timeline); a value that was not measured is None -> null in JSON.
+`write_report` turns what a call left behind (chat items, per-turn metrics, events) into
+`transcript.json` and `metrics.json` (schema: `core/call_report.py`), owner-only, atomically.
+`turn_table` is the per-turn latency table `callcenter call` prints.
 """
 
 from __future__ import annotations
@@ -11,45 +12,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from pydantic import BaseModel
-from rich.console import Console
+from livekit.agents import llm
 from rich.table import Table
 
-STAGES = ("eou_delay", "stt_delay", "llm_ttft", "tts_ttfb", "voice_to_voice")
+from core.call_report import (
+    METRICS,
+    SCHEMA_VERSION,
+    STAGES,
+    TRANSCRIPT,
+    ReportHead,
+    TurnMetrics,
+    percentile,
+    summarize,
+)
 
-
-class TurnMetrics(BaseModel):
-    index: int
-    user_text: str = ""
-    agent_text: str = ""
-    eou_delay: float | None = None
-    stt_delay: float | None = None
-    llm_ttft: float | None = None
-    tts_ttfb: float | None = None
-    voice_to_voice: float | None = None
-    cache_hit: bool = False
-    context_tokens: int | None = None
-    interrupted: bool = False
-    bargein_reaction: float | None = None  # barge-in turns: caller onset -> agent audio stops
-    cache_outcome: str | None = None  # hit | miss | bypass (None: no cache in this call)
-    cache_lookup_ms: float | None = None
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
-
-
-def summarize(turns: list[TurnMetrics]) -> dict[str, Any]:
-    out: dict[str, Any] = {"turns": len(turns)}
-    for stage in STAGES:
-        vals = [v for t in turns if (v := getattr(t, stage)) is not None]
-        out[f"{stage}_p50"] = percentile(vals, 50)
-        out[f"{stage}_p95"] = percentile(vals, 95)
-    out["cache_hits"] = sum(t.cache_hit for t in turns)
-    tokens = [t.context_tokens for t in turns if t.context_tokens is not None]
-    out["context_tokens_max"] = max(tokens) if tokens else None
-    return out
+__all__ = ["STAGES", "TurnMetrics", "percentile", "summarize", "turn_table", "write_private", "write_report"]
 
 
 def _fmt(v: float | None) -> str:
@@ -87,13 +64,45 @@ def write_private(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def write_metrics(
-    out_dir: Path, turns: list[TurnMetrics], extra: dict[str, Any] | None = None
+def chat_items(messages: list[llm.ChatMessage]) -> list[dict[str, Any]]:
+    return [
+        {"role": m.role, "text": m.text_content, "interrupted": m.interrupted, "created_at": m.created_at}
+        for m in messages
+    ]
+
+
+def write_report(
+    out_dir: Path,
+    head: ReportHead,
+    *,
+    messages: list[llm.ChatMessage],
+    turns: list[TurnMetrics],
+    events: list[dict[str, Any]],
+    error: str | None,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    doc = {"turns": [t.model_dump() for t in turns], "summary": summarize(turns), **(extra or {})}
-    write_private(out_dir / "metrics.json", json.dumps(doc, indent=2))
-    return doc
+    """Write `transcript.json` and `metrics.json` for one call; returns the transcript.
 
-
-def print_table(turns: list[TurnMetrics], console: Console | None = None) -> None:
-    (console or Console()).print(turn_table(turns))
+    Args:
+        out_dir: the call's directory (created owner-only).
+        head: who and what the call was (tenant, profile, scenario or room...).
+        messages: the user/assistant chat messages in order.
+        turns: one row per caller turn.
+        events: transfers, hang-ups, keypad presses, context folds... in order.
+        error: why the call failed, or None.
+        extra: more transcript fields (e.g. the context manager's counters).
+    """
+    out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    top = {"schema_version": SCHEMA_VERSION, **head.model_dump()}
+    transcript = {
+        **top,
+        "items": chat_items(messages),
+        "turns": [{"index": t.index, "user_text": t.user_text, "agent_text": t.agent_text} for t in turns],
+        "events": events,
+        **(extra or {}),
+        "error": error,
+    }
+    write_private(out_dir / TRANSCRIPT, json.dumps(transcript, indent=2))
+    doc = {**top, "turns": [t.model_dump() for t in turns], "summary": summarize(turns), "error": error}
+    write_private(out_dir / METRICS, json.dumps(doc, indent=2))
+    return transcript

@@ -55,9 +55,6 @@ class TurnTuning:
     resume_on_backchannel: bool = True  # a blanked backchannel resumes the paused reply at once
 
 
-TUNING = TurnTuning()
-
-
 def _baseline(mode: TurnMode) -> TurnHandlingOptions:
     """Pre-tuning values (fixed 0.35 s silence, 0.5 s of speech to interrupt)."""
     opts: TurnHandlingOptions = {
@@ -95,7 +92,7 @@ def telephony_turn_handling(mode: TurnMode = "vad", tuning: TurnTuning | None = 
     """
     if mode not in ("vad", "eot"):
         return _baseline(mode)
-    t = tuning or TUNING
+    t = tuning or TurnTuning()
     return {
         "turn_detection": inference.TurnDetector() if mode == "eot" else TextTurnDetector(),
         "endpointing": {"mode": "fixed", "min_delay": t.min_delay, "max_delay": t.max_delay},
@@ -111,8 +108,17 @@ def telephony_turn_handling(mode: TurnMode = "vad", tuning: TurnTuning | None = 
     }
 
 
-def create_session(providers: Providers, *, turn_mode: TurnMode = "vad") -> AgentSession:
-    tuned, t = turn_mode in ("vad", "eot"), TUNING
+def create_session(
+    providers: Providers, *, turn_mode: TurnMode = "vad", tuning: TurnTuning | None = None
+) -> AgentSession:
+    """The `AgentSession` of one call: the providers' engines behind our turn handling.
+
+    Args:
+        providers: the call's STT, LLM, TTS and VAD.
+        turn_mode: the shipped "vad", "eot", or one of the benchmark's reference points.
+        tuning: turn-taking values (default: the shipped `TurnTuning()`); sweeps pass others.
+    """
+    tuned, t = turn_mode in ("vad", "eot"), tuning or TurnTuning()
     the_stt, the_vad = providers.stt, providers.vad
     gate: BackchannelGateSTT | None = None
     echo_gate: EchoGateVAD | None = None

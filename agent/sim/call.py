@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
 import logging
 import os
 import time
@@ -23,20 +22,18 @@ import soxr
 from livekit.agents import llm
 from rich.console import Console
 
-from agent.call.agent import CallAgent, Generation, TurnLog
-from agent.call.context import ContextManager
-from agent.call.documents import DocumentDesk
-from agent.call.recovery import attach_recovery
-from agent.call.report import TurnMetrics, turn_table, write_metrics, write_private
-from agent.call.session import TurnMode, create_session
+from agent.call.agent import Generation
+from agent.call.assemble import Call, CallOptions, CallServices, build_call
+from agent.call.report import turn_table
 from agent.providers import Providers
 from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_frame
 from agent.sim.caller import ScriptedCaller, Utterance
 from agent.sim.caller_voice import synthesize_caller
 from agent.sim.line import LINE_RATE, LineModel
 from agent.sim.scenario import Scenario
+from core.call_report import ReportHead, TurnMetrics
 from core.tenants import Tenant
-from sip.behaviours import PhoneBehaviours, SimCallControl, SimTransferOutcome
+from sip.behaviours import SimCallControl, SimTransferOutcome
 
 log = logging.getLogger("callcenter.sim")
 MAX_CALL_S = 600
@@ -50,6 +47,7 @@ class CallResult:
     out_dir: Path
     events: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
+    call: Call | None = None  # the assembled call (what it ran with: `call.attached`)
 
 
 class _Timeline:
@@ -99,6 +97,9 @@ class _Timeline:
 
 
 class SimulatedCall:
+    """The simulator's driver: the assembled call (`agent/call/assemble.py`) on a scripted
+    caller, a line model and a 20 ms audio clock, with the exact audio timeline for the report."""
+
     def __init__(
         self,
         scenario: Scenario,
@@ -106,25 +107,28 @@ class SimulatedCall:
         providers: Providers,
         out_dir: Path,
         *,
-        cache: Any = None,
-        turn_mode: TurnMode = "vad",
+        services: CallServices | None = None,
+        options: CallOptions | None = None,
         console: Console | None = None,
         greet: bool = True,
         transfer_outcome: SimTransferOutcome = "completed",
-        context: ContextManager | None = None,
-        documents: DocumentDesk | None = None,
     ) -> None:
         self.scenario, self.tenant, self.providers, self.out_dir = scenario, tenant, providers, out_dir
-        self.cache, self.turn_mode, self.greet = cache, turn_mode, greet
-        self.transfer_outcome = transfer_outcome
-        self.context = context
-        self.documents = documents
+        self.greet = greet
         self.console = console or Console(quiet=True)
         self.tl = _Timeline()
-        self.turn_log = TurnLog()
         self.events: list[dict[str, Any]] = []
         self.items: list[llm.ChatMessage] = []
         self.tick = 0
+        # Phone behaviours on the simulated line; their events go straight into transcript.json.
+        self.control = SimCallControl(
+            transfer_outcome, events=self.events, clock=lambda: self.tick * TICK / TL_RATE
+        )
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.call: Call = build_call(
+            tenant, providers, self.control, services or CallServices(), out_dir=out_dir, options=options
+        )
+        self.phone, self.turn_log = self.call.phone, self.call.turn_log
 
     # ---- live output ---------------------------------------------------------------------
     def _on_say(self, u: Utterance) -> None:
@@ -154,25 +158,10 @@ class SimulatedCall:
         caller = ScriptedCaller(self.scenario, on_dtmf=self._on_dtmf, on_say=self._on_say)
         self.caller = caller
         agent_in, agent_out = SimAudioInput(), SimAudioOutput()
-        session = create_session(self.providers, turn_mode=self.turn_mode)
+        session = self.call.session
         session.input.audio = agent_in
         session.output.audio = agent_out
         session.on("conversation_item_added", self._on_item)
-        # Phone behaviours on the simulated line; their events go straight into transcript.json.
-        self.control = SimCallControl(
-            self.transfer_outcome, events=self.events, clock=lambda: self.tick * TICK / TL_RATE
-        )
-        self.phone = PhoneBehaviours(session, self.tenant, self.control)
-        self.phone.attach()
-        agent = CallAgent(
-            self.tenant,
-            voice=self.providers.voice,
-            cache=self.cache,
-            turn_log=self.turn_log,
-            context=self.context,
-            documents=self.documents,
-            documents_as_tools=self.providers.name == "cloud",
-        )
         uplink = LineModel(self.scenario.line, direction_seed=1)
         up = soxr.ResampleStream(LINE_RATE, TL_RATE, 1, dtype="float32", quality="LQ")
         echo = self.scenario.line.echo_db
@@ -184,10 +173,9 @@ class SimulatedCall:
             # 20 ms clock, where it would stall this call and every other call in the process.
             lines = [t.say for t in self.scenario.turns if t.say]
             await asyncio.to_thread(lambda: [synthesize_caller(text) for text in lines])
-            await session.start(agent, record=False)
-            attach_recovery(session, agent.call_flags)  # apologise once if the LLM finally fails
+            await self.call.start()
             if self.greet:
-                session.say(self.tenant.greeting)
+                self.call.greet()
             loop = asyncio.get_running_loop()
             t0 = loop.time()
             while not caller.done and not self.phone.ended.is_set():
@@ -224,16 +212,8 @@ class SimulatedCall:
             error = f"{type(e).__name__}: {e}"
         finally:
             agent_in.close()
-            if self.documents is not None:  # hang-up: revoke this call's running jobs
-                await self.documents.aclose()
-            await self.phone.aclose()
-            if self.context is not None:
-                await self.context.aclose()
-            try:
-                await asyncio.wait_for(agent.drain(), 10)
-                await asyncio.wait_for(session.aclose(), 15)
-            except Exception as e:  # noqa: BLE001 - closing must not hide the call's own result
-                log.warning("session close: %s", e)
+            # hang-up: documents jobs revoked, summaries cancelled, cache writes done, session closed
+            await self.call.aclose()
         # The report (downlink line model over the whole call, WAV, JSON) takes 0.1-0.25 s of CPU:
         # in a thread, so other calls sharing this event loop do not stall meanwhile.
         return await asyncio.to_thread(self._finish, caller, error)
@@ -242,32 +222,14 @@ class SimulatedCall:
     def _finish(self, caller: ScriptedCaller, error: str | None) -> CallResult:
         turns = self._turn_metrics(caller.utterances)
         self._write_wav()
-        transcript = {
-            "scenario": self.scenario.name,
-            "tenant": self.tenant.name,
-            "profile": self.providers.name,
-            "items": [
-                {
-                    "role": m.role,
-                    "text": m.text_content,
-                    "interrupted": m.interrupted,
-                    "created_at": m.created_at,
-                }
-                for m in self.items
-            ],
-            "turns": [
-                {"index": t.index, "user_text": t.user_text, "agent_text": t.agent_text} for t in turns
-            ],
-            "events": self.events,
-            "error": error,
-        }
-        write_private(self.out_dir / "transcript.json", json.dumps(transcript, indent=2))
-        write_metrics(
-            self.out_dir,
-            turns,
-            {"scenario": self.scenario.name, "profile": self.providers.name, "error": error},
+        head = ReportHead(
+            call_id=self.out_dir.name,
+            tenant=self.tenant.name,
+            profile=self.providers.name,
+            scenario=self.scenario.name,
         )
-        return CallResult(turns, transcript, self.out_dir, self.events, error)
+        transcript = self.call.write_report(head, turns, error=error, messages=self.items)
+        return CallResult(turns, transcript, self.out_dir, self.events, error, self.call)
 
     def _write_wav(self) -> None:
         if not self.tl.caller_heard:

@@ -16,7 +16,7 @@ from rich.table import Table
 from agent.bench.turns.corpus import CONDITIONS, HARDEST, load_cases
 from agent.bench.turns.run import CaseRun, prewarm, run_all
 from agent.bench.turns.score import aggregate
-from agent.call.session import BENCH_CONFIGS
+from agent.call.session import BENCH_CONFIGS, TurnTuning
 
 SHIPPED = "shipped"
 QUICK_CASES = 3
@@ -42,7 +42,10 @@ async def bench_turns(
     conditions: list[str] | None = None,
     concurrency: int = DEFAULT_CONCURRENCY,
     keep: Path | None = None,
+    tuning: TurnTuning | None = None,
 ) -> dict[str, Any]:
+    """Run the turn corpus through simulated calls; `tuning` overrides the shipped values
+    (sweeps) for the tuned configs."""
     configs = configs or list(BENCH_CONFIGS)
     conditions = conditions or ([HARDEST] if quick else list(CONDITIONS))
     n = cases if cases is not None else (QUICK_CASES if quick else None)
@@ -65,7 +68,7 @@ async def bench_turns(
     stop = asyncio.Event()
     mon = asyncio.create_task(_lag_monitor(lags, stop))
     t0 = time.monotonic()
-    runs = await run_all(plan, reply_s, concurrency=concurrency, keep=keep, progress=progress)
+    runs = await run_all(plan, reply_s, concurrency=concurrency, keep=keep, progress=progress, tuning=tuning)
     stop.set()
     await mon
     table: dict[str, dict[str, Any]] = {}

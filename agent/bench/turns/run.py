@@ -20,7 +20,8 @@ import soxr
 
 from agent.bench.turns import voice
 from agent.bench.turns.score import AgentMsg, CallObs, CaseScore, Span, score_call, voiced_seconds
-from agent.call.session import BENCH_CONFIGS
+from agent.call.assemble import CallOptions
+from agent.call.session import BENCH_CONFIGS, TurnTuning
 from agent.sim.call import SimulatedCall
 from agent.sim.caller_voice import synthesize_caller
 from agent.sim.scenario import Scenario
@@ -72,14 +73,18 @@ def observe(call: SimulatedCall, reply_voiced_s: float) -> CallObs:
 
 
 async def run_case(
-    sc: Scenario, config: str, condition: str, reply_voiced_s: float, keep: Path | None
+    sc: Scenario,
+    config: str,
+    condition: str,
+    reply_voiced_s: float,
+    keep: Path | None,
+    tuning: TurnTuning | None = None,
 ) -> CaseRun:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
         out = keep / config / sc.name if keep else Path(d)
-        call = SimulatedCall(
-            sc, load_tenant(sc.tenant), voice.bench_providers(), out, turn_mode=BENCH_CONFIGS[config]
-        )
+        options = CallOptions(turn_mode=BENCH_CONFIGS[config], tuning=tuning or TurnTuning())
+        call = SimulatedCall(sc, load_tenant(sc.tenant), voice.bench_providers(), out, options=options)
         try:  # a call normally lasts ~20 s; one that never ends must not stall the whole run
             res = await asyncio.wait_for(call.run(), CASE_TIMEOUT_S)
             error = res.error
@@ -96,12 +101,13 @@ async def run_all(
     concurrency: int,
     keep: Path | None = None,
     progress: Callable[[CaseRun], None] | None = None,
+    tuning: TurnTuning | None = None,
 ) -> list[CaseRun]:
     sem = asyncio.Semaphore(concurrency)
 
     async def one(cfg: str, cond: str, sc: Scenario) -> CaseRun:
         async with sem:
-            r = await run_case(sc, cfg, cond, reply_voiced_s, keep)
+            r = await run_case(sc, cfg, cond, reply_voiced_s, keep, tuning)
             if progress:
                 progress(r)
             return r

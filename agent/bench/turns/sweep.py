@@ -16,10 +16,10 @@ from pathlib import Path
 
 from rich.console import Console
 
-import agent.call.session as session_mod
 from agent.bench.turns import check_out
 from agent.bench.turns.bench import bench_turns
 from agent.bench.turns.corpus import HARDEST
+from agent.call.session import TurnTuning
 
 KEYS = (
     "false_interruption_rate",
@@ -44,10 +44,9 @@ def main() -> None:
     logging.getLogger("livekit").setLevel(logging.ERROR)
     try:
         kw = json.loads(a.overrides)
-        # create_session reads it per call
-        session_mod.TUNING = dataclasses.replace(session_mod.TUNING, **kw)
+        tuning = dataclasses.replace(TurnTuning(), **kw)
     except (json.JSONDecodeError, TypeError) as e:  # not JSON, not an object, or not a field
-        fields = ", ".join(f.name for f in dataclasses.fields(session_mod.TurnTuning))
+        fields = ", ".join(f.name for f in dataclasses.fields(TurnTuning))
         ap.error(f"overrides {a.overrides!r}: {e}; fields: {fields}")
     if a.cases < 1 or a.concurrency < 1:
         ap.error("--cases and --concurrency must be at least 1")
@@ -58,6 +57,7 @@ def main() -> None:
             configs=["shipped"],
             conditions=[a.condition],
             concurrency=a.concurrency,
+            tuning=tuning,
         )
     )
     if a.out:

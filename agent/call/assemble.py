@@ -1,0 +1,308 @@
+"""One call, assembled once: what the LiveKit worker, the simulator and every benchmark run.
+
+`build_call` makes the parts of one call from a tenant, its providers, a call-control adapter
+(the LiveKit room's SIP leg or the simulator's line) and the services the process shares:
+
+- the `AgentSession` with our turn handling (`session.py`, explicit `TurnTuning`);
+- the `CallAgent` (`agent.py`): semantic cache first, the LLM on a miss, with the bounded
+  context (`context.py`, Celery summaries) and the document desk (`documents.py`, MCP);
+- the phone behaviours (`sip/behaviours.py`: keypad, transfer, idle, long turns, goodbye) and,
+  once started, LLM recovery (`recovery.py`: an apology instead of dead air);
+- the report (`report.py`): one writer and one schema for every call.
+
+Drivers only add audio: the worker starts the call on a room, the simulator on its own audio
+I/O (`session.input` / `session.output` set before `start`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from livekit import rtc
+from livekit.agents import AgentSession, llm
+from livekit.agents.voice import SpeechHandle, room_io
+
+from agent import observability
+from agent.call.agent import CallAgent, TurnLog
+from agent.call.context import ContextManager
+from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
+from agent.call.recovery import LLMRecovery, attach_recovery
+from agent.call.report import write_report
+from agent.call.session import TurnMode, TurnTuning, create_session
+from agent.providers import Providers
+from core.call_report import ReportHead, TurnMetrics
+from core.errors import UserError
+from core.settings import REPO_ROOT, Settings, get_settings
+from core.tenants import Tenant
+from sip.behaviours import CallControl, PhoneBehaviours
+from sip.telephony import IdlePolicy, make_end_call_tool
+
+if TYPE_CHECKING:
+    from agent.call.jobs import JobClient
+    from cache.semantic import ResponseCache
+
+log = logging.getLogger("callcenter.call")
+CLOSE_TIMEOUT_S = 10.0
+
+
+@dataclass
+class CallServices:
+    """What the calls of one process share: the semantic cache, the Celery job client (context
+    summaries) and where the documents are. Open once per process (worker prewarm, runner)."""
+
+    cache: ResponseCache | None = None
+    jobs: JobClient | None = None
+    desk: DeskConfig | None = None
+    keep_recent: int = 10
+    max_messages: int = 30
+    # simulated calls edit a per-call copy of the repo's documents, never the repo's own
+    sandbox_docs: bool = False
+
+    @classmethod
+    def open(
+        cls, settings: Settings | None = None, *, use_cache: bool = True, sandbox_docs: bool = False
+    ) -> CallServices:
+        """Connect to Redis (the embedded Redis Stack or `REDIS_URL`) for the cache and the job
+        client; without Redis a call still runs (no cache, context bounded by its window alone).
+
+        Args:
+            settings: the process settings (default `get_settings()`).
+            use_cache: False leaves the cache out (`callcenter call --no-cache`).
+            sandbox_docs: give each call its own copy of the documents (the simulator).
+        """
+        s = settings or get_settings()
+        url: str | None = None
+        try:
+            from cache.redis_server import ensure_redis
+
+            url = ensure_redis(s)
+        except UserError as e:
+            log.warning("Redis unavailable; calls run without the cache and summaries: %s", e)
+        cache = open_cache(url, s) if (url and use_cache and s.cache_enabled) else None
+        jobs = None
+        if url:
+            from agent.call.jobs import JobClient
+
+            jobs = JobClient(url)
+        desk = None
+        if s.documents:
+            docs_dir = Path(os.environ.get("CALLCENTER_DOCS_DIR") or REPO_ROOT / "documents")
+            desk = DeskConfig(url=s.docs_mcp_url) if s.docs_mcp_url else DeskConfig(docs_dir=docs_dir)
+        return cls(cache, jobs, desk, s.context_keep_recent, s.context_max_messages, sandbox_docs)
+
+
+def open_cache(url: str, settings: Settings) -> ResponseCache | None:
+    """The semantic cache on `url`, its embedder loaded and index made before the first call."""
+    try:
+        from cache.semantic import ResponseCache
+    except ImportError:
+        return None
+    cache = ResponseCache(url, threshold=settings.cache_threshold)
+    prewarm_cache(cache)
+    return cache
+
+
+def prewarm_cache(cache: ResponseCache) -> None:
+    """Load the embedding model and create the index before the call, not on its first turn."""
+    try:
+        cache.embedder.embed("warm up")
+        cache._ensure_index_sync()
+    except Exception as e:  # noqa: BLE001 - a cache that cannot warm up is bypassed per lookup
+        log.warning("cache prewarm failed: %s", e)
+
+
+@dataclass(frozen=True)
+class CallOptions:
+    """How the call takes turns and when it gives up; explicit, never a module global."""
+
+    turn_mode: TurnMode = "vad"
+    tuning: TurnTuning = field(default_factory=TurnTuning)
+    idle: IdlePolicy = field(default_factory=IdlePolicy)
+    bounded_context: bool = True  # False only for `bench context`'s unmanaged reference run
+
+
+class Call:
+    """The parts of one call (see the module docstring). Start it, let it run, close it, report."""
+
+    def __init__(
+        self,
+        tenant: Tenant,
+        providers: Providers,
+        control: CallControl,
+        services: CallServices,
+        options: CallOptions,
+        *,
+        out_dir: Path,
+        desk: DocumentDesk | None = None,
+    ) -> None:
+        self.tenant, self.providers, self.control = tenant, providers, control
+        self.services, self.options, self.out_dir = services, options, out_dir
+        # Only the cloud LLM calls tools; the local models are routed by rules instead.
+        self.tools = providers.name == "cloud"
+        self.turn_log = TurnLog()
+        self.session: AgentSession = create_session(
+            providers, turn_mode=options.turn_mode, tuning=options.tuning
+        )
+        self.context = (
+            ContextManager(
+                services.jobs, keep_recent=services.keep_recent, max_messages=services.max_messages
+            )
+            if options.bounded_context
+            else None
+        )
+        self.desk: DocumentDesk | None = desk or self._desk()
+        self.agent = CallAgent(
+            tenant,
+            voice=providers.voice,
+            cache=services.cache,
+            turn_log=self.turn_log,
+            context=self.context,
+            documents=self.desk,
+            documents_as_tools=self.tools,
+        )
+        self.phone = PhoneBehaviours(
+            self.session, tenant, control, idle=options.idle, end_on_goodbye=not self.tools
+        )
+        self.phone.attach()  # before start: the idle timeout applies from the first silence
+        self.recovery: LLMRecovery | None = None
+        self.greeting: SpeechHandle | None = None
+        self._started = False
+        self._closed = False
+
+    def _desk(self) -> DocumentDesk | None:
+        cfg = self.services.desk
+        if cfg is None:
+            return None
+        if self.services.sandbox_docs and cfg.url is None:
+            cfg = DeskConfig(docs_dir=sandbox_docs(self.out_dir, cfg.docs_dir), env=cfg.env)
+        return cfg.build()
+
+    @property
+    def attached(self) -> dict[str, Any]:
+        """What this call runs with (tests and the report check it is all there)."""
+        return {
+            "context": self.context,
+            "documents": self.desk,
+            "recovery": self.recovery,
+            "phone": self.phone,
+            "cache": self.services.cache,
+        }
+
+    async def start(self, room: rtc.Room | None = None, *, participant: str | None = None) -> None:
+        """Start the session: on `room`'s SIP participant, or (room None) on the audio I/O the
+        driver set on `session.input` / `session.output`."""
+        if self.desk is not None and self.tools:
+            await self.desk.start()  # the LLM gets the document tools: learn them now
+        if room is not None:
+            opts = room_io.RoomOptions(
+                participant_identity=participant,
+                participant_kinds=[rtc.ParticipantKind.PARTICIPANT_KIND_SIP],
+                close_on_disconnect=True,
+                delete_room_on_close=True,  # drops the SIP leg and ends the job with the session
+            )
+            await self.session.start(self.agent, room=room, room_options=opts)
+            room.on("sip_dtmf_received", lambda ev: self.phone.on_dtmf(ev.digit))
+        else:
+            await self.session.start(self.agent, record=False)
+        self._started = True
+        observability.call_started(self.tenant.name, self.providers.name)
+        self.recovery = attach_recovery(self.session, self.agent.call_flags)
+        if self.tools:
+            await self.agent.update_tools([*self.agent.tools, make_end_call_tool()])
+
+    def greet(self) -> SpeechHandle:
+        self.greeting = self.session.say(self.tenant.greeting)
+        return self.greeting
+
+    async def aclose(self) -> None:
+        """Hang-up: cancel the call's document jobs and summaries, wait for cache writes, close
+        the session. Idempotent; never raises (the report must still be written)."""
+        if self._closed:
+            return
+        self._closed = True
+        steps: list[tuple[str, Any]] = []
+        if self.desk is not None:
+            steps.append(("documents", self.desk.aclose()))
+        steps.append(("phone", self.phone.aclose()))
+        if self.context is not None:
+            steps.append(("context", self.context.aclose()))
+        steps.append(("cache writes", self.agent.drain()))
+        steps.append(("session", self.session.aclose()))
+        for what, coro in steps:
+            try:
+                await asyncio.wait_for(coro, CLOSE_TIMEOUT_S)
+            except Exception as e:  # noqa: BLE001 - closing must not hide the call's own result
+                log.warning("closing %s: %s", what, e)
+        if self._started:
+            observability.call_ended(self.tenant.name, self.providers.name)
+
+    def messages(self) -> list[llm.ChatMessage]:
+        return [
+            m
+            for m in self.session.history.items
+            if isinstance(m, llm.ChatMessage) and m.role in ("user", "assistant")
+        ]
+
+    def write_report(
+        self,
+        head: ReportHead,
+        turns: list[TurnMetrics],
+        *,
+        error: str | None = None,
+        messages: list[llm.ChatMessage] | None = None,
+    ) -> dict[str, Any]:
+        """Write transcript.json + metrics.json to `out_dir` and count the call in the metrics."""
+        extra: dict[str, Any] = {}
+        if self.context is not None:
+            st = self.context.stats
+            extra["context"] = {
+                "summaries": st.summaries,
+                "summary_failures": st.summary_failures,
+                "pruned_messages": st.pruned_messages,
+            }
+        if self.recovery is not None:
+            extra["llm_failures"] = self.recovery.failures
+        transcript = write_report(
+            self.out_dir,
+            head,
+            messages=self.messages() if messages is None else messages,
+            turns=turns,
+            events=self.control.events,
+            error=error,
+            extra=extra,
+        )
+        observability.record_call(self.out_dir, self.tenant.name, self.providers.name)
+        return transcript
+
+
+def build_call(
+    tenant: Tenant,
+    providers: Providers,
+    control: CallControl,
+    services: CallServices,
+    *,
+    out_dir: Path,
+    options: CallOptions | None = None,
+    desk: DocumentDesk | None = None,
+) -> Call:
+    """Assemble one call (not started).
+
+    Args:
+        tenant: the business the caller dialed.
+        providers: STT, LLM, TTS and VAD of this call (built once per process).
+        control: what acts on the phone line (`LiveKitCallControl` or `SimCallControl`).
+        services: the process's cache, job client and documents (`CallServices.open`).
+        out_dir: where the call's report (and a simulated call's document copy) goes.
+        options: turn handling and limits (default: the shipped values).
+        desk: a document desk made elsewhere (tests with their own MCP server); by default the
+            call builds its own from `services.desk`.
+
+    Returns:
+        The call; `await call.start(room)` (or set the session's audio I/O and `start()`).
+    """
+    return Call(tenant, providers, control, services, options or CallOptions(), out_dir=out_dir, desk=desk)
