@@ -6,6 +6,14 @@ symlink them into a private directory and point LD_LIBRARY_PATH there for the se
 only. Persistence is AOF under `<data_dir>/redis`. One server per data dir is shared by every
 process (agent, Celery workers, admin CLI) through a port file; `ensure_redis` reuses it.
 
+The AOF holds cached questions, queued documents and caller messages, so: the data dir and its
+`redis/` dir are owner-only (0700, the server runs with umask 077), and the server requires a
+password (`requirepass`), generated once with `secrets` and kept in `<data_dir>/redis/password`
+(0600); it reaches the server through a 0600 config file, never the command line (`ps`). Every
+URL handed out carries it (`redis://:<password>@127.0.0.1:<port>/0`); what is printed or logged
+is `redacted()` (`redis://:***@127.0.0.1:<port>/0`). A server started before passwords existed
+keeps its data: the next start (or `ensure_redis` finding it running) simply sets one.
+
 Production sets REDIS_URL to a redis-stack server instead, and none of this runs.
 """
 
@@ -14,11 +22,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
+import secrets
 import signal
 import socket
+import stat
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -26,6 +38,78 @@ from core.errors import UserError
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger("callcenter.redis")
+PASSWORD_FILE = "password"
+CONF_FILE = "auth.conf"
+_PASSWORD = re.compile(r"^[A-Za-z0-9_-]{32,256}$")
+
+
+def redacted(url: str) -> str:
+    """`url` safe to print: a password (or user:password) becomes `:***`; never raises."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "redis://***"
+    if "@" not in parts.netloc:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"{user}:***@{host}", parts.path, parts.query, parts.fragment))
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) owner-only; tighten it to 0700 if it is ours and
+    readable by others (a data dir made before this rule, or by a umask of 022)."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = path.stat()
+    if st.st_uid == os.getuid() and stat.S_IMODE(st.st_mode) & 0o077:
+        os.chmod(path, stat.S_IMODE(st.st_mode) & 0o700)
+        logger.info("made %s owner-only (it holds cached questions and caller messages)", path)
+    return path
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a 0600 file, never through a symlink (replaced atomically)."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def read_password(redis_dir: Path) -> str | None:
+    """The embedded server's password from `<redis_dir>/password`, None when there is none yet."""
+    path = redis_dir / PASSWORD_FILE
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UserError(f"cannot read the embedded Redis password file {path}: {e.strerror}") from None
+    with os.fdopen(fd) as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{path} is not a regular file")
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.fchmod(f.fileno(), 0o600)
+        pw = f.read(512).strip()
+    if not _PASSWORD.fullmatch(pw):
+        raise UserError(f"{path} does not hold a usable password (delete it to generate a new one)")
+    return pw
+
+
+def password(redis_dir: Path) -> str:
+    """The embedded server's password: read, or generated (secrets) and stored 0600 on first use."""
+    pw = read_password(redis_dir)
+    if pw is None:
+        private_dir(redis_dir)
+        pw = secrets.token_urlsafe(32)
+        _write_private(redis_dir / PASSWORD_FILE, pw + "\n")
+    return pw
+
+
+def local_url(port: int | str, pw: str | None) -> str:
+    auth = f":{pw}@" if pw else ""
+    return f"redis://{auth}127.0.0.1:{port}/0"
 
 
 def _package_paths() -> tuple[Path, Path, Path]:
@@ -49,8 +133,7 @@ def _ssl_dir(data_dir: Path) -> Path:
             "embedded Redis needs psycopg2-binary for its OpenSSL 1.1 libraries (run ./install.sh)"
         )
     libs = Path(spec.origin).parent.parent / "psycopg2_binary.libs"
-    out = data_dir / "redis" / "ssl11"
-    out.mkdir(parents=True, exist_ok=True)
+    out = private_dir(data_dir / "redis" / "ssl11")
     for name in ("libssl", "libcrypto"):
         found = sorted(libs.glob(f"{name}-*.so.1.1"))
         if not found:
@@ -75,6 +158,29 @@ def ping(url: str, timeout: float = 0.5) -> bool:
         return False
 
 
+def _ours(url: str, redis_dir: Path) -> bool:
+    """The server at `url` keeps its data in `redis_dir` (not some other server on a reused port)."""
+    try:
+        got = redis.Redis.from_url(url, socket_timeout=2).config_get("dir").get("dir")
+    except (redis.RedisError, OSError):
+        return False
+    return bool(got) and Path(str(got)).resolve() == redis_dir.resolve()
+
+
+def _adopt_passwordless(port: str, redis_dir: Path, pw: str) -> bool:
+    """A server of this data dir started before passwords existed (still running after an
+    upgrade): set its password now, so nothing restarts and no data is touched."""
+    old = local_url(port, None)
+    if not _ours(old, redis_dir):
+        return False
+    try:
+        redis.Redis.from_url(old, socket_timeout=2).config_set("requirepass", pw)
+    except (redis.RedisError, OSError):
+        return False
+    logger.warning("embedded Redis on port %s had no password: set one (%s)", port, redis_dir / PASSWORD_FILE)
+    return True
+
+
 def _loading(log: Path, offset: int) -> bool:
     """Still replaying its AOF (a big cache re-indexes its vectors: tens of seconds, during
     which it may not even answer PING). Read from this start's part of the log."""
@@ -92,10 +198,25 @@ class EmbeddedRedis:
         self.dir = Path(data_dir) / "redis"
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self._password: str | None = None
+
+    @property
+    def password(self) -> str:
+        if self._password is None:
+            self._password = password(self.dir)
+        return self._password
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL to connect with, password included: never print it (use `redacted_url`)."""
+        return local_url(self.port, self.password)
+
+    @property
+    def redacted_url(self) -> str:
+        return redacted(self.url)
+
+    def __repr__(self) -> str:
+        return f"EmbeddedRedis({self.redacted_url}, dir={self.dir})"
 
     def start(
         self, timeout: float = 20.0, detach: bool = False, load_timeout: float = 600.0
@@ -103,10 +224,15 @@ class EmbeddedRedis:
         """Start and wait until it answers: `timeout` to come up, `load_timeout` while it is
         still loading stored data (never killed mid-load: the AOF is the cache)."""
         server, search, rejson = _package_paths()
+        private_dir(self.dir.parent)
+        private_dir(self.dir)
         ssl = _ssl_dir(self.dir.parent)
-        self.dir.mkdir(parents=True, exist_ok=True)
+        # the password reaches the server in a 0600 file, not in argv (visible to every user in ps)
+        conf = self.dir / CONF_FILE
+        _write_private(conf, f"requirepass {self.password}\n")
         args = [
             str(server),
+            str(conf),
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--dir", str(self.dir),
@@ -122,8 +248,9 @@ class EmbeddedRedis:
         log_path = self.dir / "redis.log"
         log_offset = log_path.stat().st_size if log_path.exists() else 0
         self.proc = subprocess.Popen(
-            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=detach
-        )
+            args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=detach,
+            umask=0o077,  # the AOF and the log: owner-only
+        )  # fmt: skip
         started = time.monotonic()
         told = False
         while True:
@@ -146,8 +273,8 @@ class EmbeddedRedis:
                     f"embedded Redis exited at start (code {self.proc.returncode}): {log.strip()[-200:]}"
                 )
             if ping(self.url):
-                (self.dir / "port").write_text(str(self.port))
-                (self.dir / "pid").write_text(str(self.proc.pid))
+                _write_private(self.dir / "port", str(self.port))
+                _write_private(self.dir / "pid", str(self.proc.pid))
                 return self
             time.sleep(0.05)
         self.stop()
@@ -177,15 +304,30 @@ class EmbeddedRedis:
             self.proc.wait(timeout=5)
 
 
+def _port(redis_dir: Path) -> str | None:
+    try:
+        port = (redis_dir / "port").read_text().strip()
+    except OSError:
+        return None
+    return port if port.isdigit() else None
+
+
 def ensure_redis(settings: Settings | None = None) -> str:
-    """REDIS_URL if set; else the embedded server for this data dir, started (detached) if needed."""
+    """REDIS_URL if set; else the embedded server for this data dir, started (detached) if
+    needed. The URL carries the password: pass it on, never print it (`redacted(url)`)."""
     s = settings or get_settings()
     if s.redis_url:
         return s.redis_url
-    port_file = Path(s.data_dir) / "redis" / "port"
-    if port_file.exists():
-        url = f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
-        if ping(url):
+    redis_dir = Path(s.data_dir) / "redis"
+    port = _port(redis_dir)
+    if port is not None:
+        pw = password(redis_dir)
+        url = local_url(port, pw)
+        # a server without a password accepts any AUTH (Redis 6+): ask without one as well
+        if ping(local_url(port, None)):
+            if _adopt_passwordless(port, redis_dir, pw):
+                return url
+        elif ping(url):
             return url
     server = EmbeddedRedis(Path(s.data_dir)).start(detach=True)
     server.proc = None  # detached: it outlives this process and is shared; `callcenter redis stop` ends it
@@ -194,14 +336,16 @@ def ensure_redis(settings: Settings | None = None) -> str:
 
 def stop_shared(settings: Settings | None = None) -> bool:
     s = settings or get_settings()
-    port_file = Path(s.data_dir) / "redis" / "port"
-    if not port_file.exists():
+    redis_dir = Path(s.data_dir) / "redis"
+    port = _port(redis_dir)
+    if port is None:
         return False
-    url = f"redis://127.0.0.1:{port_file.read_text().strip()}/0"
-    with contextlib.suppress(redis.RedisError, OSError):
-        redis.Redis.from_url(url, socket_timeout=2).shutdown(nosave=False)
+    for url in (local_url(port, read_password(redis_dir)), local_url(port, None)):
+        with contextlib.suppress(redis.RedisError, OSError):
+            redis.Redis.from_url(url, socket_timeout=2).shutdown(nosave=False)
+            break
     with contextlib.suppress(FileNotFoundError):
-        port_file.unlink()
+        (redis_dir / "port").unlink()
     return True
 
 
@@ -209,7 +353,8 @@ def run_foreground(port: int | None = None, settings: Settings | None = None) ->
     """`callcenter redis`: run the embedded server until Ctrl-C."""
     s = settings or get_settings()
     server = EmbeddedRedis(Path(s.data_dir), port).start()
-    print(f"embedded Redis Stack at {server.url} (data in {server.dir}); Ctrl-C to stop", flush=True)
+    print(f"embedded Redis Stack at {server.redacted_url} (password in {server.dir / PASSWORD_FILE}, "
+          f"data in {server.dir}); Ctrl-C to stop", flush=True)  # fmt: skip
     try:
         assert server.proc is not None
         server.proc.wait()

@@ -68,6 +68,15 @@ def browser() -> Iterator[object]:
         b.close()
 
 
+def login(page, base: str, next_path: str = "/") -> None:  # type: ignore[no-untyped-def]
+    """Caller data needs the token even on loopback: the login form sets the session cookie."""
+    page.goto(f"{base}/login?next={next_path}")
+    page.fill("#login-token", TOKEN)
+    with page.expect_navigation():
+        page.click("#login-form button")
+    assert page.url == base + next_path
+
+
 def test_overview_shows_the_call(server, browser, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     base, calls_dir = server
     turns = json.loads((calls_dir / CALL_ID / "metrics.json").read_text())["turns"]
@@ -75,7 +84,12 @@ def test_overview_shows_the_call(server, browser, tmp_path: Path) -> None:  # ty
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     errors: list[str] = []
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.goto(base + "/")
+    page.goto(base + "/")  # the aggregates are open on loopback; the recent calls are not
+    assert page.locator("#v2v-p50").count() == 1 and page.locator(f'tr[data-call="{CALL_ID}"]').count() == 0
+    assert page.locator("#recent-locked").count() == 1
+    resp = page.goto(f"{base}/calls/{CALL_ID}")
+    assert resp is not None and resp.status == 401 and page.locator("#login-form").count() == 1
+    login(page, base, "/")
     assert page.locator("#v2v-p50").inner_text() == f"{np.percentile(v2v, 50) * 1000:.0f} ms"
     assert page.locator("#v2v-p95").inner_text() == f"{np.percentile(v2v, 95) * 1000:.0f} ms"
     assert page.locator("#calls-total").inner_text() == f"1 / {len(turns)}"
@@ -111,7 +125,7 @@ def test_overview_shows_the_call(server, browser, tmp_path: Path) -> None:  # ty
 def test_cache_search_invalidate_and_auth(server, browser, redis_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     base, _ = server
     page = browser.new_page()
-    page.goto(base + "/cache")
+    login(page, base, "/cache")
     n_entries = page.locator("#entries tr[data-id]").count()
     assert n_entries == len(CacheAdmin(redis_url, namespace=NS).list(limit=0)) >= 4
     page.fill("#q", "what time do you open on saturday")
@@ -162,7 +176,7 @@ def test_cache_search_invalidate_and_auth(server, browser, redis_url: str, tmp_p
 
 
 def test_http_guards(server) -> None:  # type: ignore[no-untyped-def]
-    base, _ = server
+    base, calls_dir = server
     with httpx.Client(base_url=base) as c:
         assert c.delete("/api/cache/x").status_code == 401
         assert c.delete("/api/cache/x", headers={"Authorization": "Bearer wrong"}).status_code == 403
@@ -173,10 +187,19 @@ def test_http_guards(server) -> None:  # type: ignore[no-untyped-def]
             c.get("/", headers={"Host": "evil.example", "Authorization": f"Bearer {TOKEN}"}).status_code
             == 200
         )
+        auth = {"Authorization": f"Bearer {TOKEN}"}
         for bad in ("/calls/..%2F..%2Fetc", "/calls/%2e%2e/audio", "/calls/.hidden", "/calls/nope/audio"):
-            assert c.get(bad).status_code == 404, bad
-        r = c.get(f"/calls/{CALL_ID}/audio")
+            assert c.get(bad, headers=auth).status_code == 404, bad
+        # caller data needs the token even from loopback
+        assert c.get(f"/calls/{CALL_ID}/audio").status_code == 401
+        r = c.get(f"/calls/{CALL_ID}/audio", headers=auth)
         assert r.status_code == 200 and r.headers["content-type"] == "audio/wav" and r.content[:4] == b"RIFF"
+        part = c.get(f"/calls/{CALL_ID}/audio", headers={**auth, "Range": "bytes=0-3"})
+        assert part.status_code == 206 and part.content == b"RIFF"
+        turns = json.loads((calls_dir / CALL_ID / "metrics.json").read_text())["turns"]
+        page = c.get(f"/calls/{CALL_ID}", headers=auth)
+        assert page.status_code == 200 and turns[0]["user_text"] in page.text
+        assert c.get("/api/overview").json()["overview"]["bad_reports"] == 0  # the real report is valid
         assert "default-src 'self'" in c.get("/").headers["content-security-policy"]
         fams = c.get("/metrics").text
         assert 'callcenter_calls_total{experiment="' in fams and TOKEN not in fams

@@ -135,6 +135,16 @@ def test_caller_data_needs_a_token_even_from_loopback(calls: Path, redis_url: st
                 assert c.get(path, headers=bearer(tok)).status_code == 200, (path, tok)
         assert CALLER_SAYS in c.get(f"/calls/{CALL}", headers=bearer(READ)).text
         assert c.get(f"/calls/{CALL}/audio", headers=bearer(READ)).content[:4] == b"RIFF"
+        size = (calls / CALL / "call.wav").stat().st_size
+        part = c.get(f"/calls/{CALL}/audio", headers={**bearer(READ), "Range": "bytes=4-7"})
+        assert part.status_code == 206 and part.headers["content-range"] == f"bytes 4-7/{size}"
+        assert part.content == (calls / CALL / "call.wav").read_bytes()[4:8]
+        tail = c.get(f"/calls/{CALL}/audio", headers={**bearer(READ), "Range": "bytes=-10"})
+        assert tail.status_code == 206 and len(tail.content) == 10
+        assert (
+            c.get(f"/calls/{CALL}/audio", headers={**bearer(READ), "Range": f"bytes={size}-"}).status_code
+            == 416
+        )
         entries = c.get("/api/cache/entries", headers=bearer(READ)).json()
         assert entries and all("question" in e for e in entries)
 
@@ -197,6 +207,13 @@ def test_browser_login_sets_a_strict_httponly_cookie(calls: Path) -> None:
 
 def test_login_refuses_open_redirects_and_cross_site_posts(calls: Path) -> None:
     with serve(app_for(calls)) as base, httpx.Client(base_url=base) as c:
+        # what a browser sends for the dashboard's own form
+        same = {"Origin": base, "Sec-Fetch-Site": "same-origin"}
+        r = c.post("/login", data={"token": READ, "next": "/calls"}, headers=same)
+        assert r.status_code == 303 and r.headers["location"] == "/calls"
+        c.cookies.clear()
+        r = c.post("/login", data={"token": READ}, headers={"Sec-Fetch-Site": "cross-site"})
+        assert r.status_code == 403 and "set-cookie" not in r.headers
         for nxt in ("https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)"):
             r = c.post("/login", data={"token": READ, "next": nxt})
             assert r.status_code == 303 and r.headers["location"] == "/", nxt
