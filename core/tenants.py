@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 
 import yaml
@@ -11,6 +12,9 @@ from pydantic import BaseModel, Field, ValidationError
 
 from core.errors import UserError
 from core.settings import get_settings
+
+# A tenant is named, never pointed at: `acme`, `globex-eu`, `shop_2`; no path, no dot, no slash.
+TENANT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 class FAQ(BaseModel):
@@ -45,12 +49,27 @@ class Tenant(BaseModel):
 
 
 def tenant_path(name: str, tenants_dir: Path | None = None) -> Path:
-    return (tenants_dir or get_settings().tenants_dir) / f"{name}.yaml"
+    """`<tenants_dir>/<name>.yaml` for a plain tenant name; `UserError` for anything else (an
+    absolute path, `../x`, a dot or slash), and for a file that resolves outside the tenants dir
+    (a symlink pointing elsewhere)."""
+    d = tenants_dir or get_settings().tenants_dir
+    if not isinstance(name, str) or not TENANT_NAME.fullmatch(name):
+        known = ", ".join(list_tenants(d)) or "none"
+        shown = name if isinstance(name, str) and len(name) <= 80 else f"{str(name)[:77]}..."
+        raise UserError(f"bad tenant name {shown!r}: use a plain name of a file in {d} (known: {known})")
+    path = d / f"{name}.yaml"
+    try:
+        inside = path.resolve().parent == d.resolve()
+    except (OSError, RuntimeError):
+        inside = False
+    if not inside:
+        raise UserError(f"tenant '{name}': {path} points outside {d}")
+    return path
 
 
 def list_tenants(tenants_dir: Path | None = None) -> list[str]:
     d = tenants_dir or get_settings().tenants_dir
-    return sorted(p.stem for p in d.glob("*.yaml"))
+    return sorted(p.stem for p in d.glob("*.yaml") if TENANT_NAME.fullmatch(p.stem))
 
 
 def load_tenant(name: str | None = None, tenants_dir: Path | None = None) -> Tenant:
@@ -61,9 +80,13 @@ def load_tenant(name: str | None = None, tenants_dir: Path | None = None) -> Ten
         raise UserError(f"unknown tenant '{name}' (known: {known})")
     try:
         data = yaml.safe_load(path.read_text()) or {}
-        return Tenant(name=name, **data)
+        if not isinstance(data, dict):
+            raise UserError(f"{path}: expected a mapping of tenant fields")
+        return Tenant.model_validate({**data, "name": name})  # the file's name is the tenant's name
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"{path}: cannot read: {getattr(e, 'strerror', None) or type(e).__name__}") from None
     except yaml.YAMLError as e:
-        raise UserError(f"{path}: invalid YAML: {e}") from None
+        raise UserError(f"{path}: invalid YAML: {' '.join(str(e).split())}") from None
     except ValidationError as e:
         err = e.errors()[0]
         loc = ".".join(str(p) for p in err["loc"])
