@@ -19,7 +19,7 @@ from rich.table import Table
 
 from core.errors import UserError
 from sip.config import DEFAULT_AGENT_NAME, load_config
-from sip.operator import KINDS, Kind, Plan, SipOperator, connect, masked
+from sip.operator import KINDS, Kind, Plan, SipOperator, connect, masked, masked_address
 
 app = typer.Typer(help="LiveKit SIP trunks and dispatch rules as code; outbound calls.", no_args_is_help=True)
 
@@ -43,9 +43,15 @@ Secret = Annotated[
     str | None,
     typer.Option("--api-secret", envvar="LIVEKIT_API_SECRET", show_default=False, show_envvar=True),
 ]
-Prune = Annotated[bool, typer.Option("--prune/--no-prune", help="delete server objects missing from FILE")]
+Prune = Annotated[
+    bool,
+    typer.Option(
+        "--prune/--no-prune",
+        help="also delete server objects missing from FILE (default: leave them alone and list them)",
+    ),
+]
 
-_COLOR = {"create": "green", "update": "yellow", "delete": "red", "unchanged": "dim"}
+_COLOR = {"create": "green", "update": "yellow", "delete": "red", "unchanged": "dim", "keep": "cyan"}
 
 
 def _run(
@@ -75,11 +81,18 @@ def _show_plan(plan: Plan, applied: bool) -> None:
     _out().print(
         f"{verb}: {n['create']} to create, {n['update']} to update, {n['delete']} to delete, {n['unchanged']} unchanged."
     )
+    if plan.kept:
+        names = ", ".join(f"{c.kind} {c.name}" for c in plan.kept)
+        _out().print(
+            f"Left alone (on the server, not in the file; --prune deletes them): {names}.",
+            markup=False,
+            highlight=False,
+        )
 
 
 @app.command()
 def plan(
-    file: str, url: Url = None, api_key: Key = None, api_secret: Secret = None, prune: Prune = True
+    file: str, url: Url = None, api_key: Key = None, api_secret: Secret = None, prune: Prune = False
 ) -> None:
     """Show what `apply FILE` would create, update or delete (matched by name)."""
     cfg = _load(file)
@@ -88,9 +101,10 @@ def plan(
 
 @app.command()
 def apply(
-    file: str, url: Url = None, api_key: Key = None, api_secret: Secret = None, prune: Prune = True
+    file: str, url: Url = None, api_key: Key = None, api_secret: Secret = None, prune: Prune = False
 ) -> None:
-    """Make the server match FILE. Idempotent: a second run changes nothing."""
+    """Create and update what FILE defines (matched by name); idempotent. Objects FILE does not
+    mention are kept and listed unless --prune is given."""
     cfg = _load(file)
     _show_plan(_run(url, api_key, api_secret, lambda op: op.apply(cfg, prune=prune)), applied=True)
 
@@ -104,7 +118,7 @@ def _describe(kind: Kind, m: Any) -> tuple[str, str, str]:
         detail = f"{rule_type}; trunks={','.join(m.trunk_ids) or 'any'}; agent={','.join(agents) or '-'}"
         return numbers, detail, _tenant(m)
     auth = f"digest user {m.auth_username[:2]}***" if m.auth_username else "none"
-    detail = f"address={m.address}; " if kind == "outbound_trunk" else ""
+    detail = f"address={masked_address(m.address)}; " if kind == "outbound_trunk" else ""
     return ", ".join(m.numbers) or "any", f"{detail}auth={auth}", ""
 
 
@@ -170,7 +184,7 @@ def dial(
 
 def _load(file: str) -> Any:
     try:
-        return load_config(file)
+        return load_config(file, allow_empty=False)
     except UserError as e:
         _err().print(f"error: {e}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(e.exit_code) from None

@@ -35,7 +35,8 @@ DIRECTION_ATTRIBUTE = "callcenter.direction"
 
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_ENV = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Upper case only: a mixed-case "name" such as Hunter2LiteralSecret is a pasted value, not a name.
+_ENV = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 
 
 def _e164(v: str) -> str:
@@ -60,7 +61,12 @@ def _name(v: str) -> str:
 
 def _env_name(v: str) -> str:
     if not _ENV.match(v):
-        raise PydanticCustomError("env", "must be an environment variable name, not a value", {})
+        # The value is not echoed: it may well be the password itself.
+        raise PydanticCustomError(
+            "env",
+            "must be the NAME of an environment variable (A-Z, 0-9, _), not a value (value not shown)",
+            {},
+        )
     return v
 
 
@@ -158,6 +164,13 @@ class OutboundTrunk(_Auth):
 
     @model_validator(mode="after")
     def _plain_host(self) -> OutboundTrunk:
+        if "@" in self.address:  # user:password@host: a credential in a committed file, printed by `list`
+            raise PydanticCustomError(
+                "address",
+                "address must not contain credentials (user:password@); use auth_username_env / "
+                "auth_password_env (value not shown)",
+                {},
+            )
         if "://" in self.address or self.address.startswith(("sip:", "sips:")) or " " in self.address:
             raise PydanticCustomError("address", "address is a bare host[:port], without sip: or scheme", {})
         return self
@@ -260,6 +273,9 @@ class TelephonyConfig(_Base):
     outbound_trunks: list[OutboundTrunk] = Field(default_factory=list)
     dispatch_rules: list[DispatchRule] = Field(default_factory=list)
 
+    def is_empty(self) -> bool:
+        return not (self.inbound_trunks or self.outbound_trunks or self.dispatch_rules)
+
     def cross_check(self, known_tenants: list[str] | None) -> list[str]:
         """Checks that need the whole file (names, trunk references, tenants)."""
         errs: list[str] = []
@@ -312,15 +328,31 @@ def parse_config(
     return cfg
 
 
-def load_config(path: str | Path) -> TelephonyConfig:
+def load_config(path: str | Path, allow_empty: bool = True) -> TelephonyConfig:
+    """Read and validate a telephony file. `allow_empty=False` (plan/apply) refuses a file that
+    defines no trunk and no rule: applied with --prune it would delete everything on the server."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"{p}: no such file")
     try:
-        data = yaml.safe_load(p.read_text())
+        raw = p.read_bytes()
+    except OSError as e:
+        raise UserError(f"{p}: cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{p}: not a UTF-8 text file (is it the YAML file?)") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as e:
         raise UserError(f"{p}: invalid YAML: {str(e).splitlines()[0]}") from None
-    return parse_config(data, str(p), _known_tenants())
+    cfg = parse_config(data, str(p), _known_tenants())
+    if not allow_empty and cfg.is_empty():
+        raise UserError(
+            f"{p}: defines no trunks or dispatch rules; refusing an empty plan "
+            "(remove objects one by one with `callcenter sip delete NAME`)"
+        )
+    return cfg
 
 
 def _known_tenants() -> list[str] | None:

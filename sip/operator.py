@@ -16,6 +16,7 @@ import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
+from urllib.parse import urlsplit
 
 import aiohttp
 from google.protobuf.json_format import MessageToDict
@@ -24,10 +25,12 @@ from livekit import api
 from livekit.api.twirp_client import ServerError, SipCallError
 
 from core.errors import UserError
+from core.redact import has_credentials, redact_url
 from sip.config import DEFAULT_AGENT_NAME, DIRECTION_ATTRIBUTE, TENANT_ATTRIBUTE, TelephonyConfig
 
 Kind = Literal["inbound_trunk", "outbound_trunk", "dispatch_rule"]
-Action = Literal["create", "update", "delete", "unchanged"]
+# "keep": on the server, not in the file, left alone because --prune was not given.
+Action = Literal["create", "update", "delete", "unchanged", "keep"]
 KINDS: tuple[Kind, ...] = ("inbound_trunk", "outbound_trunk", "dispatch_rule")
 # Server-owned fields that never come from the file.
 _SERVER_FIELDS = {"sip_trunk_id", "sip_dispatch_rule_id", "created_at", "updated_at"}
@@ -51,10 +54,14 @@ class Plan:
 
     @property
     def pending(self) -> list[Change]:
-        return [c for c in self.changes if c.action != "unchanged"]
+        return [c for c in self.changes if c.action not in ("unchanged", "keep")]
+
+    @property
+    def kept(self) -> list[Change]:
+        return [c for c in self.changes if c.action == "keep"]
 
     def counts(self) -> dict[str, int]:
-        out = {a: 0 for a in ("create", "update", "delete", "unchanged")}
+        out = {a: 0 for a in ("create", "update", "delete", "unchanged", "keep")}
         for c in self.changes:
             out[c.action] += 1
         return out
@@ -118,7 +125,14 @@ def masked(msg: Message) -> dict[str, object]:
     for k in SECRET_FIELDS:
         if d.get(k):
             d[k] = MASK
+    if isinstance(d.get("address"), str):
+        d["address"] = masked_address(str(d["address"]))
     return d
+
+
+def masked_address(address: str) -> str:
+    """A trunk address as printable text: `user:password@host` (made by another tool) -> `***@host`."""
+    return f"***@{address.rsplit('@', 1)[1]}" if "@" in address else address
 
 
 @contextlib.asynccontextmanager
@@ -133,8 +147,8 @@ async def connect(url: str | None, key: str | None, secret: str | None) -> Async
                 f"{name} is not set (export it or pass --{name.split('_', 1)[1].lower().replace('_', '-')})"
             )
     assert url and key and secret
-    if not re.match(r"^(https?|wss?)://", url):
-        raise UserError(f"LIVEKIT_URL must start with http(s):// or ws(s):// (got {url!r})")
+    check_livekit_url(url)
+    shown = redact_url(url)
     lk = api.LiveKitAPI(url, key, secret, timeout=aiohttp.ClientTimeout(total=15))
     try:
         yield lk
@@ -144,14 +158,35 @@ async def connect(url: str | None, key: str | None, secret: str | None) -> Async
         ) from None
     except ServerError as e:
         if e.code == "unauthenticated":
-            raise UserError(f"LiveKit at {url} rejected the API key/secret ({e.message})") from None
+            raise UserError(f"LiveKit at {shown} rejected the API key/secret ({e.message})") from None
         if e.code == "permission_denied":
-            raise UserError(f"LiveKit at {url}: permission denied ({e.message})") from None
-        raise UserError(f"LiveKit at {url}: {e.code}: {e.message}") from None
+            raise UserError(f"LiveKit at {shown}: permission denied ({e.message})") from None
+        raise UserError(f"LiveKit at {shown}: {e.code}: {e.message}") from None
     except (TimeoutError, aiohttp.ClientError, OSError) as e:
-        raise UserError(f"cannot reach LiveKit at {url}: {e.__class__.__name__}: {e}".rstrip(": ")) from None
+        why = redact_url(str(e)) if str(e) else ""
+        raise UserError(
+            f"cannot reach LiveKit at {shown}: {e.__class__.__name__}: {why}".rstrip(": ")
+        ) from None
     finally:
         await lk.aclose()
+
+
+def check_livekit_url(url: str) -> None:
+    """One-line UserError for a URL the client could not use; never prints credentials."""
+    if not re.match(r"^(https?|wss?)://", url):
+        raise UserError(f"LIVEKIT_URL must start with http(s):// or ws(s):// (got {redact_url(url)!r})")
+    if has_credentials(url):
+        raise UserError(
+            "LIVEKIT_URL must not contain credentials (user:password@); "
+            "use LIVEKIT_API_KEY and LIVEKIT_API_SECRET (URL not shown)"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as e:
+        raise UserError(f"LIVEKIT_URL is not a valid URL ({e}): {redact_url(url)!r}") from None
+    if not parts.hostname:
+        raise UserError(f"LIVEKIT_URL has no host: {redact_url(url)!r}")
 
 
 class SipOperator:
@@ -168,7 +203,7 @@ class SipOperator:
 
     # ------------------------------------------------------------------ plan / apply
     async def plan(
-        self, cfg: TelephonyConfig, env: Mapping[str, str] | None = None, prune: bool = True
+        self, cfg: TelephonyConfig, env: Mapping[str, str] | None = None, prune: bool = False
     ) -> Plan:
         state = await self.snapshot()
         return self._plan(cfg, state, env if env is not None else os.environ, prune)
@@ -212,20 +247,26 @@ class SipOperator:
                 out.append(
                     Change(kind, name, "update" if fields else "unchanged", object_id(have), fields, want)
                 )
-        if prune:
-            out += [Change(kind, n, "delete", object_id(m)) for n, m in current.items() if n not in desired]
+        # Objects the file does not mention are only deleted with prune; otherwise they are listed
+        # as kept, so the operator sees what a prune would remove.
+        extra = "delete" if prune else "keep"
+        out += [Change(kind, n, extra, object_id(m)) for n, m in current.items() if n not in desired]
         return out
 
     async def apply(
-        self, cfg: TelephonyConfig, env: Mapping[str, str] | None = None, prune: bool = True
+        self, cfg: TelephonyConfig, env: Mapping[str, str] | None = None, prune: bool = False
     ) -> Plan:
+        if prune and cfg.is_empty():
+            raise UserError(
+                "refusing to prune with an empty configuration: it would delete every trunk and rule"
+            )
         env = env if env is not None else os.environ
         plan = self._plan(cfg, await self.snapshot(), env, prune)
         sip = self.lk.sip
         # 1. trunks first: rules need their ids.
         trunk_ids: dict[str, str] = {}
         for c in plan.changes:
-            if c.kind == "dispatch_rule" or c.action == "delete":
+            if c.kind == "dispatch_rule" or c.action in ("delete", "keep"):
                 continue
             if c.action == "create" and c.kind == "inbound_trunk":
                 c.id = (
@@ -244,7 +285,7 @@ class SipOperator:
         # 2. rules, re-rendered with real trunk ids; recompute the diff now ids are known.
         current_rules = {r.name: r for r in (await self.snapshot()).rules}
         for c in plan.changes:
-            if c.kind != "dispatch_rule" or c.action == "delete":
+            if c.kind != "dispatch_rule" or c.action in ("delete", "keep"):
                 continue
             rule = next(r for r in cfg.dispatch_rules if r.name == c.name)
             want = rule.to_proto([trunk_ids[t] for t in rule.trunks], cfg.agent_name)

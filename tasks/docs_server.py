@@ -37,6 +37,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import UserError
+from core.redact import redact_text
 from core.settings import REPO_ROOT, get_settings
 from tasks import jobs
 from tasks.celery_app import TASK_ANALYZE, TASK_COMPARE, app
@@ -73,7 +74,7 @@ def _tool_errors(fn: F) -> F:
             raise
         except (OSError, redis.RedisError, OperationalError, RuntimeError) as e:
             # Redis/broker down (Celery signals a dead result consumer with RuntimeError), disk trouble.
-            raise ToolError(f"jobs_unavailable: {type(e).__name__}: {e}") from e
+            raise ToolError(f"jobs_unavailable: {type(e).__name__}: {redact_text(str(e))}") from e
 
     return wrapper  # type: ignore[return-value]
 

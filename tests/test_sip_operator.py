@@ -77,7 +77,7 @@ async def test_apply_then_apply_again_is_a_noop(op: SipOperator, fake: FakeLiveK
 
     n_requests = len(fake.requests)
     second = await op.apply(example(), ENV)
-    assert second.counts() == {"create": 0, "update": 0, "delete": 0, "unchanged": 4}
+    assert second.counts() == {"create": 0, "update": 0, "delete": 0, "unchanged": 4, "keep": 0}
     writes = [r.method for r in fake.requests[n_requests:] if not r.method.startswith("List")]
     assert writes == []
 
@@ -97,17 +97,22 @@ async def test_plan_detects_update_and_prune(op: SipOperator, fake: FakeLiveKit)
         ],
     }
     cfg = parse_config(data, known_tenants=["acme", "globex"])
-    plan = await op.plan(cfg, ENV)
+    plan = await op.plan(cfg, ENV, prune=True)
     by = {(c.kind, c.name): c for c in plan.changes}
     assert by[("inbound_trunk", "twilio-inbound")].action == "update"
     assert "numbers" in by[("inbound_trunk", "twilio-inbound")].fields
     assert by[("dispatch_rule", "acme-inbound")].action == "update"
     assert by[("dispatch_rule", "globex-inbound")].action == "delete"
     assert by[("outbound_trunk", "twilio-outbound")].action == "delete"
-    # --no-prune keeps objects missing from the file
-    assert all(c.action != "delete" for c in (await op.plan(cfg, ENV, prune=False)).changes)
+    # without prune (the default) objects missing from the file are kept, and listed as kept
+    kept = await op.plan(cfg, ENV)
+    assert all(c.action != "delete" for c in kept.changes)
+    assert {(c.kind, c.name) for c in kept.kept} == {
+        ("dispatch_rule", "globex-inbound"),
+        ("outbound_trunk", "twilio-outbound"),
+    }
 
-    await op.apply(cfg, ENV)
+    await op.apply(cfg, ENV, prune=True)
     assert [r.name for r in fake.rules.values()] == ["acme-inbound"]
     assert not fake.outbound
     (trunk,) = fake.inbound.values()
