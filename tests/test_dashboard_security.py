@@ -245,7 +245,11 @@ def test_admin_token_not_configured_is_said_plainly(calls: Path) -> None:
             assert c.get("/").status_code == 200  # the aggregates stay available on loopback
 
 
-@pytest.mark.parametrize("token", ["change-me", "changeme", "CHANGE-ME", "x7Qp2wL"])
+@pytest.mark.parametrize(
+    "token",
+    ["change-me", "changeme", "CHANGE-ME", "x7Qp2wL", "change-me    # dashboard / admin endpoints",
+     "please-change-me-before-production", "a-long-enough-token with-a-space"],
+)  # fmt: skip
 def test_placeholder_or_short_admin_token_is_refused(calls: Path, token: str) -> None:
     with pytest.raises(UserError) as e:
         app_for(calls, admin_token=token)

@@ -61,8 +61,13 @@ def configured(value: str | None, name: str) -> str | None:
     if value is None or not value.strip():
         return None
     v = value.strip()
-    if v.lower() in PLACEHOLDERS:
+    squashed = re.sub(r"[^a-z0-9]", "", v.lower())
+    if v.lower() in PLACEHOLDERS or any(p in squashed for p in ("changeme", "replaceme", "changethis")):
         raise UserError(f"{name} is a placeholder value: set it to a random secret (openssl rand -hex 24)")
+    if any(c.isspace() for c in v):
+        raise UserError(
+            f"{name} contains whitespace (an inline comment in an env file?): use a random secret"
+        )
     if len(v) < MIN_TOKEN_CHARS:
         raise UserError(
             f"{name} is too short: use at least {MIN_TOKEN_CHARS} random characters (openssl rand -hex 24)"
