@@ -380,6 +380,8 @@ async def test_documents_scenario_simulated_call(
     tool_answers = [g.answer for g in result.call.turn_log.generations if g.used_tool]
     assert tool_answers, said
     assert not any(UNREACHABLE in a for a in tool_answers), said  # really reached the MCP server
+    assert any("mattress" in a.lower() for a in tool_answers), said  # searched
+    assert any("business days" in a for a in tool_answers), said  # a section read from the file
     assert any("open" in g.answer and not g.used_tool for g in result.call.turn_log.generations)
     assert any(" is ready" in s for s in desk.spoken), (said, desk.spoken)
 
@@ -395,13 +397,14 @@ async def test_documents_scenario_text(call: Call, docs_dir: Path) -> None:
             await asyncio.sleep(min(turn.pause, 8))
         elif turn.say:
             answers.append(await call.ask(turn.say))
-    search, edit, analyze, plain, progress, bye = answers
+    search, read, edit, analyze, plain, progress, bye = answers
     assert "Old mattress removal" in search and edit.startswith("Done: I changed $14.50 to $15.25")
+    assert "refund" in read.lower() and "days" in read.lower(), read  # the section, read aloud
     assert "started the analysis of the Returns and Refunds Policy" in analyze
     assert "open" in plain and "Returns and Refunds Policy" in progress and "open" in bye
     assert "$15.25 per pallet" in (docs_dir / "contract.md").read_text()
     await call.wait_said("The analysis of the Returns and Refunds Policy is ready")
-    assert [g.used_tool for g in call.turn_log.generations] == [True, True, True, False, True, False]
+    assert [g.used_tool for g in call.turn_log.generations] == [True, True, True, True, False, True, False]
 
 
 async def test_cloud_profile_gets_the_tools(server: McpHttpServer) -> None:
