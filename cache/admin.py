@@ -12,6 +12,8 @@ import base64
 import csv
 import io
 import json
+import math
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -23,7 +25,12 @@ import redis
 from redis.commands.search.query import Query
 
 from cache import policy
+from cache.embedder import DIM, MODEL_NAME
 from cache.semantic import (
+    TTL_MAX_S,
+    TTL_MIN_S,
+    USER_ID_CHARS,
+    USER_ID_RE,
     Keys,
     ResponseCache,
     _s,
@@ -31,9 +38,13 @@ from cache.semantic import (
     entry_mapping,
     knn_query,
     related_keys,
+    scoped_id,
+    stable_id,
     tag,
+    valid_entry_id,
     write_entry,
 )
+from core.call_report import caller_questions
 from core.errors import UserError
 from core.settings import get_settings
 
@@ -122,9 +133,15 @@ def read_faq(path: str | Path) -> list[dict[str, Any]]:
             para = [para]
         if not isinstance(para, list) or not all(isinstance(x, str) for x in para):
             raise UserError(f"{p}: line {n}: 'paraphrases' must be a list of strings")
+        uid = row.get("id")
+        if uid is not None and uid != "":
+            if isinstance(uid, bool) or not isinstance(uid, (str, int)) or not USER_ID_RE.match(str(uid)):
+                raise UserError(f"{p}: line {n}: 'id' must use only {USER_ID_CHARS}")
+        if row.get("tenant") is not None and not isinstance(row["tenant"], str):
+            raise UserError(f"{p}: line {n}: 'tenant' must be a string")
         out.append(
             {
-                "id": str(row["id"]) if row.get("id") else None,
+                "id": str(uid) if uid not in (None, "") else None,
                 "question": row["question"].strip(),
                 "answer": row["answer"].strip(),
                 "paraphrases": para,
@@ -143,6 +160,44 @@ def tenant_scope(name: str | None) -> tuple[str, str, str]:
 
     t = load_tenant(name)
     return t.name, t.language, t.knowledge_version
+
+
+def tenant_knowledge(name: str | None) -> str:
+    """The tenant's published facts as one text (`Tenant.facts_block`); "" if not configured."""
+    from core.tenants import load_tenant
+
+    try:
+        return load_tenant(name).facts_block()
+    except UserError:
+        return ""
+
+
+def check_ttl(ttl_s: Any, what: str = "--ttl") -> int | None:
+    """None, or an integer TTL within [TTL_MIN_S, TTL_MAX_S].
+
+    Raises:
+        UserError: not an integer or out of range (0 or negative would expire entries at once).
+    """
+    if ttl_s is None:
+        return None
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not float(ttl_s).is_integer():
+        raise UserError(f"{what} must be a whole number of seconds, got {ttl_s!r}")
+    if not TTL_MIN_S <= ttl_s <= TTL_MAX_S:
+        raise UserError(f"{what} must be between {TTL_MIN_S} s and {TTL_MAX_S} s (10 years), got {int(ttl_s)}")
+    return int(ttl_s)
+
+
+def check_distance(value: float | None, what: str) -> float | None:
+    """None, or a cosine distance in (0, 1] (1 already matches unrelated text).
+
+    Raises:
+        UserError: out of range or not a number.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 < value <= 1:
+        raise UserError(f"{what} must be a cosine distance in (0, 1], got {value!r}")
+    return float(value)
 
 
 # ---- the service -------------------------------------------------------------------------
@@ -176,12 +231,32 @@ class CacheAdmin:
         progress: Progress = None,
         synthesize: Callable[[str], tuple[bytes, int]] | None = None,
         voice: str | None = None,
+        allow_overwrite: bool = True,
     ) -> dict[str, Any]:
         """Store a FAQ file's entries, or (no path) the tenant's own `faq:` from its YAML.
 
-        With `audio=True`, `synthesize(text) -> (pcm16, sample_rate)` pre-renders each answer for
-        `voice` (the agent's TTS voice id), so the first hit already plays cached audio.
+        Everything is checked before the first write: the TTL range, every row, explicit ids
+        (scoped per tenant: `scoped_id`), and that the warm-up does not push a tenant over
+        `cache_max_entries` (which would evict existing entries).
+
+        Args:
+            path: FAQ file (.yaml, .csv, .jsonl); None: the tenant's own `faq:`.
+            tenant: default tenant of the rows.
+            audio: pre-render each answer with `synthesize(text) -> (pcm16, sample_rate)` for
+                `voice` (the agent's TTS voice id), so the first hit already plays cached audio.
+            ttl_s: entry TTL in seconds (default `cache_ttl_s`), TTL_MIN_S..TTL_MAX_S.
+            progress: callback (done, total).
+            allow_overwrite: False refuses a warm-up that would replace existing entries with a
+                different answer (the CLI passes False when an admin token is configured but
+                was not presented).
+
+        Returns:
+            {"stored", "skipped" (reason -> count), "total", "ids", "audio", "replaced"}.
+
+        Raises:
+            UserError: bad file, row, id, TTL, unknown tenant, capacity or a refused overwrite.
         """
+        ttl_s = check_ttl(ttl_s)
         if audio and (synthesize is None or not voice):
             raise UserError("audio warm-up needs a synthesizer and a voice")
         if path is not None:
@@ -200,25 +275,96 @@ class CacheAdmin:
             name = row["tenant"] or tenant
             if name not in scopes:
                 scopes[name] = tenant_scope(name)
+        plan = self._plan_warm(rows, scopes, tenant, path)
+        if not allow_overwrite and plan["replaces"]:
+            ids = ", ".join(plan["replaces"][:3])
+            raise UserError(
+                f"warm would replace {len(plan['replaces'])} existing entries with a different answer "
+                f"({ids}); that needs the admin token (--token-file, CALLCENTER_TOKEN or --token)"
+            )
         audio_to = (synthesize, voice) if audio else None
-        return asyncio.run(self._warm_rows(rows, scopes, tenant, ttl_s, progress, audio_to))
+        res = asyncio.run(self._warm_rows(rows, scopes, tenant, ttl_s, progress, audio_to))
+        res["replaced"] = len(plan["replaces"])
+        return res
+
+    def _plan_warm(
+        self, rows: list[dict[str, Any]], scopes: dict[str | None, tuple[str, str, str]],
+        default_tenant: str | None, path: str | Path | None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Entry id of every row; which existing entries change; refuse evicting existing ones."""
+        where = f"{path}: " if path is not None else ""
+        first_line: dict[str, int] = {}
+        replaces: list[str] = []
+        new_per_tenant: dict[str, set[str]] = {}
+        knowns: dict[str, str] = {}
+        for row in rows:
+            tname, lang, kver = scopes[row["tenant"] or default_tenant]
+            if row["id"]:
+                try:
+                    eid = scoped_id(tname, row["id"])
+                except ValueError as e:
+                    raise UserError(f"{where}line {row['_line']}: {e}") from None
+                if eid in first_line:
+                    raise UserError(
+                        f"{where}line {row['_line']}: id '{row['id']}' repeats line {first_line[eid]}"
+                    )
+            else:
+                eid = stable_id(tname, lang, kver, row["question"])
+            first_line.setdefault(eid, row["_line"])
+            row["_eid"] = eid
+            if tname not in knowns:
+                knowns[tname] = tenant_knowledge(tname)
+            if not policy.is_cacheable(row["question"], row["answer"], known=knowns[tname])[0]:
+                continue
+            old_tenant, old_answer = self.r.hmget(self.keys.entry(eid), "tenant", "answer")
+            if old_answer is None:
+                new_per_tenant.setdefault(tname, set()).add(eid)
+            elif _s(old_tenant or b"") != tname:
+                raise UserError(f"{where}line {row['_line']}: id '{eid}' belongs to another tenant")
+            elif _s(old_answer) != row["answer"]:
+                replaces.append(eid)
+        cap = get_settings().cache_max_entries
+        for tname, new in new_per_tenant.items():
+            have = len(self._entry_ids(tname))
+            if have + len(new) > cap:
+                lost = have + len(new) - cap
+                raise UserError(
+                    f"warm would evict {min(lost, have) if have else 0} existing entries of tenant '{tname}' "
+                    f"({have} stored + {len(new)} new > CALLCENTER_CACHE_MAX_ENTRIES={cap}); raise the limit "
+                    f"or invalidate first"
+                    if have
+                    else f"{len(new)} new entries for tenant '{tname}' exceed CALLCENTER_CACHE_MAX_ENTRIES={cap}"
+                )
+        return {"replaces": replaces}
 
     async def _warm_rows(
-        self, rows, scopes, default_tenant, ttl_s, progress, audio_to=None
+        self, rows, scopes, default_tenant, ttl_s, progress, audio_to=None, check_facts: bool = False
     ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        """Store rows through `ResponseCache.store` (same rules as a call).
+
+        Operator-written answers are not checked against the tenant's facts (they are tenant
+        knowledge themselves) unless `check_facts` (answers a model wrote, e.g. from calls); the
+        tenant's own details (its address) in an answer are never taken for caller PII.
+        """
         c = self.cache(budget_ms=60_000)
         stored, skipped = 0, {}
         ids: list[str] = []
+        knowns: dict[str, str] = {}
         try:
             for i, row in enumerate(rows, 1):
                 tname, lang, kver = scopes[row["tenant"] or default_tenant]
-                ok, reason = policy.is_cacheable(row["question"], row["answer"])
+                if tname not in knowns:
+                    knowns[tname] = tenant_knowledge(tname)
+                facts = knowns[tname] if check_facts else None
+                eid = row.get("_eid") or (scoped_id(tname, row["id"]) if row.get("id") else None)
+                ok, reason = policy.is_cacheable(row["question"], row["answer"], facts=facts, known=knowns[tname])
                 if not ok:
                     skipped[reason] = skipped.get(reason, 0) + 1
                 else:
                     eid = await c.store(
                         row["question"], row["answer"], tenant=tname, language=lang, knowledge_version=kver,
-                        ttl_s=ttl_s, paraphrases=row["paraphrases"], entry_id=row["id"],
+                        ttl_s=ttl_s, paraphrases=row["paraphrases"], entry_id=eid, facts=facts,
+                        known=knowns[tname],
                     )  # fmt: skip
                     if eid is None:
                         skipped["redis_error"] = skipped.get("redis_error", 0) + 1
@@ -253,10 +399,8 @@ class CacheAdmin:
                 continue
             if tenant and data.get("tenant") not in (None, tenant):
                 continue  # another business's calls
-            turns = data.get("turns") or []
-            for t in turns:
-                q = (t.get("user_text") or "").strip() if isinstance(t, dict) else ""
-                if q and policy.lookup_allowed(q)[0]:
+            for q in caller_questions(data):  # the report schema (core/call_report.py)
+                if policy.lookup_allowed(q)[0]:
                     texts.append(q)
         if not texts:
             return []
