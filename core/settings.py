@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     mcp_token: str | None = Field(default=None, validation_alias="CALLCENTER_MCP_TOKEN")
     # A running document job without a heartbeat for this long is reported as worker_lost.
     job_stale_after_s: float = Field(default=30.0, gt=0)
+    # Stretch document jobs to at least this long (tests simulate minutes-long jobs); unset: none.
+    docs_job_min_duration_s: float | None = Field(default=None, ge=0, le=15 * 60)
+    # False: summaries and document jobs use the deterministic path instead of the LLM (tests).
+    tasks_llm: bool | None = None
+    # Celery over Redis (tasks/celery_app.py): an unacked job is redelivered after the visibility
+    # timeout, which must outlast the longest job (16 min); tests shrink all three.
+    celery_visibility_timeout: float = Field(default=20 * 60.0, gt=0)
+    celery_restore_interval: float = Field(default=10.0, gt=0)
+    celery_restore_throttle: int = Field(default=6, ge=1)
 
     # Threads of the ONNX sentence embedder (cache/embedder.py).
     embed_threads: int = Field(default=1, ge=1, le=64)

@@ -24,11 +24,6 @@ SUMMARIZE_TIME_LIMIT_S = 90
 DOC_JOB_TIME_LIMIT_S = 16 * 60
 
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    return float(raw) if raw else default
-
-
 def redis_url() -> str:
     """REDIS_URL when set, otherwise the embedded Redis Stack (started or reused)."""
     url = get_settings().redis_url
@@ -43,12 +38,11 @@ def _transport_options() -> dict[str, Any]:
     # Unacked (acks_late) messages of a worker that died are restored to the queue after
     # visibility_timeout, checked every restore_interval * restore_throttle seconds by any live
     # worker. Tests shrink all three (env) so a killed job is redelivered in seconds.
+    s = get_settings()
     return {
-        "visibility_timeout": _env_float(
-            "CALLCENTER_CELERY_VISIBILITY_TIMEOUT", DOC_JOB_TIME_LIMIT_S + 4 * 60
-        ),
-        "unacked_restore_interval": _env_float("CALLCENTER_CELERY_RESTORE_INTERVAL", 10),
-        "unacked_restore_throttle": int(_env_float("CALLCENTER_CELERY_RESTORE_THROTTLE", 6)),
+        "visibility_timeout": s.celery_visibility_timeout,
+        "unacked_restore_interval": s.celery_restore_interval,
+        "unacked_restore_throttle": s.celery_restore_throttle,
     }
 
 

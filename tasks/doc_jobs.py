@@ -9,7 +9,6 @@ The documents' text travels in the message, so a worker needs no access to the d
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Ignore
 
+from core.settings import get_settings
 from tasks import doc_analysis as da
 from tasks import jobs
 from tasks.celery_app import TASK_ANALYZE, TASK_COMPARE, app
@@ -43,7 +43,7 @@ class Progress:
         self._request = task.request
         self._real = bool(task.request.id)  # False when the body is called directly (no worker)
         self.job_id: str = task.request.id or "local"
-        env = float(os.environ.get("CALLCENTER_DOCS_JOB_MIN_DURATION_S", "0") or 0)
+        env = get_settings().docs_job_min_duration_s or 0.0
         self.min_duration_s = env if min_duration_s is None else float(min_duration_s)
         self.t0 = time.monotonic()
         self.attempt = jobs.next_attempt(self.job_id) if self._real else 1

@@ -81,11 +81,12 @@ def _tool_errors(fn: F) -> F:
 
 def _job_options() -> dict[str, Any]:
     """Server-wide job knobs passed to the worker (so one worker serves servers with different needs)."""
+    s = get_settings()
     opts: dict[str, Any] = {}
-    if raw := os.environ.get("CALLCENTER_DOCS_JOB_MIN_DURATION_S"):
-        opts["min_duration_s"] = float(raw)
-    if raw := os.environ.get("CALLCENTER_TASKS_LLM"):
-        opts["use_llm"] = raw.lower() not in ("0", "false", "no")
+    if s.docs_job_min_duration_s is not None:
+        opts["min_duration_s"] = s.docs_job_min_duration_s
+    if s.tasks_llm is not None:
+        opts["use_llm"] = s.tasks_llm
     return opts
 
 

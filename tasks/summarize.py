@@ -8,7 +8,6 @@ appended verbatim, so an order number survives even when the small model drops i
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -29,7 +28,9 @@ _SPEAKER = {"user": "Caller", "assistant": "Agent", "system": "Note", "tool": "T
 
 def use_llm_default() -> bool:
     """CALLCENTER_TASKS_LLM=0 switches summaries and document jobs to the extractive path (tests)."""
-    return os.environ.get("CALLCENTER_TASKS_LLM", "1").lower() not in ("0", "false", "no")
+    from core.settings import get_settings
+
+    return get_settings().tasks_llm is not False
 
 
 def transcript(messages: list[Mapping[str, Any]]) -> str:

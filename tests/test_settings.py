@@ -68,6 +68,8 @@ CASES = [
     ({"CALLCENTER_MCP_LOG_LEVEL": "LOUD"}, ["CALLCENTER_MCP_LOG_LEVEL", "WARNING"]),
     ({"CALLCENTER_MCP_TOKEN": "s3cret-pw"}, ["CALLCENTER_MCP_TOKEN", "(hidden)", "too short"]),
     ({"CALLCENTER_JOB_STALE_AFTER_S": "soon"}, ["CALLCENTER_JOB_STALE_AFTER_S"]),
+    ({"CALLCENTER_DOCS_JOB_MIN_DURATION_S": "-1"}, ["CALLCENTER_DOCS_JOB_MIN_DURATION_S"]),
+    ({"CALLCENTER_TASKS_LLM": "maybe"}, ["CALLCENTER_TASKS_LLM", "boolean"]),
 ]
 
 
@@ -112,8 +114,13 @@ def test_port_in_use_is_one_line() -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"REDIS_URL": "notaurl"}, {"CALLCENTER_DATA_DIR": "/proc/nope"}],
-    ids=["redis-url", "data-dir"],
+    [
+        {"REDIS_URL": "notaurl"},
+        {"CALLCENTER_DATA_DIR": "/proc/nope"},
+        {"CALLCENTER_CELERY_VISIBILITY_TIMEOUT": "abc"},
+        {"CALLCENTER_CELERY_RESTORE_THROTTLE": "0"},
+    ],
+    ids=["redis-url", "data-dir", "visibility", "throttle"],
 )
 def test_the_celery_worker_refuses_bad_settings_before_starting(env: dict[str, str]) -> None:
     assert_one_line(run(["worker", "celery", "--pool", "solo"], **env), next(iter(env)))
