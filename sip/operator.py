@@ -249,7 +249,7 @@ class SipOperator:
                 )
         # Objects the file does not mention are only deleted with prune; otherwise they are listed
         # as kept, so the operator sees what a prune would remove.
-        extra = "delete" if prune else "keep"
+        extra: Action = "delete" if prune else "keep"
         out += [Change(kind, n, extra, object_id(m)) for n, m in current.items() if n not in desired]
         return out
 
