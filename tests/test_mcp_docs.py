@@ -379,3 +379,24 @@ async def test_redis_down_is_a_fast_clear_error_and_reads_still_work(docs_dir: P
         assert (await call(c, "read_document", name="policy.md", start_line=1, end_line=1))[
             "text"
         ].startswith("#")
+
+
+async def test_versions_kept_per_setting_and_file_mode_kept_over_stdio(
+    redis_url: str, queue: str, tmp_path: Path
+) -> None:
+    """10 edits keep CALLCENTER_DOCS_KEEP_VERSIONS backups (not 10 full copies); 0644 stays 0644."""
+    docs = tmp_path / "docs"
+    shutil.copytree(REPO_ROOT / "documents", docs)
+    (docs / "policy.md").chmod(0o644)
+    env = server_env(redis_url, queue, CALLCENTER_DOCS_KEEP_VERSIONS="3")
+    async with Client(stdio_params(docs, env)) as c:
+        made = []
+        for i in range(10):
+            r = await call(c, "edit_document", name="policy.md", find="business days", replace=f"days{i} x")
+            made.append(r["backup_version"])
+            r = await call(c, "edit_document", name="policy.md", find=f"days{i} x", replace="business days")
+            made.append(r["backup_version"])
+        versions = (await call(c, "list_versions", name="policy.md"))["versions"]
+    assert versions == made[-3:]  # the newest survive
+    assert len(list((docs / VERSIONS_DIR / "policy.md").glob("*.bak"))) == 3
+    assert (docs / "policy.md").stat().st_mode & 0o777 == 0o644
