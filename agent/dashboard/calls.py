@@ -112,7 +112,7 @@ def read_report_file(d: Path, name: str) -> dict[str, Any] | None:
     return data
 
 
-def _number(v: Any) -> bool:
+def _number(v: object) -> bool:
     return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
 
 
@@ -188,7 +188,7 @@ class CallSummary:
     finished: bool
 
     def values(self, stage: str) -> list[float]:
-        return [float(v) for t in self.report.turns if _number(v := t.get(stage))]
+        return [float(v) for t in self.report.turns if _number(v := t.get(stage)) and v is not None]
 
     @property
     def cache_hits(self) -> int:
