@@ -280,6 +280,38 @@ def test_cli_dashboard_refuses_the_example_token(tmp_path: Path) -> None:
     assert "CALLCENTER_ADMIN_TOKEN" in line and "change-me" not in line
 
 
+def test_cli_dashboard_takes_both_tokens_from_the_environment(calls: Path) -> None:
+    """`callcenter dashboard` as an operator starts it: tokens from the environment only."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CALLCENTER_") and k != "REDIS_URL"}
+    env |= {
+        "CALLCENTER_ADMIN_TOKEN": ADMIN,
+        "CALLCENTER_READ_TOKEN": READ,
+        "REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    cmd = [sys.executable, "-m", "agent.cli", "dashboard", "--calls", str(calls), "--port", str(port)]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.time() + 60
+        while True:
+            try:
+                httpx.get(base + "/api/overview", timeout=1)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.time() < deadline, proc.stderr and proc.stderr.read()
+                time.sleep(0.2)
+        assert httpx.get(f"{base}/calls/{CALL}").status_code == 401
+        assert httpx.get(f"{base}/calls/{CALL}", headers=bearer(READ)).status_code == 200
+        assert httpx.delete(f"{base}/api/cache/x", headers=bearer(READ)).status_code == 403
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=20)
+    assert READ not in out + err and ADMIN not in out + err
+    line = one_line_error(cli("dashboard", "--calls", str(calls), env={"CALLCENTER_READ_TOKEN": "change-me"}))
+    assert "CALLCENTER_READ_TOKEN" in line
+
+
 def test_cli_dashboard_missing_or_bad_experiment_is_one_line(tmp_path: Path) -> None:
     line = one_line_error(cli("dashboard", "--calls", str(tmp_path), "--experiment", "/missing.yaml"))
     assert "/missing.yaml" in line
