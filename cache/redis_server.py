@@ -321,6 +321,8 @@ def ensure_redis(settings: Settings | None = None) -> str:
     redis_dir = Path(s.data_dir) / "redis"
     port = _port(redis_dir)
     if port is not None:
+        private_dir(Path(s.data_dir))  # a server left running by an older version: tighten now
+        private_dir(redis_dir)
         pw = password(redis_dir)
         url = local_url(port, pw)
         # a server without a password accepts any AUTH (Redis 6+): ask without one as well

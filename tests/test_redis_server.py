@@ -140,6 +140,7 @@ def test_a_running_passwordless_server_gets_a_password_not_a_twin(tmp_path: Path
     with passwordless_server(tmp_path, port) as old:
         redis.Redis.from_url(old).set("k", "v")
         (tmp_path / "redis" / "port").write_text(str(port))  # as the old ensure_redis left it
+        os.chmod(tmp_path / "redis", 0o755)
         code = (
             "import redis; from cache.redis_server import ensure_redis, redacted; u = ensure_redis(); "
             "print(redacted(u)); print(redis.Redis.from_url(u).get('k').decode())"
@@ -150,6 +151,7 @@ def test_a_running_passwordless_server_gets_a_password_not_a_twin(tmp_path: Path
         assert p.stdout.split() == [f"redis://:***@127.0.0.1:{port}/0", "v"]
         pw = read_password(tmp_path / "redis")
         assert pw is not None and pw not in p.stdout + p.stderr
+        assert mode(tmp_path / "redis") == 0o700
         assert not ping(old)  # the same server now refuses clients without the password
         assert redis.Redis.from_url(f"redis://:{pw}@127.0.0.1:{port}/0").get("k") == b"v"
         redis.Redis.from_url(f"redis://:{pw}@127.0.0.1:{port}/0").shutdown(nosave=False)
