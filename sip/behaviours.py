@@ -24,6 +24,7 @@ import asyncio
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Literal, Protocol
 
@@ -55,6 +56,7 @@ class CallControl(Protocol):
     """What the agent can do to the phone line itself."""
 
     events: list[dict[str, Any]]
+    call_id: str  # the room of a phone call, a unique id for a simulated one
 
     def now(self) -> float:
         """Seconds since the call started (the `t` of every event)."""
@@ -67,8 +69,12 @@ class CallControl(Protocol):
 
 class _EventLog:
     def __init__(
-        self, events: list[dict[str, Any]] | None = None, clock: Callable[[], float] | None = None
+        self,
+        events: list[dict[str, Any]] | None = None,
+        clock: Callable[[], float] | None = None,
+        call_id: str | None = None,
     ) -> None:
+        self.call_id = call_id or f"call-{uuid.uuid4().hex[:12]}"
         # Sharing the caller's list lets the simulator put these events straight into transcript.json.
         self.events: list[dict[str, Any]] = events if events is not None else []
         self._t0 = time.monotonic()
@@ -98,7 +104,7 @@ class LiveKitCallControl(_EventLog):
         events: list[dict[str, Any]] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
-        super().__init__(events, clock)
+        super().__init__(events, clock, call_id=room_name)
         self.lkapi, self.room_name, self.identity = lkapi, room_name, participant_identity
 
     async def transfer(self, to_number: str | None) -> TransferResult:
@@ -133,8 +139,9 @@ class SimCallControl(_EventLog):
         *,
         events: list[dict[str, Any]] | None = None,
         clock: Callable[[], float] | None = None,
+        call_id: str | None = None,
     ) -> None:
-        super().__init__(events, clock)
+        super().__init__(events, clock, call_id=call_id)
         if transfer_outcome not in _SIM_RESULTS:
             raise ValueError(f"transfer_outcome must be one of {', '.join(_SIM_RESULTS)}")
         self.transfer_outcome = transfer_outcome

@@ -120,10 +120,11 @@ async def call(server: McpHttpServer) -> AsyncIterator[Call]:
     await c.call.aclose()
 
 
-async def job_state(server_url: str, job_id: str) -> str:
-    probe = DocumentDesk.http(server_url)
+async def job_state(server_url: str, job_id: str, owner: str) -> str:
+    """A job's state as its owner (the call that started it) sees it, from another connection."""
+    probe = DocumentDesk.http(server_url, owner=owner)
     try:
-        return (await probe._call("job_status", job_id=job_id))["state"]
+        return (await probe._call("job_status", job_id=job_id, owner=owner))["state"]
     finally:
         await probe.aclose()
 
@@ -173,7 +174,7 @@ async def test_compare_and_cancel_intents(call: Call, server: McpHttpServer) -> 
     assert b.startswith("OK, I stopped the comparison"), b
     job_id = next(iter(call.desk.jobs))
     deadline = time.monotonic() + 10  # a running task notices the request within a second
-    while (state := await job_state(server.url, job_id)) not in ("cancelled", "succeeded"):
+    while (state := await job_state(server.url, job_id, call.desk.owner)) not in ("cancelled", "succeeded"):
         assert time.monotonic() < deadline, state
         await asyncio.sleep(0.3)
 
@@ -209,13 +210,13 @@ async def test_hangup_revokes_running_job(
         await c.ask("Please analyze the contract")
         job_id = next(iter(desk.jobs))
         deadline = time.monotonic() + 20
-        while await job_state(s.url, job_id) != "running":
+        while await job_state(s.url, job_id, desk.owner) != "running":
             assert time.monotonic() < deadline
             await asyncio.sleep(0.3)
         await desk.aclose()  # the caller hangs up
         await c.call.aclose()
         deadline = time.monotonic() + 10
-        while (state := await job_state(s.url, job_id)) != "cancelled":
+        while (state := await job_state(s.url, job_id, desk.owner)) != "cancelled":
             assert time.monotonic() < deadline, state
             await asyncio.sleep(0.3)
     finally:
@@ -481,3 +482,20 @@ async def test_stdio_server_killed_then_reconnects(
         await desk.aclose()
         await c.call.aclose()
     assert not server_children()  # hang-up closed the server it spawned
+
+
+async def test_another_call_cannot_see_or_cancel_this_calls_job(call: Call, server: McpHttpServer) -> None:
+    """Jobs belong to the call that started them: a second call's desk gets `unknown_job`."""
+    from agent.call.documents import ToolRefused
+
+    await call.ask("Please analyze the contract")
+    job_id = next(iter(call.desk.jobs))
+    other = DocumentDesk.http(server.url, owner="another-call")
+    try:
+        for tool in ("job_status", "cancel_job"):
+            with pytest.raises(ToolRefused) as e:
+                await other._call(tool, job_id=job_id, owner=other.owner)
+            assert e.value.code == "unknown_job"
+    finally:
+        await other.aclose()
+    assert await job_state(server.url, job_id, call.desk.owner) in ("queued", "running", "succeeded")

@@ -180,7 +180,7 @@ class Call:
             return None
         if self.services.sandbox_docs and cfg.url is None:
             cfg = DeskConfig(docs_dir=sandbox_docs(self.out_dir, cfg.docs_dir), env=cfg.env)
-        return cfg.build()
+        return cfg.build(owner=self.control.call_id)
 
     @property
     def attached(self) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import logging
 import re
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -102,12 +103,16 @@ class DocumentDesk:
         self,
         server: MCPServer,
         *,
+        owner: str | None = None,
         poll_s: float = 1.0,
         call_timeout_s: float = 6.0,
         quiet_s: float = 0.5,
         job_estimate_s: float = 30.0,
     ) -> None:
         self.server = server
+        # Jobs belong to the call that started them: the server answers job_status / cancel_job
+        # only for this owner (the room of a phone call, the id of a simulated one).
+        self.owner = re.sub(r"[^\w.:@+-]", "_", owner)[:200] if owner else f"desk-{uuid.uuid4().hex}"
         self.poll_s, self.call_timeout_s, self.quiet_s = poll_s, call_timeout_s, quiet_s
         self.job_estimate_s = job_estimate_s  # first guess; refined from progress while running
         self.session: AgentSession | None = None
@@ -135,10 +140,15 @@ class DocumentDesk:
         return cls(server, **kw)
 
     @classmethod
-    def http(cls, url: str, **kw: Any) -> DocumentDesk:
-        """A shared server (`callcenter mcp serve --transport streamable-http`), e.g. in production."""
+    def http(cls, url: str, *, token: str | None = None, **kw: Any) -> DocumentDesk:
+        """A shared server (`callcenter mcp serve --transport streamable-http`), e.g. in production;
+        `token` (default `CALLCENTER_MCP_TOKEN`) goes as a bearer token with every request."""
+        from core.settings import get_settings
+
+        token = token or get_settings().mcp_token
         server = MCPServerHTTP(
             url,
+            headers={"Authorization": f"Bearer {token}"} if token else None,
             transport_type="streamable_http",
             client_session_timeout_seconds=kw.get("call_timeout_s", 6.0),
             tool_result_resolver=_structured,
@@ -297,7 +307,7 @@ class DocumentDesk:
         # cancel
         names = []
         for j in self._active():
-            await self._call("cancel_job", job_id=j.id)
+            await self._call("cancel_job", job_id=j.id, owner=self.owner)
             j.state = "cancelled"
             names.append(j.label)
         return DeskReply(f"OK, I stopped {' and '.join(names)}.")
@@ -306,13 +316,13 @@ class DocumentDesk:
         if it.kind == "analyze":
             if not it.docs:
                 return DeskReply(f"Which document should I analyze? I have {self._doc_list()}.")
-            r = await self._call("analyze_document", name=it.docs[0])
+            r = await self._call("analyze_document", name=it.docs[0], owner=self.owner)
             label = f"the analysis of {self._title(it.docs[0])}"
         else:
             if len(it.docs) < 2:
                 return DeskReply(f"Which two documents should I compare? I have {self._doc_list()}.")
             a, b = sorted(it.docs[:2])
-            r = await self._call("compare_documents", a=a, b=b)
+            r = await self._call("compare_documents", a=a, b=b, owner=self.owner)
             label = f"the comparison of {self._title(a)} and {self._title(b)}"
         job = Job(r["job_id"], r["kind"], label, time.monotonic(), self.job_estimate_s)
         self.jobs[job.id] = job
@@ -328,7 +338,7 @@ class DocumentDesk:
     async def _progress_sentences(self) -> list[str]:
         out = []
         for j in self._active():
-            st = await self._call("job_status", job_id=j.id)
+            st = await self._call("job_status", job_id=j.id, owner=self.owner)
             self._update(j, st)
             if j.state == "queued":
                 out.append(f"{_cap(j.label)} is waiting for a free worker.")
@@ -355,7 +365,7 @@ class DocumentDesk:
         while not self._closed:
             await asyncio.sleep(self.poll_s)
             try:
-                st = await self._call("job_status", job_id=job.id)
+                st = await self._call("job_status", job_id=job.id, owner=self.owner)
                 failures = 0
             except Unreachable:
                 failures += 1
@@ -449,7 +459,7 @@ class DocumentDesk:
         await asyncio.gather(*self._watchers, return_exceptions=True)
         for j in self._active():
             try:
-                await self._call("cancel_job", job_id=j.id)
+                await self._call("cancel_job", job_id=j.id, owner=self.owner)
                 j.state = "cancelled"
             except (Unreachable, ToolRefused) as e:
                 log.warning("could not cancel job %s: %s", j.id, e)
@@ -474,9 +484,12 @@ class DeskConfig:
     url: str | None = None
     env: dict[str, str] = field(default_factory=dict)
 
-    def build(self, **kw: Any) -> DocumentDesk:
+    def build(self, owner: str | None = None, **kw: Any) -> DocumentDesk:
+        """A desk for one call; `owner` (the call's id) owns the jobs it starts."""
         if self.url:
-            return DocumentDesk.http(self.url, **kw)
+            return DocumentDesk.http(self.url, owner=owner, **kw)
         import os
 
-        return DocumentDesk.stdio(self.docs_dir or REPO_ROOT / "documents", {**os.environ, **self.env}, **kw)
+        return DocumentDesk.stdio(
+            self.docs_dir or REPO_ROOT / "documents", {**os.environ, **self.env}, owner=owner, **kw
+        )

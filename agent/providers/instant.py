@@ -23,20 +23,21 @@ class InstantSTT(stt.STT):
         super().__init__(capabilities=stt.STTCapabilities(streaming=False, interim_results=False))
         self.expected: list[str] = []
         self._started: list[float] = []  # wall time each expected text began to be spoken
+        self._durations: list[float | None] = []  # how long each takes to say
 
-    def expect(self, text: str) -> None:
+    def expect(self, text: str, duration_s: float | None = None) -> None:
+        """The caller starts saying `text` now, for `duration_s` seconds (None: unknown, so a
+        transcript may return every word at once)."""
         self.expected.append(text)
         self._started.append(time.time())
+        self._durations.append(duration_s)
 
     def _spoken_prefix(self, i: int, now: float) -> int:
         """How many words of expected[i] were said by `now` (word ends spread over the caller's
         synthesized duration by character count): a real STT cannot return words not yet spoken."""
         words = self.expected[i].split()
-        try:
-            from agent.sim.caller_voice import synthesize_caller
-
-            dur = len(synthesize_caller(self.expected[i])) / 8000
-        except Exception:  # noqa: BLE001 - no caller voice: assume everything was said
+        dur = self._durations[i]
+        if dur is None:  # nobody said how long it takes: assume everything was said
             return len(words)
         total = sum(len(w) + 1 for w in words)
         elapsed, n, pos = now - self._started[i] - WORD_SETTLE_S, 0, 0
@@ -104,10 +105,18 @@ class _InstantLLMStream(llm.LLMStream):
                 last = item.text_content or ""
         assert isinstance(self._llm, InstantLLM)
         rid = f"instant-{time.monotonic_ns()}"
-        for word in self._llm.reply_for(last).split(" "):
+        words = self._llm.reply_for(last).split(" ")
+        for word in words:
             self._event_ch.send_nowait(
                 llm.ChatChunk(id=rid, delta=llm.ChoiceDelta(role="assistant", content=word + " "))
             )
+        # No model reads the prompt here: its size is estimated (4 characters a token), so the
+        # context bound can be checked on this profile too. Real models report their own count.
+        prompt = sum(len(i.text_content or "") for i in self._chat_ctx.items if isinstance(i, llm.ChatMessage))
+        usage = llm.CompletionUsage(
+            completion_tokens=len(words), prompt_tokens=-(-prompt // 4), total_tokens=-(-prompt // 4) + len(words)
+        )
+        self._event_ch.send_nowait(llm.ChatChunk(id=rid, usage=usage))
 
 
 class InstantTTS(tts.TTS):

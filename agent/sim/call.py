@@ -12,6 +12,7 @@ import bisect
 import logging
 import os
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,7 +123,10 @@ class SimulatedCall:
         self.tick = 0
         # Phone behaviours on the simulated line; their events go straight into transcript.json.
         self.control = SimCallControl(
-            transfer_outcome, events=self.events, clock=lambda: self.tick * TICK / TL_RATE
+            transfer_outcome,
+            events=self.events,
+            clock=lambda: self.tick * TICK / TL_RATE,
+            call_id=f"sim-{uuid.uuid4().hex[:12]}",
         )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.call: Call = build_call(
@@ -133,8 +137,8 @@ class SimulatedCall:
     # ---- live output ---------------------------------------------------------------------
     def _on_say(self, u: Utterance) -> None:
         expect = getattr(self.providers.stt, "expect", None)
-        if expect:  # instant STT: tell it what the caller is saying
-            expect(u.text)
+        if expect:  # instant STT: tell it what the caller is saying, and for how long
+            expect(u.text, (u.end - u.start) / TL_RATE)
         self.console.print(f"[cyan]caller ▸[/] {u.text}")
 
     def _on_dtmf(self, digits: str, tick: int) -> None:

@@ -227,7 +227,12 @@ class ScriptedCaller:
             turn.label,
         )
         self.utterances.append(u)
-        parts = [replace(u, text=f) for f in frags]
+        # each fragment spans its own audio, so the instant STT knows how long it takes to say
+        spans = [(off, off + len(synthesize_caller(f))) for off, f in zip(offsets, frags, strict=True)]
+        parts = [
+            replace(u, text=f, start=start + a * UP, end=start + b * UP)
+            for f, (a, b) in zip(frags, spans, strict=True)
+        ]
         self._cues = list(zip(offsets[1:], parts[1:], strict=True))
         if self._on_say:
             self._on_say(parts[0])

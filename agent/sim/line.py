@@ -7,11 +7,13 @@ filters keep their state across frames and noise runs continuously through silen
 from __future__ import annotations
 
 import audioop  # stdlib on 3.11 (audioop-lts provides it on 3.13+)
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy import signal
 
-from agent.sim.scenario import LineConfig
+if TYPE_CHECKING:
+    from agent.sim.scenario import LineConfig
 
 LINE_RATE = 8000
 FRAME = LINE_RATE // 50  # 20 ms
