@@ -252,7 +252,7 @@ def watch_fallbacks(
         else:
             log.warning("%s provider %s failed; switching to the next one", kind, name)
 
-    adapter.on(f"{kind}_availability_changed", on_change)
+    adapter.on(f"{kind}_availability_changed", on_change)  # type: ignore[arg-type]  # one of two literals
 
 
 # ---- A/B experiments -----------------------------------------------------------------------

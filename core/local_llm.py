@@ -159,6 +159,6 @@ def complete_text(messages: list[dict[str, Any]], max_tokens: int = 200) -> str:
         import openai
 
         client = openai.OpenAI(api_key=s.openai_api_key or "unset", base_url=s.openai_base_url)
-        r = client.chat.completions.create(model=s.llm_model, messages=messages, max_tokens=max_tokens)
+        r = client.chat.completions.create(model=s.llm_model, messages=messages, max_tokens=max_tokens)  # type: ignore[arg-type]  # plain role/content dicts
         return (r.choices[0].message.content or "").strip()
     return LocalLLMEngine.shared().chat(messages, max_tokens=max_tokens)

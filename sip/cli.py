@@ -141,7 +141,12 @@ def list_(url: Url = None, api_key: Key = None, api_secret: Secret = None) -> No
     for kind, m in items:
         numbers, detail, tenant = _describe(kind, m)
         t.add_row(
-            kind, m.name, getattr(m, "sip_trunk_id", "") or m.sip_dispatch_rule_id, numbers, detail, tenant
+            kind,
+            getattr(m, "name", ""),
+            getattr(m, "sip_trunk_id", "") or getattr(m, "sip_dispatch_rule_id", ""),
+            numbers,
+            detail,
+            tenant,
         )
     _out().print(t)
 
@@ -158,7 +163,7 @@ def delete(
     if kind is not None and kind not in KINDS:
         _err().print(f"error: --kind must be one of {', '.join(KINDS)}", markup=False)
         raise typer.Exit(2)
-    c = _run(url, api_key, api_secret, lambda op: op.delete(name, kind))  # type: ignore[arg-type]
+    c = _run(url, api_key, api_secret, lambda op: op.delete(name, kind))
     _out().print(f"deleted {c.kind} {c.name} ({c.id})")
 
 

@@ -181,7 +181,7 @@ class OutboundTrunk(_Auth):
             name=self.name,
             metadata=metadata_str(self.metadata),
             address=self.address,
-            transport=pb_sip.SIPTransport.Value(f"SIP_TRANSPORT_{self.transport.upper()}"),
+            transport=pb_sip.SIPTransport.Value(f"SIP_TRANSPORT_{self.transport.upper()}"),  # type: ignore[arg-type]  # the enum value
             numbers=self.numbers,
             destination_country=self.destination_country or "",
             auth_username=user,

@@ -15,7 +15,7 @@ import re
 import secrets
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -74,9 +74,12 @@ class ServerState:
     rules: list[api.SIPDispatchRuleInfo]
 
     def by_name(self, kind: Kind) -> dict[str, Message]:
-        items = {"inbound_trunk": self.inbound, "outbound_trunk": self.outbound, "dispatch_rule": self.rules}[
-            kind
-        ]
+        lists: dict[str, list[Any]] = {
+            "inbound_trunk": list(self.inbound),
+            "outbound_trunk": list(self.outbound),
+            "dispatch_rule": list(self.rules),
+        }
+        items = lists[kind]
         out: dict[str, Message] = {}
         for it in items:
             if it.name in out:
@@ -119,7 +122,7 @@ def diff_fields(desired: Message, current: Message) -> list[str]:
     return out
 
 
-def masked(msg: Message) -> dict[str, object]:
+def masked(msg: Message) -> dict[str, Any]:
     """A printable view of an object with credentials masked."""
     d = _canonical(msg)
     for k in SECRET_FIELDS:
@@ -235,7 +238,7 @@ class SipOperator:
 
     @staticmethod
     def _compare(
-        kind: Kind, desired: dict[str, Message], current: dict[str, Message], prune: bool
+        kind: Kind, desired: Mapping[str, Message], current: Mapping[str, Message], prune: bool
     ) -> list[Change]:
         out = []
         for name, want in desired.items():
@@ -270,11 +273,11 @@ class SipOperator:
                 continue
             if c.action == "create" and c.kind == "inbound_trunk":
                 c.id = (
-                    await sip.create_inbound_trunk(api.CreateSIPInboundTrunkRequest(trunk=c.desired))
+                    await sip.create_inbound_trunk(api.CreateSIPInboundTrunkRequest(trunk=c.desired))  # type: ignore[arg-type]
                 ).sip_trunk_id
             elif c.action == "create":
                 c.id = (
-                    await sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=c.desired))
+                    await sip.create_outbound_trunk(api.CreateSIPOutboundTrunkRequest(trunk=c.desired))  # type: ignore[arg-type]
                 ).sip_trunk_id
             elif c.action == "update" and c.kind == "inbound_trunk":
                 await sip.update_inbound_trunk(c.id, c.desired)  # type: ignore[arg-type]

@@ -7,6 +7,7 @@ machine-readable `code` and a message a caller can act on.
 
 from __future__ import annotations
 
+import builtins  # DocStore has a method named `list`
 import fcntl
 import os
 import re
@@ -170,7 +171,7 @@ class DocStore:
             "truncated": truncated,
         }
 
-    def _find_section(self, name: str, lines: list[str], title: str) -> Section:
+    def _find_section(self, name: str, lines: builtins.list[str], title: str) -> Section:
         secs = sections(lines)
         want = title.strip().lstrip("#").strip().lower()
         exact = [s for s in secs if s.title.lower() == want]
@@ -181,7 +182,7 @@ class DocStore:
         why = "is ambiguous" if partial else "not found"
         raise DocError("section_not_found", f"section {title!r} {why} in {name!r}; sections: {titles}")
 
-    def search(self, query: str, limit: int = 5) -> list[dict[str, Any]]:
+    def search(self, query: str, limit: int = 5) -> builtins.list[dict[str, Any]]:
         """Full-text search: lines scored by how many query terms they contain (all terms first)."""
         terms = [t for t in re.findall(r"\w+", query.lower()) if len(t) > 1]
         if not terms:
@@ -281,7 +282,7 @@ class DocStore:
             "bytes": len(text.encode()),
         }
 
-    def versions(self, name: str) -> list[str]:
+    def versions(self, name: str) -> builtins.list[str]:
         self.resolve(name)
         d = self.root / VERSIONS_DIR / name
         return sorted(p.name.removesuffix(".bak") for p in d.glob("*.bak")) if d.is_dir() else []

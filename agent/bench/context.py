@@ -62,12 +62,14 @@ async def _run(turns: int, services: CallServices, pace_s: float, *, bounded: bo
         ttft: list[float] = []
         try:
             script = (
-                [OPENING] + [FILLERS[i % len(FILLERS)] for i in range(turns - 2)] + ["What is my order number?"]
+                [OPENING]
+                + [FILLERS[i % len(FILLERS)] for i in range(turns - 2)]
+                + ["What is my order number?"]
             )
             for text in script:
                 # a real caller takes seconds to listen and speak: the summarizer works meanwhile
                 await asyncio.sleep(pace_s)
-                result = await call.session.run(user_input=text)
+                result: Any = await call.session.run(user_input=text)
                 for ev in result.events:
                     item = getattr(ev, "item", None)
                     if isinstance(item, llm.ChatMessage) and item.role == "assistant":

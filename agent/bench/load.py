@@ -97,7 +97,9 @@ async def _run_process(
     deadline = start + duration
     # Calls arrive spread over `ramp` seconds (0: all at the same instant, a synchronized burst:
     # the same scenarios then end their questions at the same moment, call after call).
-    await asyncio.gather(*(_slot(i, i * ramp / calls, deadline, profile, services, res) for i in range(calls)))
+    await asyncio.gather(
+        *(_slot(i, i * ramp / calls, deadline, profile, services, res) for i in range(calls))
+    )
     stop.set()
     await asyncio.gather(lag_task, rss_task)
     elapsed = time.monotonic() - start

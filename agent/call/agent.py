@@ -200,6 +200,8 @@ class CallAgent(Agent):
                         parts.append(chunk.delta.content)
             elif isinstance(chunk, str):
                 parts.append(chunk)
+            else:  # the framework's flush marker: nothing to say or store
+                continue
             yield chunk
 
     async def _store(self, question: str, gen: Generation, context: list[dict[str, str]]) -> None:

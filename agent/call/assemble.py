@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from livekit import rtc
-from livekit.agents import AgentSession, llm
+from livekit.agents import NOT_GIVEN, AgentSession, llm
 from livekit.agents.voice import SpeechHandle, room_io
 
 from agent import observability
@@ -200,7 +200,7 @@ class Call:
             await self.desk.start()  # the LLM gets the document tools: learn them now
         if room is not None:
             opts = room_io.RoomOptions(
-                participant_identity=participant,
+                participant_identity=participant or NOT_GIVEN,
                 participant_kinds=[rtc.ParticipantKind.PARTICIPANT_KIND_SIP],
                 close_on_disconnect=True,
                 delete_room_on_close=True,  # drops the SIP leg and ends the job with the session

@@ -81,7 +81,9 @@ class ContextManager:
         self, chat_ctx: llm.ChatContext, coming: int = 0
     ) -> tuple[list[llm.ChatItem], list[llm.ChatItem], FoldPlan]:
         items = list(chat_ctx.items)
-        system = [i for i in items if isinstance(i, llm.ChatMessage) and i.role in ("system", "developer")]
+        system: list[llm.ChatItem] = [
+            i for i in items if isinstance(i, llm.ChatMessage) and i.role in ("system", "developer")
+        ]
         convo = [i for i in items if i not in system and i.id not in self._covered]
         convo = [
             i for i in convo if isinstance(i, (llm.ChatMessage, llm.FunctionCall, llm.FunctionCallOutput))

@@ -126,16 +126,20 @@ def create_session(
         the_stt = gate = BackchannelGateSTT(providers.stt)
     if tuned and t.own_vad and isinstance(providers.vad, inference.VAD):
         # Same native silero VAD, shorter end-of-speech silence (see TurnTuning).
-        the_vad = inference.VAD(
-            min_silence_duration=t.vad_min_silence,
-            activation_threshold=t.vad_activation,
-            **({} if t.vad_deactivation is None else {"deactivation_threshold": t.vad_deactivation}),
+        the_vad = (
+            inference.VAD(min_silence_duration=t.vad_min_silence, activation_threshold=t.vad_activation)
+            if t.vad_deactivation is None
+            else inference.VAD(
+                min_silence_duration=t.vad_min_silence,
+                activation_threshold=t.vad_activation,
+                deactivation_threshold=t.vad_deactivation,
+            )
         )
     if tuned and t.echo_gate_dbfs is not None:
         the_vad = echo_gate = EchoGateVAD(
             the_vad, t.echo_gate_dbfs, always=t.gate_always, hangover_s=t.gate_hangover
         )
-    session = AgentSession(
+    session: AgentSession = AgentSession(
         stt=the_stt,
         llm=providers.llm,
         tts=providers.tts,
@@ -163,7 +167,7 @@ def create_session(
 
         gate.on_latency = _follow_stt
         if t.resume_on_backchannel:
-            gate.on_backchannel = lambda: resume_paused_reply(session)
+            gate.on_backchannel = lambda: None if resume_paused_reply(session) else None
     return session
 
 

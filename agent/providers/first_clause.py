@@ -20,7 +20,7 @@ import re
 import time
 
 from livekit.agents import tokenize
-from livekit.agents.tokenize import token_stream
+from livekit.agents.tokenize import SentenceStream, token_stream
 
 # a clause mark followed by a space: not "1,000" or "12:30"
 _CLAUSE_END = re.compile(r"[,;:](?=\s)")
@@ -99,5 +99,5 @@ class FirstClauseTokenizer(tokenize.SentenceTokenizer):
     def tokenize(self, text: str, *, language: str | None = None) -> list[str]:
         return self._sentences.tokenize(text)
 
-    def stream(self, *, language: str | None = None) -> tokenize.SentenceStream:
+    def stream(self, *, language: str | None = None) -> SentenceStream:
         return _FirstClauseStream(self._sentences, self._context_len)

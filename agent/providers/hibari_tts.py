@@ -54,7 +54,7 @@ class _HibariStream(tts.ChunkedStream):
         )
         text = self.input_text.strip()
         if text:
-            pcm = await asyncio.to_thread(synthesize_pcm16, text, self._tts._threads)
+            pcm = await asyncio.to_thread(synthesize_pcm16, text, getattr(self._tts, "_threads", 1))
             output_emitter.push(pcm)
         output_emitter.flush()
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 from livekit.agents import APIConnectOptions, llm, stt, tts, utils
+from livekit.agents.language import LanguageCode
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
 WORD_SETTLE_S = 0.1  # a word counts as said once this long past its estimated end
@@ -71,7 +72,7 @@ class InstantSTT(stt.STT):
         text = " ".join(out)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
-            alternatives=[stt.SpeechData(language="en", text=text, confidence=1.0)],
+            alternatives=[stt.SpeechData(language=LanguageCode("en"), text=text, confidence=1.0)],
         )
 
 
@@ -112,9 +113,13 @@ class _InstantLLMStream(llm.LLMStream):
             )
         # No model reads the prompt here: its size is estimated (4 characters a token), so the
         # context bound can be checked on this profile too. Real models report their own count.
-        prompt = sum(len(i.text_content or "") for i in self._chat_ctx.items if isinstance(i, llm.ChatMessage))
+        prompt = sum(
+            len(i.text_content or "") for i in self._chat_ctx.items if isinstance(i, llm.ChatMessage)
+        )
         usage = llm.CompletionUsage(
-            completion_tokens=len(words), prompt_tokens=-(-prompt // 4), total_tokens=-(-prompt // 4) + len(words)
+            completion_tokens=len(words),
+            prompt_tokens=-(-prompt // 4),
+            total_tokens=-(-prompt // 4) + len(words),
         )
         self._event_ch.send_nowait(llm.ChatChunk(id=rid, usage=usage))
 

@@ -59,7 +59,7 @@ class LocalLLM(llm.LLM):
 def chat_messages(chat_ctx: llm.ChatContext) -> list[dict[str, Any]]:
     """OpenAI-style messages, text only, as llama.cpp's chat template expects."""
     msgs, _ = chat_ctx.to_provider_format("openai", inject_dummy_user_message=True)
-    out = []
+    out: list[dict[str, Any]] = []
     for m in msgs:
         content = m.get("content")
         if isinstance(content, list):

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from livekit.agents import inference, llm, stt, tts, vad
+from livekit.agents.stt import STT
+from livekit.agents.tts import TTS
 
 from core.errors import UserError
 from core.settings import Settings
@@ -24,7 +26,7 @@ class Providers:
     voice: str  # identifies the TTS voice, so cached audio is only replayed in the same voice
     # engines behind a FallbackAdapter (which prewarms only its primary): loaded up front too, or
     # the first fallback would load them mid-call (whisper's first load took ~2 s here)
-    standby: tuple[stt.STT | tts.TTS, ...] = ()
+    standby: tuple[STT | TTS, ...] = ()
 
     def prewarm(self) -> None:
         for p in (self.stt, self.llm, self.tts, *self.standby):
@@ -187,8 +189,9 @@ def _cloud(settings: Settings) -> Providers:
         )
         local_tts = HibariTTS()
         standby.append(local_tts)
-        the_tts: tts.TTS = VoiceFallbackTTS(primary, LocalVoice(local_tts), max_retry_per_tts=TTS_MAX_RETRY)
-        watch_fallbacks(the_tts)
+        fallback = VoiceFallbackTTS(primary, LocalVoice(local_tts), max_retry_per_tts=TTS_MAX_RETRY)
+        watch_fallbacks(fallback)
+        the_tts: tts.TTS = fallback
         # the primary voice: cached audio is only stored/replayed in it (primary_voice_token)
         voice = f"elevenlabs-{settings.elevenlabs_voice_id}"
     else:

@@ -34,6 +34,7 @@ import numpy as np
 import soxr
 from livekit import rtc
 from livekit.agents import APIConnectOptions, stt, utils
+from livekit.agents.language import LanguageCode
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from core.errors import UserError
@@ -177,7 +178,7 @@ class WhisperSTT(stt.STT):
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             request_id=f"whisper-{time.monotonic_ns()}",
-            alternatives=[stt.SpeechData(language=lang, text=text, confidence=1.0)],
+            alternatives=[stt.SpeechData(language=LanguageCode(lang), text=text, confidence=1.0)],
         )
 
     def _transcribe(self, pcm: np.ndarray) -> str:
@@ -215,6 +216,7 @@ class WhisperSTT(stt.STT):
                 model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=self._language
             )
         tok = self._tokenizer
+        assert tok is not None  # loaded with the model
         window = self.last_window_s = window_for(len(pcm) / RATE, self._window_s)
         pad = np.zeros(int(window * RATE) - len(pcm) + RATE // 100, dtype=np.float32)
         feats = model.feature_extractor(np.concatenate([pcm.astype(np.float32), pad]))

@@ -308,7 +308,8 @@ class SimulatedCall:
             return None
         matches = [g for g in self.turn_log.generations if g.user_text.strip() == last_user.strip()]
         done = [g for g in matches if g.completed]
-        return (done or matches or [None])[-1]
+        found: list[Generation] = done or matches
+        return found[-1] if found else None
 
 
 def print_result(result: CallResult, console: Console) -> None:

@@ -108,7 +108,8 @@ class LineModel:
             # the caller's speech sees is the one asked for, whatever the noise's spectrum.
             probe = signal.sosfilt(self._band, NoiseSource(cfg.noise, seed + 99).next(LINE_RATE * 4))
             rms = float(np.sqrt(np.mean(probe[LINE_RATE:] ** 2))) or 1.0
-            self._noise_gain = SPEECH_RMS * 10 ** (-cfg.snr_db / 20) / rms
+            snr = cfg.snr_db if cfg.snr_db is not None else 60.0  # noise without an SNR: barely audible
+            self._noise_gain = SPEECH_RMS * 10 ** (-snr / 20) / rms
 
     def process(self, frame: np.ndarray) -> np.ndarray:
         """A 20 ms frame in the live uplink, or a longer stretch (packet loss stays per 20 ms)."""

@@ -19,7 +19,7 @@ turns:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -89,7 +89,7 @@ class Scenario(BaseModel):
     name: str = "scenario"
 
 
-def _loc(err: dict) -> str:
+def _loc(err: Any) -> str:
     out = ""
     for p in err["loc"]:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))

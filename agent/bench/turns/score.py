@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from statistics import median
+from typing import Any
 
 import numpy as np
 
@@ -174,7 +175,7 @@ def _p50(xs: list[float]) -> float | None:
     return round(median(xs), 3) if xs else None
 
 
-def aggregate(scores: list[CaseScore]) -> dict[str, float | int | None]:
+def aggregate(scores: list[CaseScore]) -> dict[str, Any]:
     def cat(attr: str) -> list:
         return [x for s in scores for x in getattr(s, attr)]
 

@@ -68,7 +68,7 @@ class _TTSStream(tts.ChunkedStream):
             mime_type="audio/pcm",
         )
         text = self.input_text.strip()
-        pcm = _cache.get(text) or await asyncio.to_thread(speech_pcm, text)
+        pcm = _cache.get(text) or await asyncio.to_thread(speech_pcm, text) or b""
         output_emitter.push(pcm)
         output_emitter.flush()
 
