@@ -78,7 +78,8 @@ async def test_worker_call_path_runs_the_assembled_call(
     config = dataclasses.replace(WorkerConfig.from_env(), profile="instant")
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: every LLM request fails
     providers = dataclasses.replace(
-        build_providers("instant", get_settings()), llm=openai.LLM(model="gpt-4o-mini", base_url=dead, api_key="x")
+        build_providers("instant", get_settings()),
+        llm=openai.LLM(model="gpt-4o-mini", base_url=dead, api_key="x"),
     )
     async with FakeLiveKit() as fake:
         fake.add_participant(ROOM, CALLER, ATTRS)
@@ -124,7 +125,10 @@ async def test_worker_call_path_runs_the_assembled_call(
 async def test_simulated_call_runs_the_same_assembly(services: CallServices, tmp_path: Path) -> None:
     services = dataclasses.replace(services, sandbox_docs=True)
     result = await run_call(
-        REPO_ROOT / "scenarios" / "opening-hours.yaml", tmp_path / "call", profile="instant", services=services
+        REPO_ROOT / "scenarios" / "opening-hours.yaml",
+        tmp_path / "call",
+        profile="instant",
+        services=services,
     )
     assert result.error is None and isinstance(result.call, Call)
     assert_assembled(result.call)

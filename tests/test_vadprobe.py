@@ -62,7 +62,10 @@ def test_sweep_refuses_bad_overrides_with_the_field_names() -> None:
 
     for bad in ["{min_delay: 0.3}", '{"min_dely": 0.3}', "[1]"]:
         r = subprocess.run(
-            [sys.executable, "-m", "agent.bench.turns.sweep", bad], capture_output=True, text=True, timeout=120
+            [sys.executable, "-m", "agent.bench.turns.sweep", bad],
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
         assert r.returncode == 2, r.stderr
         assert "min_delay" in r.stderr and "Traceback" not in r.stderr
