@@ -183,7 +183,9 @@ def check_ttl(ttl_s: Any, what: str = "--ttl") -> int | None:
     if isinstance(ttl_s, bool) or not isinstance(ttl_s, (int, float)) or not float(ttl_s).is_integer():
         raise UserError(f"{what} must be a whole number of seconds, got {ttl_s!r}")
     if not TTL_MIN_S <= ttl_s <= TTL_MAX_S:
-        raise UserError(f"{what} must be between {TTL_MIN_S} s and {TTL_MAX_S} s (10 years), got {int(ttl_s)}")
+        raise UserError(
+            f"{what} must be between {TTL_MIN_S} s and {TTL_MAX_S} s (10 years), got {int(ttl_s)}"
+        )
     return int(ttl_s)
 
 
@@ -357,7 +359,9 @@ class CacheAdmin:
                     knowns[tname] = tenant_knowledge(tname)
                 facts = knowns[tname] if check_facts else None
                 eid = row.get("_eid") or (scoped_id(tname, row["id"]) if row.get("id") else None)
-                ok, reason = policy.is_cacheable(row["question"], row["answer"], facts=facts, known=knowns[tname])
+                ok, reason = policy.is_cacheable(
+                    row["question"], row["answer"], facts=facts, known=knowns[tname]
+                )
                 if not ok:
                     skipped[reason] = skipped.get(reason, 0) + 1
                 else:
@@ -494,12 +498,19 @@ class CacheAdmin:
         }
         if with_vec:
             row["vec"] = base64.b64encode(g["vec"]).decode()
+            row["model"] = MODEL_NAME
             pv = []
             for n in range(len(row["paraphrases"])):
                 v = self.r.hget(self.keys.para(eid, n), "vec")
                 if v is not None:
                     pv.append(base64.b64encode(v).decode())
             row["paraphrase_vecs"] = pv
+            audio = {}
+            for voice in row["voices"]:
+                pcm, sr = self.r.hmget(self.keys.audio(eid, voice), "pcm", "sr")
+                if pcm is not None and sr is not None:
+                    audio[voice] = {"pcm": base64.b64encode(pcm).decode(), "sr": int(sr)}
+            row["audio"] = audio
         return row
 
     def list(self, tenant: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
@@ -576,6 +587,7 @@ class CacheAdmin:
         )
         if chosen == 0 and tenant is None:
             raise UserError("say what to invalidate: an id, --tenant, --similar-to, --stale or --all")
+        max_distance = check_distance(max_distance, "--max-distance")
         if chosen > 1:
             raise UserError("choose one of: id, --similar-to, --stale, --all")
         if entry_id is not None:
@@ -616,45 +628,181 @@ class CacheAdmin:
             Path(out).write_text(text)
         return len(rows)
 
-    def import_(self, path: str | Path) -> dict[str, int]:
+    def import_(self, path: str | Path) -> dict[str, Any]:
+        """Load a JSONL export: every row is validated before anything is written (all or nothing).
+
+        Vectors are trusted only when the row names the index's model (`model`) and a vector has
+        the index's dimension and finite values; otherwise the question and paraphrases are
+        re-embedded. Rows the store policy refuses (PII, injection, refusals, …) are not imported
+        and counted under `refused`; expired rows are skipped. Cached audio is restored.
+
+        Args:
+            path: JSONL file as written by `export`.
+
+        Returns:
+            {"imported", "expired", "refused" (reason -> count)}.
+
+        Raises:
+            UserError: a bad row (names the line and field), a duplicate id, or an id that belongs
+                to another tenant; nothing is written then.
+        """
         rows = read_jsonl(path, "import file")
-        need = ("id", "question", "answer", "tenant", "language", "kver", "created", "ttl", "vec")
-        for row in rows:
-            for f in need:
-                if f not in row:
-                    raise UserError(f"{path}: line {row['_line']}: missing '{f}'")
         now = time.time()
-        imported = expired = 0
-        pipe = self.r.pipeline(transaction=False)
+        plan: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        refused: dict[str, int] = {}
+        expired = 0
+        knowns: dict[str, str] = {}
         for row in rows:
-            expiry = float(row.get("expiry") or row["created"] + row["ttl"])
-            left = int(expiry - now)
-            if left <= 0:
+            v = _import_row(row, path, now)
+            if v["id"] in seen:
+                raise UserError(f"{path}: line {row['_line']}: id '{v['id']}' repeats line {seen[v['id']]}")
+            seen[v["id"]] = row["_line"]
+            old_tenant = self.r.hget(self.keys.entry(v["id"]), "tenant")
+            if old_tenant is not None and _s(old_tenant) != v["tenant"]:
+                raise UserError(f"{path}: line {row['_line']}: id '{v['id']}' belongs to another tenant")
+            if v["left"] <= 0:
                 expired += 1
                 continue
-            try:
-                vec = np.frombuffer(base64.b64decode(row["vec"]), dtype=np.float32)
-                pvecs = [
-                    np.frombuffer(base64.b64decode(v), dtype=np.float32)
-                    for v in row.get("paraphrase_vecs", [])
-                ]
-            except (ValueError, TypeError) as e:
-                raise UserError(f"{path}: line {row['_line']}: bad vector ({e})") from None
+            if v["tenant"] not in knowns:
+                knowns[v["tenant"]] = tenant_knowledge(v["tenant"])
+            ok, reason = policy.is_cacheable(v["question"], v["answer"], known=knowns[v["tenant"]])
+            if not ok:
+                refused[reason] = refused.get(reason, 0) + 1
+                continue
+            v["paraphrases"] = [p for p in v["paraphrases"] if policy.paraphrase_ok(p)]
+            if len(v["paraphrases"]) != len(v["pvecs"] or []):
+                v["pvecs"] = None  # some were dropped or missing: re-embed them all
+            plan.append(v)
+        need = [v for v in plan if v["vec"] is None or v["pvecs"] is None]
+        if need:
+            from cache.embedder import get_embedder
+
+            texts = [t for v in need for t in (v["question"], *v["paraphrases"])]
+            vecs = list(get_embedder().embed_many(texts))
+            for v in need:
+                v["vec"], v["pvecs"] = vecs[0], vecs[1 : 1 + len(v["paraphrases"])]
+                vecs = vecs[1 + len(v["paraphrases"]) :]
+        pipe = self.r.pipeline(transaction=True)
+        for v in plan:
+            eid = v["id"]
+            para, voices = self.r.hmget(self.keys.entry(eid), "paraphrases", "voices")
+            pipe.delete(self.keys.entry(eid), *related_keys(self.keys, eid, para, voices))
             m = entry_mapping(
-                str(row["id"]), row["question"], row["answer"], row["tenant"], row["language"], row["kver"],
-                int(row["ttl"]), vec, list(row.get("paraphrases", [])), created=float(row["created"]),
-                hits=int(row.get("hits", 0)), last_hit=float(row.get("last_hit", 0)), source=row.get("source", ""),
+                eid, v["question"], v["answer"], v["tenant"], v["language"], v["kver"], v["ttl"], v["vec"],
+                v["paraphrases"], created=v["created"], hits=v["hits"], last_hit=v["last_hit"], source=v["source"],
             )  # fmt: skip
-            m["expiry"] = expiry
-            write_entry(pipe, self.keys, m, pvecs, left)
-            imported += 1
+            m["expiry"] = v["expiry"]
+            if v["audio"]:
+                m["voices"] = ",".join(sorted(v["audio"]))
+            write_entry(pipe, self.keys, m, list(v["pvecs"]), v["left"])
+            for voice, (pcm, sr) in v["audio"].items():
+                pipe.hset(self.keys.audio(eid, voice), mapping={"pcm": pcm, "sr": sr})
+                pipe.expire(self.keys.audio(eid, voice), v["left"])
         pipe.execute()
-        return {"imported": imported, "expired": expired}
+        return {"imported": len(plan), "expired": expired, "refused": refused}
 
     # -- eval --
     def eval(self, entries: str | Path, queries: str | Path, *, threshold: float | None = None,
              sweep: bool = False) -> dict[str, Any]:  # fmt: skip
         return run_eval(self.url, entries, queries, threshold=threshold, sweep=sweep)
+
+
+_NAME_RE = re.compile(r"^[^\s:~]{1,64}$")
+_VOICE_RE = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+
+
+def _num(row: dict[str, Any], f: str, where: str, default: float | None = None) -> float:
+    v = row.get(f, default)
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        raise UserError(f"{where}: '{f}' must be a number, got {str(v)[:40]!r}")
+    return float(v)
+
+
+def _vector(b64: Any, model_ok: bool) -> np.ndarray | None:
+    """A stored vector worth trusting (index model and dimension, finite), else None: re-embed."""
+    if not model_ok or not isinstance(b64, str):
+        return None
+    try:
+        raw = base64.b64decode(b64, validate=True)
+    except ValueError:
+        return None
+    if len(raw) != DIM * 4:
+        return None
+    vec = np.frombuffer(raw, dtype=np.float32)
+    return vec if np.all(np.isfinite(vec)) and 0.9 < float(np.linalg.norm(vec)) < 1.1 else None
+
+
+def _import_row(row: dict[str, Any], path: str | Path, now: float) -> dict[str, Any]:
+    """One export row checked and normalised; UserError naming the line and field otherwise."""
+    where = f"{path}: line {row['_line']}"
+    for f in ("id", "question", "answer", "tenant", "language", "kver", "created", "ttl"):
+        if f not in row:
+            raise UserError(f"{where}: missing '{f}'")
+    for f in ("question", "answer", "tenant", "language", "kver"):
+        if not isinstance(row[f], str) or not row[f].strip():
+            raise UserError(f"{where}: '{f}' must be a non-empty string")
+    tenant = row["tenant"]
+    for f in ("tenant", "language", "kver"):
+        if not _NAME_RE.match(row[f]):
+            raise UserError(f"{where}: '{f}' must be at most 64 characters without spaces, ':' or '~'")
+    eid = row["id"]
+    if (
+        not isinstance(eid, str)
+        or not valid_entry_id(eid)
+        or ("~" in eid and not eid.startswith(tenant + "~"))
+    ):
+        raise UserError(f"{where}: 'id' must be a generated id or '{tenant}~<id>' (<id>: {USER_ID_CHARS})")
+    created = _num(row, "created", where)
+    ttl = _num(row, "ttl", where)
+    if not ttl.is_integer() or not TTL_MIN_S <= ttl <= TTL_MAX_S:
+        raise UserError(f"{where}: 'ttl' must be a whole number of seconds in [{TTL_MIN_S}, {TTL_MAX_S}]")
+    expiry = _num(row, "expiry", where, created + ttl) if row.get("expiry") is not None else created + ttl
+    if expiry - now > TTL_MAX_S:
+        raise UserError(f"{where}: 'expiry' is more than 10 years away")
+    hits = row.get("hits", 0)
+    if isinstance(hits, bool) or not isinstance(hits, int) or hits < 0:
+        raise UserError(f"{where}: 'hits' must be a non-negative integer")
+    last_hit = _num(row, "last_hit", where, 0.0)
+    source = row.get("source", "")
+    if not isinstance(source, str):
+        raise UserError(f"{where}: 'source' must be a string")
+    para = row.get("paraphrases") or []
+    if isinstance(para, str):
+        para = [para]  # one paraphrase, not its characters
+    if not isinstance(para, list) or not all(isinstance(p, str) for p in para):
+        raise UserError(f"{where}: 'paraphrases' must be a list of strings")
+    para = [p for p in para if p.strip()]
+    model_ok = row.get("model") == MODEL_NAME
+    pv = row.get("paraphrase_vecs")
+    if pv is not None and (not isinstance(pv, list) or not all(isinstance(x, str) for x in pv)):
+        raise UserError(f"{where}: 'paraphrase_vecs' must be a list of base64 strings")
+    pvecs = [_vector(x, model_ok) for x in pv or []]
+    audio_in = row.get("audio") or {}
+    if not isinstance(audio_in, dict):
+        raise UserError(f"{where}: 'audio' must be an object voice -> {{pcm, sr}}")
+    audio: dict[str, tuple[bytes, int]] = {}
+    for voice, a in audio_in.items():
+        if not _VOICE_RE.match(voice) or not isinstance(a, dict):
+            raise UserError(f"{where}: 'audio' voice {voice[:40]!r}: expected a voice id and {{pcm, sr}}")
+        sr = a.get("sr")
+        if isinstance(sr, bool) or not isinstance(sr, int) or not 8000 <= sr <= 192_000:
+            raise UserError(f"{where}: 'audio.{voice}.sr' must be a sample rate 8000..192000")
+        try:
+            pcm = base64.b64decode(a.get("pcm") or "", validate=True)
+        except (ValueError, TypeError):
+            raise UserError(f"{where}: 'audio.{voice}.pcm' is not base64") from None
+        if not pcm or len(pcm) % 2:
+            raise UserError(f"{where}: 'audio.{voice}.pcm' must be 16-bit PCM")
+        audio[voice] = (pcm, sr)
+    return {
+        "id": eid, "question": row["question"].strip(), "answer": row["answer"].strip(), "tenant": tenant,
+        "language": row["language"], "kver": row["kver"], "created": created, "ttl": int(ttl),
+        "expiry": expiry, "left": int(expiry - now), "hits": hits, "last_hit": last_hit, "source": source,
+        "paraphrases": para, "vec": _vector(row.get("vec"), model_ok),
+        "pvecs": pvecs if pvecs and all(x is not None for x in pvecs) else ([] if not para else None),
+        "audio": audio,
+    }  # fmt: skip
 
 
 def load_eval_files(entries: str | Path, queries: str | Path) -> tuple[list[dict], list[dict]]:
@@ -700,11 +848,18 @@ async def _eval_async(url: str, ns: str, ents: list[dict], qs: list[dict], defau
     # threshold 2.0 (max cosine distance): record the nearest entry's distance for every query, then
     # apply any threshold afterwards; identical to running the lookup once per threshold.
     c = ResponseCache(url, threshold=2.0, namespace=ns, budget_ms=30_000, record_stats=False)
+    label: dict[str, str] = {}  # entry id -> the file's id
     try:
         for e in ents:
+            tenant = e.get("tenant") or default_tenant
+            try:
+                sid = scoped_id(tenant, e["id"])
+            except ValueError as err:
+                raise UserError(f"eval: line {e['_line']}: {err}") from None
+            label[sid] = e["id"]
             eid = await c.store(
-                e["question"], e["answer"], tenant=e.get("tenant") or default_tenant, language="en",
-                knowledge_version=EVAL_KVER, paraphrases=e.get("paraphrases") or [], entry_id=e["id"],
+                e["question"], e["answer"], tenant=tenant, language="en",
+                knowledge_version=EVAL_KVER, paraphrases=e.get("paraphrases") or [], entry_id=sid,
             )  # fmt: skip
             if eid is None:
                 ok, reason = policy.is_cacheable(e["question"], e["answer"])
@@ -718,7 +873,7 @@ async def _eval_async(url: str, ns: str, ents: list[dict], qs: list[dict], defau
                 knowledge_version=EVAL_KVER, context=q.get("context") or None,
             )  # fmt: skip
             ms = (time.perf_counter() - t0) * 1000
-            out.append({"query": q["query"], "expect": q["expect"], "got": hit.id if hit else None,
+            out.append({"query": q["query"], "expect": q["expect"], "got": label.get(hit.id, hit.id) if hit else None,
                         "distance": hit.distance if hit else None, "outcome": outcome, "ms": ms})  # fmt: skip
         return out
     finally:

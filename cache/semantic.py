@@ -24,6 +24,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 import threading
 import time
 from typing import Any
@@ -137,6 +138,41 @@ def knn_query(tenant: str, language: str, kver: str, k: int = 1) -> Query:
         .paging(0, k)
         .dialect(2)
     )
+
+
+# Entry ids. Generated ids are 12 hex digits (`stable_id`); an explicit FAQ `id` is scoped to its
+# tenant as "{tenant}~{id}" (`scoped_id`), so the same FAQ id warmed for two tenants gives two
+# entries. User ids may only use USER_ID_CHARS: never ':' (a key separator: "<id>:p0" would be
+# another entry's paraphrase key) nor '~'. Every id written is checked by `valid_entry_id`.
+USER_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+USER_ID_CHARS = "letters, digits, '_', '.', '-' (at most 64)"
+_ENTRY_ID_RE = re.compile(r"^[0-9a-f]{12}$|^[^\s:~]{1,64}~[A-Za-z0-9_.-]{1,64}$")
+# Entry TTL bounds for anything an operator sets (settings, `warm --ttl`, import).
+TTL_MIN_S = 60
+TTL_MAX_S = 10 * 365 * 24 * 3600
+
+
+def scoped_id(tenant: str, user_id: str) -> str:
+    """The entry id of an explicit FAQ id within a tenant.
+
+    Args:
+        tenant: tenant name.
+        user_id: the FAQ file's `id`.
+
+    Returns:
+        "{tenant}~{user_id}".
+
+    Raises:
+        ValueError: `user_id` is empty or uses characters outside USER_ID_CHARS.
+    """
+    if not USER_ID_RE.match(user_id):
+        raise ValueError(f"id '{user_id[:70]}' must use only {USER_ID_CHARS}")
+    return f"{tenant}~{user_id}"
+
+
+def valid_entry_id(eid: str) -> bool:
+    """A generated id (12 hex digits) or a tenant-scoped FAQ id; never one with ':' in it."""
+    return bool(_ENTRY_ID_RE.match(eid))
 
 
 def stable_id(tenant: str, language: str, kver: str, question: str) -> str:
@@ -440,20 +476,55 @@ class ResponseCache:
         ttl_s: int | None = None,
         paraphrases: list[str] | None = None,
         entry_id: str | None = None,
+        facts: str | None = None,
+        steered: bool = False,
+        known: str | None = None,
     ) -> str | None:
-        ok, reason = policy.is_cacheable(question, answer, context, used_tool, call_error)
+        """Store a question/answer pair for other callers if `policy.is_cacheable` allows it.
+
+        Args:
+            question, answer: the caller's question and the agent's answer.
+            tenant, language, knowledge_version: the scope the entry is found in.
+            context: earlier turns of the call ({"role", "text"} dicts).
+            used_tool, call_error: call-specific answer / failed call: never stored.
+            ttl_s: entry TTL (default: the cache's); must be a positive integer.
+            paraphrases: extra phrasings indexed for the same answer.
+            entry_id: explicit id (a `scoped_id` or generated id); default `stable_id`.
+            facts: the tenant's knowledge text: the answer must be consistent with it.
+            steered: the caller tried to steer the agent earlier in this call.
+            known: the business's own text for the PII rule (default: `facts`).
+
+        Returns:
+            The entry id, or None when not stored (policy, bad argument, Redis down). Never raises.
+        """
+        ok, reason = policy.is_cacheable(
+            question, answer, context, used_tool, call_error, facts=facts, steered=steered, known=known
+        )
+        ttl = self.ttl_s if ttl_s is None else ttl_s
+        if ok and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
+            ok, reason = False, "bad_ttl"  # 0 or negative would delete the old entry and write nothing
+        if ok and entry_id is not None and not valid_entry_id(entry_id):
+            ok, reason = False, "bad_id"
         if not ok:
             await self._count(**{f"not_stored_{reason}": 1})
             return None
         if not self._available():
             return None
-        paraphrases = [p for p in (paraphrases or []) if p.strip() and p.strip() != question.strip()]
+        if isinstance(paraphrases, str):
+            paraphrases = [paraphrases]  # one phrasing, not its characters
+        paraphrases = [
+            p for p in (paraphrases or []) if p.strip() != question.strip() and policy.paraphrase_ok(p)
+        ]
         try:
             r = await self._ready()
             vecs = await asyncio.to_thread(self.embedder.embed_many, [question, *paraphrases])
             eid = entry_id or stable_id(tenant, language, knowledge_version, question)
-            ttl = int(ttl_s or self.ttl_s)
-            old = await r.hmget(self.keys.entry(eid), "paraphrases", "voices", "hits", "last_hit", "answer")
+            old = await r.hmget(
+                self.keys.entry(eid), "paraphrases", "voices", "hits", "last_hit", "answer", "tenant"
+            )
+            if old[5] is not None and _s(old[5]) != tenant:  # never replace another tenant's entry
+                await self._count(not_stored_id_conflict=1)
+                return None
             m = entry_mapping(eid, question.strip(), answer.strip(), tenant, language, knowledge_version, ttl,
                               vecs[0], paraphrases, source="call")  # fmt: skip
             pipe = r.pipeline(transaction=False)

@@ -58,7 +58,7 @@ def test_export_import_round_trip(adm: CacheAdmin, tmp_path: Path) -> None:
     first = tmp_path / "one.jsonl"
     assert adm.export(first) == 2
     adm.invalidate(everything=True)
-    assert adm.import_(first) == {"imported": 2, "expired": 0}
+    assert adm.import_(first) == {"imported": 2, "expired": 0, "refused": {}}
     second = tmp_path / "two.jsonl"
     adm.export(second)
     assert first.read_text() == second.read_text()
