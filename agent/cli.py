@@ -203,9 +203,21 @@ def worker_start(
     log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING…")] = None,
 ) -> None:
     """Run the LiveKit agent worker (agent_name from CALLCENTER_AGENT_NAME; SIGTERM drains calls)."""
-    from agent.worker import run_worker
+    _start_worker("start", log_level)
 
-    run_worker("start", log_level)
+
+def _start_worker(mode: str, log_level: str | None) -> None:
+    from agent.worker import WorkerConfig, run_worker
+    from sip.operator import check_livekit_url
+
+    try:
+        if url := os.environ.get("LIVEKIT_URL"):
+            check_livekit_url(url)  # one line, never the credentials
+        WorkerConfig.from_env()  # bad worker settings: one line before livekit starts
+    except UserError as e:
+        fail(str(e), e.exit_code)
+        return
+    run_worker(mode, log_level)  # type: ignore[arg-type]
 
 
 @worker_app.command("dev")
@@ -213,9 +225,7 @@ def worker_dev(
     log_level: Annotated[str | None, typer.Option("--log-level", help="DEBUG, INFO, WARNING…")] = None,
 ) -> None:
     """Run the LiveKit agent worker in development mode (debug logs, no drain, no idle processes)."""
-    from agent.worker import run_worker
-
-    run_worker("dev", log_level)
+    _start_worker("dev", log_level)
 
 
 @app.command()
@@ -276,15 +286,22 @@ def redis(
         str, typer.Argument(help="run (foreground) | start (shared, detached) | stop | url")
     ] = "run",
     port: Annotated[int | None, typer.Option(help="port for `run`")] = None,
+    reveal: Annotated[
+        bool, typer.Option("--reveal", help="`url`: print the password too (for scripts; keep it private)")
+    ] = False,
 ) -> None:
-    """The embedded Redis Stack server (RediSearch + JSON, AOF) that Celery and the cache share."""
-    from cache.redis_server import ensure_redis, run_foreground, stop_shared
+    """The embedded Redis Stack server (RediSearch + JSON, AOF) that Celery and the cache share.
+
+    Its password lives in the data directory (0600); printed URLs show it as *** unless
+    `url --reveal` is asked for explicitly."""
+    from cache.redis_server import ensure_redis, redacted, run_foreground, stop_shared
 
     try:
         if action == "run":
             run_foreground(port)
         elif action in ("start", "url"):
-            print(ensure_redis())
+            url = ensure_redis()
+            print(url if (reveal and action == "url") else redacted(url))
         elif action == "stop":
             print("stopped" if stop_shared() else "not running")
         else:

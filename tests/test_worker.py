@@ -129,3 +129,24 @@ async def test_call_wiring_in_a_fake_job_context(monkeypatch: pytest.MonkeyPatch
     assert (out_dir / "transcript.json").stat().st_mode & 0o077 == 0
     assert out_dir.stat().st_mode & 0o077 == 0
     assert not old_call.exists()  # the worker applied the retention period after reporting this call
+
+
+@pytest.mark.parametrize(
+    ("env", "needle"),
+    [
+        ({"LIVEKIT_URL": "wss://admin:Hunter2secret@lk.example.com"}, "must not contain credentials"),
+        ({"LIVEKIT_URL": "ws://127.0.0.1:7880", "CALLCENTER_WORKER_METRICS_PORT": "99999"}, "not a port"),
+    ],
+)
+def test_worker_start_refuses_bad_settings_in_one_line(env: dict[str, str], needle: str) -> None:
+    import subprocess
+    import sys
+
+    run = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "worker", "start"],
+        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert run.returncode == 2, run.stderr[-2000:]
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and needle in lines[0], run.stderr[-2000:]
+    assert "Hunter2secret" not in run.stdout + run.stderr and "Traceback" not in run.stderr
