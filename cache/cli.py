@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import hmac
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,10 +54,89 @@ def _admin(namespace: str = "cc"):  # type: ignore[no-untyped-def]
     return CacheAdmin(namespace=namespace)
 
 
-def _check_token(token: str | None) -> None:
-    need = get_settings().admin_token
-    if need and token != need:
-        raise UserError("this command needs --token matching CALLCENTER_ADMIN_TOKEN")
+TOKEN_HELP = "--token-file PATH, CALLCENTER_TOKEN or --token"
+_PLACEHOLDERS = {"change-me", "changeme", "change_me", "change-this", "replace-me", "secret", "password",
+                 "admin", "token", "test", "example", "xxx", "your-token-here", "please-change-me"}  # fmt: skip
+
+
+def configured_token() -> str | None:
+    """The admin token this deployment is configured with (CALLCENTER_ADMIN_TOKEN), or None.
+
+    The process environment and the `.env` file are both consulted: an empty value in the
+    caller's own environment cannot switch off a token the `.env` configures. A value that is
+    set but empty everywhere is refused rather than read as "no token".
+
+    Raises:
+        UserError: set but empty, or a placeholder / shorter than 16 characters.
+    """
+    from dotenv import dotenv_values
+
+    env = os.environ.get("CALLCENTER_ADMIN_TOKEN")
+    try:
+        dot = dotenv_values(".env").get("CALLCENTER_ADMIN_TOKEN") if Path(".env").is_file() else None
+    except (OSError, UnicodeDecodeError):
+        dot = None
+    values = [v for v in (env, dot) if v is not None]
+    token = next((v.strip() for v in values if v.strip()), None)
+    if token is None:
+        if values:
+            raise UserError(
+                "CALLCENTER_ADMIN_TOKEN is set but empty: unset it to run without a token, or set the token"
+            )
+        return None
+    squashed = "".join(c for c in token.lower() if c.isalnum())
+    if token.lower() in _PLACEHOLDERS or "changeme" in squashed or len(token) < 16:
+        raise UserError(
+            "CALLCENTER_ADMIN_TOKEN is a placeholder or shorter than 16 characters: "
+            "set a random one (openssl rand -hex 24)"
+        )
+    return token
+
+
+def presented_token(token: str | None, token_file: Path | None) -> str | None:
+    """The token the caller presents: --token, else --token-file, else $CALLCENTER_TOKEN.
+
+    Raises:
+        UserError: the token file is missing, not a regular file, too large or empty.
+    """
+    if token is not None:
+        return token
+    if token_file is not None:
+        p = Path(token_file)
+        if not p.is_file():
+            raise UserError(f"token file not found or not a regular file: {p}")
+        if p.stat().st_size > 4096:
+            raise UserError(f"token file too large (expected one line): {p}")
+        try:
+            text = p.read_text().strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise UserError(f"cannot read token file {p}: {e.__class__.__name__}") from None
+        if not text:
+            raise UserError(f"token file is empty: {p}")
+        return text.splitlines()[0].strip()
+    return os.environ.get("CALLCENTER_TOKEN") or None
+
+
+def token_state(token: str | None, token_file: Path | None) -> bool | None:
+    """None: no admin token configured; True: the presented token matches; False: none presented.
+
+    Raises:
+        UserError: a token was presented and does not match (or the configuration is unusable).
+    """
+    need = configured_token()
+    got = presented_token(token, token_file)
+    if need is None:
+        return None
+    if got is None:
+        return False
+    if not hmac.compare_digest(got.encode(), need.encode()):
+        raise UserError(f"admin token does not match CALLCENTER_ADMIN_TOKEN ({TOKEN_HELP})")
+    return True
+
+
+def _check_token(token: str | None, token_file: Path | None = None) -> None:
+    if token_state(token, token_file) is False:
+        raise UserError(f"this command needs the admin token ({TOKEN_HELP}) matching CALLCENTER_ADMIN_TOKEN")
 
 
 def _when(ts: float) -> str:
@@ -75,6 +156,11 @@ def _dur(s: float | None) -> str:
 NS = Annotated[str, typer.Option("--namespace", help="key namespace (default: the live cache)")]
 TENANT = Annotated[str | None, typer.Option("--tenant", "-t", help="tenant name")]
 JSON_OUT = Annotated[bool, typer.Option("--json", help="print JSON")]
+TOKEN = Annotated[
+    str | None,
+    typer.Option("--token", help="admin token (visible in ps: prefer --token-file or CALLCENTER_TOKEN)"),
+]
+TOKEN_FILE = Annotated[Path | None, typer.Option("--token-file", help="file holding the admin token")]
 
 
 @app.command()
@@ -85,12 +171,23 @@ def warm(
     from_calls: Annotated[Path | None, typer.Option("--from-calls", help="dir of saved calls")] = None,
     min_count: Annotated[int, typer.Option(help="--from-calls: min times a question was asked")] = 2,
     audio: Annotated[bool, typer.Option("--audio", help="pre-synthesize audio (local voice)")] = False,
-    ttl: Annotated[int | None, typer.Option("--ttl", help="entry TTL in seconds")] = None,
+    ttl: Annotated[int | None, typer.Option("--ttl", help="entry TTL in seconds (60 .. 10 years)")] = None,
+    token: TOKEN = None,
+    token_file: TOKEN_FILE = None,
     namespace: NS = "cc",
 ) -> None:
-    """Store FAQ answers (a file, the tenant's own faq, or questions mined from calls)."""
+    """Store FAQ answers (a file, the tenant's own faq, or questions mined from calls).
+
+    With CALLCENTER_ADMIN_TOKEN set, replacing existing entries with different answers needs the
+    token; new entries do not.
+    """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
+    from cache.admin import check_ttl
+
+    check_ttl(ttl)
+    get_settings()  # bad CALLCENTER_CACHE_* values: one line before anything is touched
+    allow_overwrite = token_state(token, token_file) is not False
     if file is not None and from_calls is not None:
         raise UserError("give either FILE or --from-calls, not both")
     synth = voice = None
@@ -123,8 +220,9 @@ def warm(
             res = adm.warm_from_calls(from_calls, tenant=tenant, min_count=min_count, progress=cb)
         else:
             res = adm.warm(
-                file, tenant=tenant, ttl_s=ttl, progress=cb, audio=audio, synthesize=synth, voice=voice
-            )
+                file, tenant=tenant, ttl_s=ttl, progress=cb, audio=audio, synthesize=synth, voice=voice,
+                allow_overwrite=allow_overwrite,
+            )  # fmt: skip
     skipped = ", ".join(f"{k}: {v}" for k, v in res["skipped"].items()) or "none"
     extra = f", mined {res['mined']} questions" if "mined" in res else ""
     extra += f", audio for voice {voice}" if res.get("audio") else ""
@@ -174,6 +272,9 @@ def search(
     namespace: NS = "cc",
 ) -> None:
     """Nearest entries of a tenant with distance and whether the lookup would hit."""
+    from cache.admin import check_distance
+
+    check_distance(threshold, "--threshold")
     rows = _admin(namespace).search(text, tenant=tenant, k=k, threshold=threshold)
     if json_out:
         print(json.dumps(rows))
@@ -215,11 +316,15 @@ def invalidate(
     ] = False,
     all_: Annotated[bool, typer.Option("--all", help="every entry")] = False,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="do not ask")] = False,
-    token: Annotated[str | None, typer.Option("--token", help="admin token")] = None,
+    token: TOKEN = None,
+    token_file: TOKEN_FILE = None,
     namespace: NS = "cc",
 ) -> None:
     """Delete entries by id, tenant, similarity, stale knowledge version, or all."""
-    _check_token(token)
+    from cache.admin import check_distance
+
+    _check_token(token, token_file)
+    check_distance(max_distance, "--max-distance")
     if entry_id is None and tenant is None and similar_to is None and not all_:
         raise UserError("say what to invalidate: an id, --tenant, --similar-to, --stale or --all")
     what = entry_id or (f"similar to '{similar_to}'" if similar_to else None) or ("ALL entries" if all_ else
@@ -248,16 +353,16 @@ def export(
 
 @app.command("import")
 @handled
-def import_(
-    file: Path, token: Annotated[str | None, typer.Option("--token")] = None, namespace: NS = "cc"
-) -> None:
-    """Load a JSONL export (expired entries are skipped)."""
-    _check_token(token)
+def import_(file: Path, token: TOKEN = None, token_file: TOKEN_FILE = None, namespace: NS = "cc") -> None:
+    """Load a JSONL export: all rows are checked first; expired and policy-refused rows are skipped."""
+    _check_token(token, token_file)
     from cache.admin import read_jsonl
 
     read_jsonl(file, "import file")
     res = _admin(namespace).import_(file)
-    console.print(f"imported {res['imported']} entries ({res['expired']} expired, skipped)")
+    refused = ", ".join(f"{k}: {v}" for k, v in res["refused"].items())
+    extra = f"; refused by the cache policy: {refused}" if refused else ""
+    console.print(f"imported {res['imported']} entries ({res['expired']} expired, skipped){extra}")
 
 
 @app.command("eval")
@@ -270,11 +375,12 @@ def eval_(
     json_out: JSON_OUT = False,
 ) -> None:
     """Hit and false-hit rates of the agent's lookup on a labelled set (isolated namespace)."""
-    from cache.admin import load_eval_files, run_eval
+    from cache.admin import check_distance, load_eval_files, run_eval
     from cache.redis_server import ensure_redis
 
     if threshold is not None and sweep:
         raise UserError("give --threshold or --sweep, not both")
+    check_distance(threshold, "--threshold")
     load_eval_files(entries, queries)
     res = run_eval(ensure_redis(), entries, queries, threshold=threshold, sweep=sweep)
     curve = res.pop("curve", None)
