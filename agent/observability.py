@@ -10,16 +10,17 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from core.call_report import STAGES
+from core.call_report import STAGES, read_json
 
 if TYPE_CHECKING:
     from livekit.agents import stt, tts
@@ -140,9 +141,9 @@ class Metrics:
         for t in rep.turns:
             self.turns.labels(**lab).inc()
             for s in STAGES:
-                if isinstance(v := t.get(s), int | float):
+                if _finite(v := t.get(s)):
                     self.stage[s].labels(**lab).observe(float(v))
-            if isinstance(ms := t.get("cache_lookup_ms"), int | float):
+            if _finite(ms := t.get("cache_lookup_ms")):
                 self.cache_lookup.labels(**lab).observe(ms / 1000)
             outcome = str(t.get("cache_outcome") or "")
             if t.get("cache_hit"):
@@ -182,20 +183,30 @@ class CallReport:
 
 
 def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
+    """A report file as a dict; {} for a symlink, a missing or unreadable file, or not an object."""
+    if path.is_symlink() or path.parent.is_symlink():
         return {}
-    return data if isinstance(data, dict) else {}
+    return read_json(path)
 
 
-def load_report(source: Path | str | Any) -> CallReport:
+def _finite(v: object) -> TypeGuard[float]:
+    """A number a histogram may take (a NaN or infinity in a report is skipped, not observed)."""
+    return isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _objects(value: object) -> list[dict[str, Any]]:
+    return [x for x in value if isinstance(x, dict)] if isinstance(value, list) else []
+
+
+def load_report(source: Path | str | CallReport | Any) -> CallReport:
+    """What a finished call left: from its report directory, a `CallReport`, or a `CallResult`."""
+    if isinstance(source, CallReport):
+        return source
     if isinstance(source, str | Path):
         d = Path(source)
         m, tr = _read_json(d / "metrics.json"), _read_json(d / "transcript.json")
-        turns = [t for t in m.get("turns", []) if isinstance(t, dict)]
         return CallReport(
-            d.name, turns, [e for e in tr.get("events", []) if isinstance(e, dict)],
+            d.name, _objects(m.get("turns")), _objects(tr.get("events")),
             tr.get("tenant"), m.get("profile") or tr.get("profile"), m.get("scenario"),
             m.get("error") or tr.get("error"),
         )  # fmt: skip

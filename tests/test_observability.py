@@ -134,3 +134,30 @@ def test_compare_flags_real_differences_only() -> None:
     assert diff["arms"]["a"]["p50"] < diff["arms"]["b"]["p50"] < diff["arms"]["b"]["p95"]
     few = compare({"a": [0.1, 0.2], "b": [0.9, 1.0]})
     assert few["significant"] is False and few["p_value"] is None  # too few samples to say
+
+
+def test_a_malformed_or_symlinked_report_is_recorded_without_its_bad_values(tmp_path: Path) -> None:
+    """`turns` not a list, NaN latencies, a symlinked report: counted as a call, never a crash."""
+    m = Metrics()
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "metrics.json").write_text(
+        '{"turns": [{"voice_to_voice": NaN, "eou_delay": 0.3}], "profile": "local"}'
+    )
+    (odd / "transcript.json").write_text('{"events": 7, "tenant": "acme"}')
+    rep = m.record_call(odd)
+    assert len(rep.turns) == 1 and rep.events == []
+    lab = {"tenant": "acme", "profile": "local", "experiment": "none"}
+    fams = families(m)
+    assert (
+        value(fams, "callcenter_voice_to_voice_seconds", "callcenter_voice_to_voice_seconds_count", **lab)
+        == 0
+    )
+    assert value(fams, "callcenter_eou_delay_seconds", "callcenter_eou_delay_seconds_count", **lab) == 1
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    (tmp_path / "secret.json").write_text('{"turns": [{"user_text": "private"}]}')
+    (linked / "metrics.json").symlink_to(tmp_path / "secret.json")
+    assert m.record_call(linked).turns == []  # never read through a symlink
+    (odd / "metrics.json").write_text('{"turns": 5}')
+    assert m.record_call(odd).turns == []

@@ -276,7 +276,17 @@ class Call:
             error=error,
             extra=extra,
         )
-        observability.record_call(self.out_dir, self.tenant.name, self.providers.name)
+        observability.record_call(
+            observability.CallReport(
+                head.call_id,
+                [t.model_dump() for t in turns],
+                list(self.control.events),
+                head.tenant,
+                head.profile,
+                head.scenario,
+                error,
+            )
+        )
         return transcript
 
 
