@@ -25,7 +25,6 @@ import os
 import re
 import secrets
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -35,6 +34,7 @@ from urllib.parse import urlsplit, urlunsplit
 import redis
 
 from core.errors import UserError
+from core.ports import free_port
 from core.settings import Settings, get_settings
 
 logger = logging.getLogger("callcenter.redis")
@@ -143,12 +143,6 @@ def _ssl_dir(data_dir: Path) -> Path:
             with contextlib.suppress(FileExistsError):
                 link.symlink_to(found[0])
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def ping(url: str, timeout: float = 0.5) -> bool:

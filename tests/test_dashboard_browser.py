@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import uvicorn
 from agent.dashboard import create_app
 from agent.observability import Experiment
 from cache.admin import CacheAdmin
+from core.ports import free_port
 from tests.test_dashboard_support import CALL_ID, NS, ROOT, simulated_call
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -29,12 +29,6 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-f
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="/usr/bin/chromium is absent: run scripts/install-chromium.sh"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

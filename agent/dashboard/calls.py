@@ -23,9 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from agent.observability import STAGES, CallReport
+from core.call_report import percentile
 
 log = logging.getLogger("callcenter.dashboard")
 CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -286,8 +285,7 @@ class CallStore:
             return {}
 
 
-def pct(values: list[float], q: float) -> float | None:
-    return float(np.percentile(values, q)) if values else None
+pct = percentile  # one implementation: core/call_report.py
 
 
 def ms(v: float | None) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import Celery
 
+from core.ports import free_port
 from core.settings import REPO_ROOT
 
 
@@ -26,12 +27,6 @@ def client_app(redis_url: str, queue: str) -> Celery:
     app = Celery("callcenter-client", broker=redis_url, backend=redis_url)
     app.conf.update(task_serializer="json", accept_content=["json"], task_default_queue=queue)
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class _Proc:
