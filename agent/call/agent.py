@@ -105,6 +105,11 @@ class CallAgent(Agent):
         self._prefill_due = False
         self._spawn(prefill(self.context.preview(chat_ctx or self.chat_ctx)))
 
+    def prefill_prompt(self) -> None:
+        """Have a local LLM read this call's prompt (instructions, tenant facts) now, at call
+        start, while the greeting plays: the first turn then reads only the caller's words."""
+        self._prefill()
+
     async def drain(self) -> None:
         """Wait for cache writes still in flight (call end)."""
         if self._background:

@@ -212,6 +212,7 @@ class Call:
         self._started = True
         observability.call_started(self.tenant.name, self.providers.name)
         self.recovery = attach_recovery(self.session, self.agent.call_flags)
+        self.agent.prefill_prompt()  # no cold first turn (a no-op for remote LLMs)
         if self.tools:
             await self.agent.update_tools([*self.agent.tools, make_end_call_tool()])
 
