@@ -19,6 +19,11 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 # Never echoed in an error message; URL fields are echoed with their credentials masked.
 SECRET_FIELDS = {"admin_token", "mcp_token", "openai_api_key", "elevenlabs_api_key"}
 URL_FIELDS = {"redis_url", "openai_base_url", "elevenlabs_base_url"}
+# Per-stage providers (agent/providers/stages.py): each OpenAI-compatible stage's own endpoint.
+STAGE_SECRET_FIELDS = {"stt_api_key", "llm_api_key", "embeddings_api_key"}
+STAGE_URL_FIELDS = {"stt_base_url", "llm_base_url", "embeddings_base_url"}
+SECRET_FIELDS |= STAGE_SECRET_FIELDS
+URL_FIELDS |= STAGE_URL_FIELDS
 
 
 class Settings(BaseSettings):
@@ -67,6 +72,24 @@ class Settings(BaseSettings):
     elevenlabs_api_key: str | None = Field(default=None, validation_alias="ELEVEN_API_KEY")
     elevenlabs_base_url: str | None = None
     elevenlabs_voice_id: str = "EXAVITQu4vr4xnSDxMaL"
+
+    # Per-stage providers (agent/providers/stages.py, docs/deploy.md). Unset: the profile's preset
+    # (local: local everywhere; cloud: openai STT and LLM, ElevenLabs TTS when ELEVEN_API_KEY is
+    # set). A stage's own base URL needs its own key: OPENAI_API_KEY only goes to OPENAI_BASE_URL.
+    stt_provider: Literal["local", "openai"] | None = None
+    llm_provider: Literal["local", "openai"] | None = None
+    tts_provider: Literal["local", "elevenlabs"] | None = None
+    embeddings_provider: Literal["local", "openai"] | None = None
+    stt_base_url: str | None = None
+    stt_api_key: str | None = Field(default=None, repr=False)
+    llm_base_url: str | None = None
+    llm_api_key: str | None = Field(default=None, repr=False)
+    embeddings_base_url: str | None = None
+    embeddings_api_key: str | None = Field(default=None, repr=False)
+    embeddings_model: str = "text-embedding-3-small"
+    # Whether the LLM gets tools (documents, end call). Unset: only the cloud preset's OpenAI LLM;
+    # small self-hosted models cannot call tools reliably (true for e.g. a 70B on Groq or vLLM).
+    llm_tools: bool | None = None
 
     # Local profile knobs.
     llm_threads: int = 2
@@ -159,6 +182,48 @@ class Settings(BaseSettings):
         if len(v) < 16:
             raise ValueError("too short: use at least 16 random characters (openssl rand -hex 24)")
         return v
+
+    @field_validator("stt_provider", "llm_provider", "tts_provider", "embeddings_provider", mode="before")
+    @classmethod
+    def _stage_provider(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            return v.strip().lower() or None  # empty: the profile's preset
+        return v
+
+    @field_validator("stt_base_url", "llm_base_url", "embeddings_base_url")
+    @classmethod
+    def _stage_base_url(cls, v: str | None) -> str | None:
+        if not v or not v.strip():
+            return None
+        v = v.strip()
+        try:
+            parts = urlsplit(v)
+            port = parts.port  # raises ValueError on a non-numeric or out-of-range port
+        except ValueError:
+            raise ValueError("not a valid URL") from None
+        del port
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("expected http(s)://host[:port]/v1 (an OpenAI-compatible API)")
+        return v.rstrip("/")
+
+    @field_validator("stt_api_key", "llm_api_key", "embeddings_api_key")
+    @classmethod
+    def _stage_api_key(cls, v: str | None) -> str | None:
+        return (v.strip() or None) if v is not None else None
+
+    def stage_endpoint(self, stage: str) -> tuple[str | None, str | None, str]:
+        """(base URL, API key, name of the key's setting) of an OpenAI-compatible stage.
+
+        The stage's own `CALLCENTER_<STAGE>_BASE_URL` / `_API_KEY`, else `OPENAI_BASE_URL` /
+        `OPENAI_API_KEY`; a stage with its own base URL never borrows OPENAI_API_KEY (it would
+        send the OpenAI key to another host)."""
+        own_url: str | None = getattr(self, f"{stage}_base_url")
+        own_key: str | None = getattr(self, f"{stage}_api_key")
+        key_setting = f"CALLCENTER_{stage.upper()}_API_KEY"
+        if own_url:
+            return own_url, own_key, key_setting
+        key = own_key or self.openai_api_key
+        return self.openai_base_url, key, key_setting if own_key else "OPENAI_API_KEY"
 
 
 @lru_cache(maxsize=1)

@@ -1,4 +1,5 @@
-"""One setting (`CALLCENTER_PROFILE` / `--profile`) chooses every provider of a call."""
+"""The providers of a call: `CALLCENTER_PROFILE` / `--profile` picks a preset (local, cloud),
+`CALLCENTER_<STAGE>_PROVIDER` overrides single stages (agent/providers/stages.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from livekit.agents import inference, llm, stt, tts, vad
 from livekit.agents.stt import STT
 from livekit.agents.tts import TTS
 
+from agent.providers.stages import EmbeddingsStage, StagePlan, embeddings_stage, endpoint, plan_stages
 from core.errors import UserError
 from core.settings import Settings
 
@@ -27,6 +29,10 @@ class Providers:
     # engines behind a FallbackAdapter (which prewarms only its primary): loaded up front too, or
     # the first fallback would load them mid-call (whisper's first load took ~2 s here)
     standby: tuple[STT | TTS, ...] = ()
+    # the LLM is given tools (documents, end call): gpt-4o-mini can, the local models cannot
+    llm_tools: bool = False
+    # what the cache's embedder should use (the cache does not read it yet: docs/deploy.md)
+    embeddings: EmbeddingsStage = dataclasses.field(default_factory=lambda: EmbeddingsStage("local"))
 
     def prewarm(self) -> None:
         for p in (self.stt, self.llm, self.tts, *self.standby):
@@ -49,18 +55,8 @@ def local_stt(settings: Settings, threads: int | None = None) -> stt.STT:
 
 
 def build_providers(profile: str, settings: Settings) -> Providers:
-    if profile == "local":
-        from agent.providers.hibari_tts import HibariTTS, LocalVoice
-        from agent.providers.local_llm import LocalLLM
-
-        return Providers(
-            "local",
-            local_stt(settings),
-            LocalLLM(max_tokens=settings.llm_max_tokens),
-            LocalVoice(),
-            build_vad(),
-            HibariTTS.voice,
-        )
+    if profile in ("local", "cloud"):
+        return build_stages(plan_stages(profile, settings), settings)
     if profile == "local-fastllm":
         # Load tests: real local STT/TTS/VAD, instant LLM, so the numbers measure our code.
         from agent.providers.hibari_tts import HibariTTS, LocalVoice
@@ -73,8 +69,6 @@ def build_providers(profile: str, settings: Settings) -> Providers:
 
         t = InstantTTS()
         return Providers("instant", InstantSTT(), InstantLLM(), t, build_vad(), t.voice)
-    if profile == "cloud":
-        return _cloud(settings)
     raise UserError(f"unknown profile '{profile}' (choose local, cloud)")
 
 
@@ -141,30 +135,82 @@ def primary_voice_token(t: tts.TTS | None) -> int | None:
     return t.epoch if t.primary_up else None
 
 
-def _cloud(settings: Settings) -> Providers:
-    """OpenAI gpt-4o-mini + gpt-4o-mini-transcribe (realtime streaming) + ElevenLabs streaming TTS,
-    the STT and TTS each backed by the local engine through livekit's `FallbackAdapter`.
+def build_stages(plan: StagePlan, settings: Settings) -> Providers:
+    """Build only the chosen provider of each stage. The cloud engines (OpenAI STT, ElevenLabs
+    TTS) are each backed by the local engine through livekit's `FallbackAdapter`; a remote LLM
+    has no fallback (agent/call/recovery.py apologises when it gives up)."""
+    standby: list[stt.STT | tts.TTS] = []
+    if plan.stt == "openai":
+        the_stt, whisper = _openai_stt(plan, settings)
+        standby.append(whisper)
+    else:
+        the_stt = local_stt(settings)
+    the_llm = _openai_llm(plan, settings) if plan.llm == "openai" else _local_llm(settings)
+    if plan.tts == "elevenlabs":
+        the_tts, voice, hibari = _elevenlabs_tts(settings)
+        standby.append(hibari)
+    else:
+        from agent.providers.hibari_tts import HibariTTS, LocalVoice
 
-    `OPENAI_BASE_URL` may point at any OpenAI-compatible server (vLLM, Ollama, Groq...).
-    """
-    try:
-        from livekit.plugins import elevenlabs, openai
-    except ImportError as e:
-        raise UserError(f"cloud profile needs {e.name} (run ./install.sh)") from None
-    from agent.observability import watch_fallbacks
-    from agent.providers.hibari_tts import HibariTTS, LocalVoice
-
-    if not settings.openai_api_key:
-        raise UserError("cloud profile needs OPENAI_API_KEY")
-    common: dict[str, Any] = {"api_key": settings.openai_api_key}
-    if settings.openai_base_url:
-        common["base_url"] = settings.openai_base_url
-    the_llm = openai.LLM(model=settings.llm_model, **common)
-    cloud_stt = openai.STT(
-        model=settings.stt_model, language="en", use_realtime=settings.stt_realtime, **common
+        the_tts, voice = LocalVoice(), HibariTTS.voice
+    return Providers(
+        plan.name,
+        the_stt,
+        the_llm,
+        the_tts,
+        build_vad(),
+        voice,
+        tuple(standby),
+        llm_tools=plan.llm_tools,
+        embeddings=embeddings_stage(plan, settings),
     )
+
+
+def _plugin(name: str, stage: str) -> Any:
+    try:
+        if name == "openai":
+            from livekit.plugins import openai
+
+            return openai
+        from livekit.plugins import elevenlabs
+
+        return elevenlabs
+    except ImportError as e:
+        raise UserError(f"the {name} {stage} needs {e.name} (run ./install.sh)") from None
+
+
+def _local_llm(settings: Settings) -> llm.LLM:
+    from agent.providers.local_llm import LocalLLM
+
+    return LocalLLM(max_tokens=settings.llm_max_tokens)
+
+
+def _openai_llm(plan: StagePlan, settings: Settings) -> llm.LLM:
+    """OpenAI `gpt-4o-mini` streaming, or any OpenAI-compatible server (`CALLCENTER_LLM_BASE_URL`:
+    vLLM, Ollama, llama.cpp, Groq, Together; docs/deploy.md)."""
+    openai = _plugin("openai", "LLM")
+    ep = endpoint("llm", settings, settings.llm_model, preset=plan.preset)
+    kw: dict[str, Any] = {"model": ep.model, "api_key": ep.api_key}
+    if ep.base_url:
+        kw["base_url"] = ep.base_url
+    if "llm_max_tokens" in settings.model_fields_set:
+        # set explicitly: bounds the remote replies too (a small self-hosted model rambles)
+        kw["max_completion_tokens"] = settings.llm_max_tokens
+    return openai.LLM(**kw)
+
+
+def _openai_stt(plan: StagePlan, settings: Settings) -> tuple[stt.STT, stt.STT]:
+    """`gpt-4o-mini-transcribe` (realtime, or HTTP per utterance with `CALLCENTER_STT_REALTIME=false`)
+    behind a FallbackAdapter to the local whisper; returns (adapter, whisper)."""
+    from agent.observability import watch_fallbacks
+
+    openai = _plugin("openai", "STT")
+    ep = endpoint("stt", settings, settings.stt_model, preset=plan.preset)
+    kw: dict[str, Any] = {"api_key": ep.api_key}
+    if ep.base_url:
+        kw["base_url"] = ep.base_url
+    cloud_stt = openai.STT(model=ep.model, language="en", use_realtime=settings.stt_realtime, **kw)
     whisper = local_stt(settings)
-    standby: list[stt.STT | tts.TTS] = [whisper]
     if cloud_stt.capabilities.streaming:
         the_stt: stt.FallbackAdapter = stt.FallbackAdapter(
             [cloud_stt, whisper],
@@ -180,21 +226,25 @@ def _cloud(settings: Settings) -> Providers:
             max_retry_per_stt=STT_MAX_RETRY_HTTP,
         )
     watch_fallbacks(the_stt)
-    if settings.elevenlabs_api_key:
-        extra: dict[str, Any] = {}
-        if settings.elevenlabs_base_url:
-            extra["base_url"] = settings.elevenlabs_base_url
-        primary = elevenlabs.TTS(
-            api_key=settings.elevenlabs_api_key, voice_id=settings.elevenlabs_voice_id, **extra
-        )
-        local_tts = HibariTTS()
-        standby.append(local_tts)
-        fallback = VoiceFallbackTTS(primary, LocalVoice(local_tts), max_retry_per_tts=TTS_MAX_RETRY)
-        watch_fallbacks(fallback)
-        the_tts: tts.TTS = fallback
-        # the primary voice: cached audio is only stored/replayed in it (primary_voice_token)
-        voice = f"elevenlabs-{settings.elevenlabs_voice_id}"
-    else:
-        # Without an ElevenLabs key, keep the call fully working on the local voice.
-        the_tts, voice = LocalVoice(), HibariTTS.voice
-    return Providers("cloud", the_stt, the_llm, the_tts, build_vad(), voice, tuple(standby))
+    return the_stt, whisper
+
+
+def _elevenlabs_tts(settings: Settings) -> tuple[tts.TTS, str, tts.TTS]:
+    """ElevenLabs streaming behind a FallbackAdapter to hibari; returns (adapter, voice, hibari)."""
+    from agent.observability import watch_fallbacks
+    from agent.providers.hibari_tts import HibariTTS, LocalVoice
+
+    elevenlabs = _plugin("elevenlabs", "TTS")
+    if not settings.elevenlabs_api_key:
+        raise UserError("CALLCENTER_TTS_PROVIDER=elevenlabs needs ELEVEN_API_KEY")
+    extra: dict[str, Any] = {}
+    if settings.elevenlabs_base_url:
+        extra["base_url"] = settings.elevenlabs_base_url
+    primary = elevenlabs.TTS(
+        api_key=settings.elevenlabs_api_key, voice_id=settings.elevenlabs_voice_id, **extra
+    )
+    local_tts = HibariTTS()
+    fallback = VoiceFallbackTTS(primary, LocalVoice(local_tts), max_retry_per_tts=TTS_MAX_RETRY)
+    watch_fallbacks(fallback)
+    # the primary voice: cached audio is only stored/replayed in it (primary_voice_token)
+    return fallback, f"elevenlabs-{settings.elevenlabs_voice_id}", local_tts
