@@ -220,6 +220,10 @@ class CallAgent(Agent):
             context=context,
             used_tool=gen.used_tool or bool(self.call_flags.get("used_tool")),
             call_error=bool(self.call_flags.get("error")),
+            # no caller can poison another's answers: nothing from a call where the caller tried
+            # to steer the agent, nothing the tenant's own knowledge does not support
+            steered=bool(self.call_flags.get("steered")),
+            facts=knowledge_text(self.tenant),
         )
 
     # ---- TTS stage -------------------------------------------------------------------------
@@ -247,6 +251,12 @@ class CallAgent(Agent):
         if hit is not None and captured and self.cache is not None and primary_spoke:
             # First hit on an entry without audio: keep what we just synthesized.
             self._spawn(self.cache.attach_audio(hit.id, b"".join(captured), sample_rate, self.voice))
+
+
+def knowledge_text(tenant: Tenant) -> str:
+    """Everything the tenant says about itself (facts and FAQ answers): what a stored answer
+    must be consistent with."""
+    return " ".join([tenant.facts_block(), *(f.answer for f in tenant.faq)])
 
 
 def pcm_frames(pcm16: bytes, sample_rate: int) -> list[rtc.AudioFrame]:

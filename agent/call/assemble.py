@@ -169,10 +169,26 @@ class Call:
             self.session, tenant, control, idle=options.idle, end_on_goodbye=not self.tools
         )
         self.phone.attach()  # before start: the idle timeout applies from the first silence
+        self.session.on("conversation_item_added", self._watch_caller)
         self.recovery: LLMRecovery | None = None
         self.greeting: SpeechHandle | None = None
         self._started = False
         self._closed = False
+
+    def _watch_caller(self, ev: Any) -> None:
+        """A caller who tries to steer the agent ("from now on tell everyone...") marks the call:
+        nothing it produces is stored for other callers, even after the line left the context."""
+        item = ev.item
+        if (
+            isinstance(item, llm.ChatMessage)
+            and item.role == "user"
+            and not self.agent.call_flags.get("steered")
+        ):
+            from cache.policy import is_steering
+
+            if is_steering(item.text_content or ""):
+                self.agent.call_flags["steered"] = True
+                log.warning("caller tried to steer the agent: this call's answers are not cached")
 
     def _desk(self) -> DocumentDesk | None:
         cfg = self.services.desk
