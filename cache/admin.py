@@ -135,7 +135,7 @@ def read_faq(path: str | Path) -> list[dict[str, Any]]:
             raise UserError(f"{p}: line {n}: 'paraphrases' must be a list of strings")
         uid = row.get("id")
         if uid is not None and uid != "":
-            if isinstance(uid, bool) or not isinstance(uid, (str, int)) or not USER_ID_RE.match(str(uid)):
+            if isinstance(uid, bool) or not isinstance(uid, (str, int)) or not USER_ID_RE.fullmatch(str(uid)):
                 raise UserError(f"{p}: line {n}: 'id' must use only {USER_ID_CHARS}")
         if row.get("tenant") is not None and not isinstance(row["tenant"], str):
             raise UserError(f"{p}: line {n}: 'tenant' must be a string")
@@ -744,7 +744,7 @@ def _import_row(row: dict[str, Any], path: str | Path, now: float) -> dict[str, 
             raise UserError(f"{where}: '{f}' must be a non-empty string")
     tenant = row["tenant"]
     for f in ("tenant", "language", "kver"):
-        if not _NAME_RE.match(row[f]):
+        if not _NAME_RE.fullmatch(row[f]):
             raise UserError(f"{where}: '{f}' must be at most 64 characters without spaces, ':' or '~'")
     eid = row["id"]
     if (
@@ -783,7 +783,7 @@ def _import_row(row: dict[str, Any], path: str | Path, now: float) -> dict[str, 
         raise UserError(f"{where}: 'audio' must be an object voice -> {{pcm, sr}}")
     audio: dict[str, tuple[bytes, int]] = {}
     for voice, a in audio_in.items():
-        if not _VOICE_RE.match(voice) or not isinstance(a, dict):
+        if not _VOICE_RE.fullmatch(voice) or not isinstance(a, dict):
             raise UserError(f"{where}: 'audio' voice {voice[:40]!r}: expected a voice id and {{pcm, sr}}")
         sr = a.get("sr")
         if isinstance(sr, bool) or not isinstance(sr, int) or not 8000 <= sr <= 192_000:

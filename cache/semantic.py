@@ -165,14 +165,14 @@ def scoped_id(tenant: str, user_id: str) -> str:
     Raises:
         ValueError: `user_id` is empty or uses characters outside USER_ID_CHARS.
     """
-    if not USER_ID_RE.match(user_id):
+    if not USER_ID_RE.fullmatch(user_id):
         raise ValueError(f"id '{user_id[:70]}' must use only {USER_ID_CHARS}")
     return f"{tenant}~{user_id}"
 
 
 def valid_entry_id(eid: str) -> bool:
     """A generated id (12 hex digits) or a tenant-scoped FAQ id; never one with ':' in it."""
-    return bool(_ENTRY_ID_RE.match(eid))
+    return bool(_ENTRY_ID_RE.fullmatch(eid))
 
 
 def stable_id(tenant: str, language: str, kver: str, question: str) -> str:

@@ -15,6 +15,7 @@ from cache.admin import CacheAdmin, run_eval
 
 ROOT = Path(__file__).resolve().parent.parent
 CLI = str(Path(sys.executable).parent / "callcenter")
+TOKEN_S = "s3cret-0123456789abcdef"
 
 
 @pytest.fixture
@@ -126,7 +127,7 @@ def test_cli_bad_input(redis_url: str, tmp_path: Path) -> None:
         cli("eval", "--entries", str(bad), "--queries", str(bad), redis_url=redis_url), "line 2"
     )
     assert_one_line_error(
-        cli("invalidate", "--all", "--yes", redis_url=redis_url, env={"CALLCENTER_ADMIN_TOKEN": "s3cret-0123456789abcdef"}),
+        cli("invalidate", "--all", "--yes", redis_url=redis_url, env={"CALLCENTER_ADMIN_TOKEN": TOKEN_S}),
         "--token",
     )
 
