@@ -375,6 +375,8 @@ class CacheAdmin:
                     else:
                         stored += 1
                         ids.append(eid)
+                        if row.get("id"):
+                            self._drop_legacy_id(row["id"], tname)
                         if audio_to is not None:
                             fn, voice = audio_to
                             pcm, sr = await asyncio.to_thread(fn, row["answer"])
@@ -384,6 +386,15 @@ class CacheAdmin:
         finally:
             await c.close()
         return {"stored": stored, "skipped": skipped, "total": len(rows), "ids": ids, "audio": bool(audio_to)}
+
+    def _drop_legacy_id(self, user_id: str, tenant: str) -> None:
+        """Before ids were scoped, FAQ id "hours" was stored as entry "hours": once the tenant's
+        "{tenant}~hours" is written, its own old copy would duplicate it; another tenant's stays."""
+        if valid_entry_id(user_id):
+            return
+        old_tenant = self.r.hget(self.keys.entry(user_id), "tenant")
+        if old_tenant is not None and _s(old_tenant) == tenant:
+            self._delete([user_id])
 
     def mine_calls(self, calls_dir: str | Path, *, tenant: str | None = None, min_count: int = 2,
                    limit: int = 50, distance: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
@@ -747,6 +758,8 @@ def _import_row(row: dict[str, Any], path: str | Path, now: float) -> dict[str, 
         if not _NAME_RE.fullmatch(row[f]):
             raise UserError(f"{where}: '{f}' must be at most 64 characters without spaces, ':' or '~'")
     eid = row["id"]
+    if isinstance(eid, str) and USER_ID_RE.fullmatch(eid) and not valid_entry_id(eid):
+        eid = scoped_id(tenant, eid)  # an export from before ids were scoped per tenant
     if (
         not isinstance(eid, str)
         or not valid_entry_id(eid)

@@ -42,7 +42,9 @@ class Embedder:
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on the CLI's stderr
 
-        n = threads or int(os.environ.get("CALLCENTER_EMBED_THREADS", "1"))
+        from core.settings import get_settings
+
+        n = threads or get_settings().embed_threads  # validated: "abc" or 0 is a one-line error
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
         self._torch = torch

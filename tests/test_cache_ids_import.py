@@ -201,3 +201,25 @@ def test_import_skips_expired_rows(adm: CacheAdmin, tmp_path: Path) -> None:
     adm.invalidate(everything=True)
     old = {**rows[0], "created": time.time() - 7200, "expiry": time.time() - 3600}
     assert import_rows(adm, tmp_path, [old, rows[1]]) == {"imported": 1, "expired": 1, "refused": {}}
+
+
+def test_entries_from_before_scoped_ids(adm: CacheAdmin, tmp_path: Path) -> None:
+    """An old export's id "hours" imports as "acme~hours"; re-warming drops the tenant's own old
+    unscoped copy (no duplicate) but never another tenant's."""
+    from cache.embedder import get_embedder
+    from cache.semantic import entry_mapping, write_entry
+
+    vec = get_embedder().embed(HOURS["question"])
+    pipe = adm.r.pipeline()
+    for tenant in ("acme", "globex"):
+        m = entry_mapping(f"legacy-{tenant}" if tenant == "globex" else "hours", HOURS["question"], "Old.",
+                          tenant, "en", "v0", 3600, vec, [])  # fmt: skip
+        write_entry(pipe, adm.keys, m, [], 3600)
+    pipe.execute()
+    adm.warm(jsonl(tmp_path / "f.jsonl", [HOURS]), tenant="acme")
+    assert {r["id"] for r in adm.list(limit=0)} == {"acme~hours", "legacy-globex"}
+    rows = exported(adm, tmp_path)
+    adm.invalidate(everything=True)
+    old_style = {**next(r for r in rows if r["id"] == "acme~hours"), "id": "hours"}
+    assert import_rows(adm, tmp_path, [old_style])["imported"] == 1
+    assert [r["id"] for r in adm.list(limit=0)] == ["acme~hours"]
