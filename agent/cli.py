@@ -386,6 +386,53 @@ def call(
         fail(f"call failed: {result.error} (partial results in {out})", 1)
 
 
+@app.command("eval")
+def eval_suite(
+    paths: Annotated[list[Path], typer.Argument(help="scenario files or directories of them")],
+    profile: Annotated[str | None, typer.Option("--profile", "-p", help="instant | local | cloud")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=16, help="calls at a time")] = 2,
+    out: Annotated[
+        Path | None, typer.Option("--out", "-o", help="reports + eval.json (default calls/eval-<timestamp>)")
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print eval.json on stdout (table on stderr)")
+    ] = False,
+    quick: Annotated[bool, typer.Option("--quick", help="only the scenarios marked quick: true")] = False,
+) -> None:
+    """Run scenarios as simulated calls and judge each against its `expect:` (exit 0 either way)."""
+    _quiet_logs()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from agent.eval.report import results_table, summary_line, to_doc, write_doc
+    from agent.eval.run import load_suite, run_suite_sync
+
+    try:
+        suite = load_suite(paths, quick=quick)
+        out = out or Path("calls") / datetime.now().strftime("eval-%Y%m%d-%H%M%S")
+        _check_out_dir(out)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=err_console, transient=True) as bar:
+            task = bar.add_task("calls", total=len(suite))
+            run = run_suite_sync(
+                suite,
+                out,
+                profile=profile,
+                concurrency=concurrency,
+                on_done=lambda o: bar.update(task, advance=1, description=f"done {o.item.name}"),
+            )
+    except UserError as e:
+        fail(str(e), e.exit_code)
+        return
+    doc = to_doc(run)
+    write_doc(doc, out / "eval.json")
+    shown = err_console if as_json else console
+    shown.print(results_table(doc))
+    shown.print(summary_line(doc), highlight=False)
+    err_console.print(f"[dim]wrote {out}/eval.json and a report per call under {out}/[/]")
+    if as_json:
+        print(json.dumps(doc))
+
+
 _mount()
 
 

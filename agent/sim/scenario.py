@@ -14,15 +14,27 @@ turns:
     hesitate_s: 0.8            # ... for 0.8 s, mid-sentence
   - play: recordings/caller.wav  # a recorded caller (path relative to this file; any rate)
     text: "Is my order on its way?"  # what it says (optional: for reports and the instant STT)
+
+Expectations (judged by `callcenter eval`, ignored by `callcenter call`; all optional):
+
+  - say: "When do you open on Saturday?"
+    expect: {contains: ["8"], not_contains: [closed], contains_any: [morning, "8am"],
+             cache: hit, event: transfer, interrupted: false, max_voice_to_voice: 1.0}
+  - dtmf: "0"
+    expect: {event: transfer}    # a keypad turn takes `event` only
+expect: {hangup: caller, events: [dtmf], events_absent: [transfer], max_turns_unanswered: 0}
+quick: true                      # part of `callcenter eval --quick`
+cache: warm                      # eval only: warm (tenant FAQ stored) | cold (empty cache)
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from core.errors import UserError
 
@@ -41,6 +53,74 @@ class LineConfig(BaseModel):
     echo_delay_ms: float = Field(default=120.0, ge=0, le=1000)
 
 
+EVENT_TYPE = r"^[a-z][a-z0-9_]*$"
+
+
+def _text_list(v: Any) -> Any:
+    """One phrase or a list of phrases; YAML numbers (`[8]`) count as their digits."""
+    if isinstance(v, (str, int)) and not isinstance(v, bool):
+        v = [v]
+    if isinstance(v, list):
+        out = []
+        for x in v:
+            if isinstance(x, int) and not isinstance(x, bool):
+                x = str(x)
+            if isinstance(x, str) and not x.strip():
+                raise ValueError("phrases must not be empty")
+            out.append(x)
+        return out
+    return v
+
+
+class TurnExpect(BaseModel):
+    """What must hold for one caller line (`callcenter eval`); every key is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    contains: list[str] | None = Field(default=None, min_length=1, description="all in the reply")
+    not_contains: list[str] | None = Field(default=None, min_length=1, description="none in the reply")
+    contains_any: list[str] | None = Field(default=None, min_length=1, description="one in the reply")
+    cache: Literal["hit", "miss", "any"] | None = None
+    event: str | None = Field(default=None, pattern=EVENT_TYPE, max_length=40, description="follows the turn")
+    interrupted: bool | None = None
+    max_voice_to_voice: float | None = Field(default=None, gt=0, le=600, description="seconds")
+
+    @field_validator("contains", "not_contains", "contains_any", mode="before")
+    @classmethod
+    def _phrases(cls, v: Any) -> Any:
+        return _text_list(v)
+
+    def keys(self) -> list[str]:
+        """The expectations that are set, in the order they are checked."""
+        return [k for k in type(self).model_fields if getattr(self, k) is not None]
+
+
+class CallExpect(BaseModel):
+    """What must hold for the whole call (`callcenter eval`); every key is optional."""
+
+    model_config = ConfigDict(extra="forbid")
+    hangup: Literal["caller", "agent"] | None = Field(default=None, description="who ended the call")
+    events: list[str] | None = Field(default=None, min_length=1, description="event types that occur")
+    events_absent: list[str] | None = Field(default=None, min_length=1, description="event types that don't")
+    max_turns_unanswered: int | None = Field(default=None, ge=0)
+
+    @field_validator("events", "events_absent", mode="before")
+    @classmethod
+    def _one_or_more(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("events", "events_absent")
+    @classmethod
+    def _event_types(cls, v: list[str] | None) -> list[str] | None:
+        for x in v or []:
+            if not re.match(EVENT_TYPE, x) or len(x) > 40:
+                raise ValueError(f"'{x}' is not an event type (lowercase letters, digits, _)")
+        return v
+
+    def keys(self) -> list[str]:
+        """The expectations that are set, in the order they are checked."""
+        return [k for k in type(self).model_fields if getattr(self, k) is not None]
+
+
 class Turn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     say: str | None = None
@@ -53,6 +133,7 @@ class Turn(BaseModel):
     hesitate_after: int | None = Field(default=None, ge=1, le=100, description="words before a pause")
     hesitate_s: float = Field(default=0.8, ge=0.05, le=5.0)
     label: str | None = Field(default=None, max_length=40, description="benchmark ground truth tag")
+    expect: TurnExpect | None = None
 
     @model_validator(mode="after")
     def one_action(self) -> Turn:
@@ -70,7 +151,18 @@ class Turn(BaseModel):
                 raise ValueError("hesitate_after only applies to a say turn")
             if self.hesitate_after >= len(self.say.split()):
                 raise ValueError("hesitate_after must leave words after the pause")
+        if self.expect is not None and self.say is None and self.play is None:
+            if self.dtmf is None:
+                raise ValueError("expect only applies to a say, play or dtmf turn")
+            extra = [k for k in self.expect.keys() if k != "event"]
+            if extra:
+                raise ValueError(f"expect.{extra[0]} does not apply to a dtmf turn (only expect.event)")
         return self
+
+    @property
+    def spoken(self) -> bool:
+        """A line the caller speaks (say/play): one row of the call report's turns."""
+        return self.say is not None or self.play is not None
 
     def fragments(self) -> list[str]:
         """The spoken pieces of a say turn: two when the caller hesitates mid-sentence."""
@@ -87,6 +179,11 @@ class Scenario(BaseModel):
     line: LineConfig = Field(default_factory=LineConfig)
     turns: list[Turn] = Field(min_length=1)
     name: str = "scenario"
+    expect: CallExpect | None = None
+    quick: bool = Field(default=False, description="part of `callcenter eval --quick`")
+    cache: Literal["warm", "cold"] = Field(
+        default="warm", description="eval only: a private cache with the tenant's FAQ, or empty"
+    )
 
 
 def _loc(err: Any) -> str:
