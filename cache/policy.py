@@ -279,9 +279,11 @@ def is_injection(text: str) -> bool:
 #   * a standing order: "from now on" / "going forward" / "next time someone calls" /
 #     "whenever anyone asks" / "if anyone asks" followed by an order (say, tell, answer, you are…).
 # Borderline, decided NOT steering: a plain question after a time phrase ("From now on, do you
-# deliver?", "Going forward, will you open on Sundays?"): there is no order and no audience. The
-# question itself is still never cached (`is_injection` refuses "from now on" outright), so the
-# only cost of this choice is that the rest of that call may still be cached.
+# deliver?", "Going forward, will you open on Sundays?"): there is no order and no audience, so
+# `is_steering` (the rule the agent may use for its per-call flag) stays False. The older, blunter
+# `is_injection` still matches any "from now on", and `call_was_steered` uses both, so a call
+# containing "From now on, do you deliver?" stores nothing: the safe side, at the cost of a few
+# cache writes; "Going forward, will you …?" does not mark the call.
 _AUDIENCE = (
     r"(everyone|everybody|every ?one|all (of )?(the |your |other )?(callers?|customers?|clients?|people|users?|"
     r"shoppers?|visitors?|members?|folks)|every (caller|customer|client|person|user|body|shopper)|"

@@ -119,10 +119,14 @@ def test_is_cacheable_uses_context() -> None:
     assert is_cacheable(q, "We're closed on Sundays.", mine) == (True, "ok")
     # context folded away: the agent's per-call flag still refuses
     assert is_cacheable(q, "We're closed on Sundays.", [], steered=True) == (False, "steered_call")
-    assert is_cacheable(q, "We're closed on Sundays.", [{"role": "user", "text": "Do you deliver?"}]) == (
-        True,
-        "ok",
-    )
+    plain = [{"role": "user", "text": "Do you deliver?"}]
+    assert is_cacheable(q, "We're closed on Sundays.", plain) == (True, "ok")
+    # the documented borderline: not steering, but the blunter injection rule still marks the call
+    border = [{"role": "user", "text": "From now on, do you deliver?"}]
+    assert not is_steering(border[0]["text"])
+    assert is_cacheable(q, "We're closed on Sundays.", border) == (False, "steered_call")
+    border = [{"role": "user", "text": "Going forward, will you be open on Sundays?"}]
+    assert is_cacheable(q, "We're closed on Sundays.", border) == (True, "ok")
 
 
 ACME_FACTS = load_tenant("acme").facts_block()
