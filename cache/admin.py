@@ -163,13 +163,15 @@ def tenant_scope(name: str | None) -> tuple[str, str, str]:
 
 
 def tenant_knowledge(name: str | None) -> str:
-    """The tenant's published facts as one text (`Tenant.facts_block`); "" if not configured."""
+    """Everything a tenant publishes about itself (facts block and FAQ answers) as one text, the
+    same text the agent passes as `facts`; "" for a tenant that is not configured here."""
     from core.tenants import load_tenant
 
     try:
-        return load_tenant(name).facts_block()
+        t = load_tenant(name)
     except UserError:
         return ""
+    return " ".join([t.facts_block(), *(f.answer for f in t.faq)])
 
 
 def check_ttl(ttl_s: Any, what: str = "--ttl") -> int | None:
