@@ -212,3 +212,21 @@ def test_warm_replacing_entries_needs_the_token(redis_url: str, warmed: tuple[st
     assert p.exit_code == 0, p.stderr
     assert CacheAdmin(redis_url, namespace=ns).show("acme~hours")["answer"] == "We are closed for good."
     assert set(ttls(redis_url, ns)) == set(before)
+
+
+def test_import_through_the_cli(
+    redis_url: str, warmed: tuple[str, Path, dict[str, float]], tmp_path: Path
+) -> None:
+    ns, _faq, before = warmed
+    out = tmp_path / "export.jsonl"
+    assert cli("export", "--out", str(out), "--namespace", ns, redis_url=redis_url).exit_code == 0
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in [*rows[:2], {**rows[2], "hits": "lots"}]))
+    one_line_error(cli("import", str(bad), "--namespace", ns, redis_url=redis_url), "line 3: 'hits'")
+    assert_intact(redis_url, ns, before)
+    pii = tmp_path / "pii.jsonl"
+    pii.write_text(json.dumps({**rows[0], "answer": "Ring Jane on 415 555 0134."}) + "\n")
+    p = cli("import", str(pii), "--namespace", ns, redis_url=redis_url)
+    assert p.exit_code == 0 and "imported 0 entries" in p.stdout and "pii_answer: 1" in p.stdout, p.stdout
+    assert "0134" not in json.dumps(CacheAdmin(redis_url, namespace=ns).list(limit=0))
