@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from core.errors import UserError
 from core.settings import get_settings
@@ -32,6 +32,24 @@ class Tenant(BaseModel):
     numbers: list[str] = Field(default_factory=list, description="dialed numbers (E.164) routed here")
     facts: list[str] = Field(default_factory=list)
     faq: list[FAQ] = Field(default_factory=list)
+    # Optional keypad menu: {"1": "billing", "2": "human"}; "human" routes to the transfer.
+    menu: dict[str, str] = Field(default_factory=dict, description="keypad digit -> choice")
+
+    @field_validator("menu", mode="before")
+    @classmethod
+    def _menu_keys(cls, v: object) -> object:
+        """YAML writes `1: billing` with an int key: keys are single keypad digits, choices named."""
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, str] = {}
+        for k, choice in v.items():
+            key = str(k).strip()
+            if not re.fullmatch(r"[0-9]", key):
+                raise ValueError(f"menu key {k!r} is not a single keypad digit")
+            if not isinstance(choice, str) or not choice.strip():
+                raise ValueError(f"menu choice for {key} must be a name")
+            out[key] = choice.strip()
+        return out
 
     @property
     def knowledge_version(self) -> str:

@@ -11,11 +11,19 @@ the caller says goodbye. Everything that touches the phone line goes through a `
 Every action is appended to `control.events` ({"type", "t", ...}) so the call report/transcript
 shows transfers and hang-ups next to the conversation.
 
-Ending the call: with a tool-calling LLM (cloud profile) give the agent livekit-agents'
-`EndCallTool` (`sip.telephony.make_end_call_tool`) and pass `end_on_goodbye=False`. The local
-0.5B model has tools off, so by default a caller turn that says "bye"/"goodbye"/"hang up" ends
-the call once the agent's reply to it has been played (a plain word match: cheap, predictable,
-and it errs toward keeping the caller on the line).
+Caller intents (talk to a human, end the call, repeat, slow down, start over, a menu choice)
+have one action implementation here, whoever decided them:
+
+* local profile (`end_on_goodbye=True`, tools off): the agent's intent step
+  (`agent/call/intents.py`, run at the start of `CallAgent.llm_node`) calls `reply_for(action)`,
+  which returns the words the agent says for that turn instead of the LLM's and arms what follows
+  them (the transfer, the hang-up);
+* cloud profile (`end_on_goodbye=False`): the LLM calls the `tools()` (`end_call`,
+  `transfer_to_human`), which arm the same follow-ups and let the LLM word the reply.
+
+What follows runs once the reply has been played: a transfer (`transfer_to_human`, a summary of
+the call recorded in the `transfer` event), or, after the agent's goodbye, a short grace period
+(`GOODBYE_GRACE_S`) for the caller to hang up first, then the agent hangs up.
 """
 
 from __future__ import annotations
@@ -25,7 +33,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Coroutine
+import weakref
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Literal, Protocol
 
 from livekit import api
@@ -48,8 +57,18 @@ log = logging.getLogger("callcenter.telephony")
 OPERATOR_DIGIT = "0"
 TRANSFER_ANNOUNCEMENT = "Transferring you to a colleague, one moment please."
 MAX_DURATION_GOODBYE = "We've reached the time limit for this call. Please call back anytime. Goodbye."
-GOODBYE_RE = re.compile(r"\b(good\s?-?bye|bye(\s?-?bye)?|hang up)\b", re.IGNORECASE)
+ANYTHING_ELSE = "Is there anything else I can help with?"
+START_OVER = "Sure, let's start over. How can I help?"
+GO_AHEAD = "Sure, go ahead."
+NOTHING_TO_REPEAT = "Sorry, I haven't answered anything yet. How can I help?"
+CLOSING = "Thanks for calling {business}. Goodbye!"
+MENU_REPLY = "{choice}. How can I help you with {lower}?"
+GOODBYE_GRACE_S = 2.0  # after the agent's goodbye, the caller's turn to hang up first
+SUMMARY_MAX_CHARS = 600
 SimTransferOutcome = Literal["completed", "busy", "no-answer", "rejected"]
+ReplyAction = Literal["transfer", "end_call", "ask_end", "repeat", "slow_down", "start_over", "continue"]
+FactsFn = Callable[[Sequence[dict[str, str]]], list[str]]
+_BY_SESSION: weakref.WeakKeyDictionary[AgentSession, PhoneBehaviours] = weakref.WeakKeyDictionary()
 
 
 class CallControl(Protocol):
@@ -62,7 +81,9 @@ class CallControl(Protocol):
         """Seconds since the call started (the `t` of every event)."""
         ...
 
-    async def transfer(self, to_number: str | None) -> TransferResult: ...
+    async def transfer(self, to_number: str | None, *, summary: str | None = None) -> TransferResult:
+        """Hand the caller to `to_number`; `summary` (what the human should know) is recorded."""
+        ...
 
     async def hangup(self, reason: str) -> None: ...
 
@@ -88,8 +109,11 @@ class _EventLog:
         self.events.append(ev)
         return ev
 
-    def _record_transfer(self, to_number: str | None, r: TransferResult) -> None:
-        self.record("transfer", to=to_number, ok=r.ok, reason=r.reason.value, sip_status=r.sip_status)
+    def _record_transfer(self, to_number: str | None, r: TransferResult, summary: str | None = None) -> None:
+        fields: dict[str, Any] = {"summary": summary} if summary is not None else {}
+        self.record(
+            "transfer", to=to_number, ok=r.ok, reason=r.reason.value, sip_status=r.sip_status, **fields
+        )
 
 
 class LiveKitCallControl(_EventLog):
@@ -107,9 +131,12 @@ class LiveKitCallControl(_EventLog):
         super().__init__(events, clock, call_id=room_name)
         self.lkapi, self.room_name, self.identity = lkapi, room_name, participant_identity
 
-    async def transfer(self, to_number: str | None) -> TransferResult:
+    async def transfer(self, to_number: str | None, *, summary: str | None = None) -> TransferResult:
+        # A cold transfer (SIP REFER): the summary is in the call's report for the human's desk.
+        # livekit's WarmTransferTask (brief the human first) needs an outbound trunk and a media
+        # connection to the LiveKit server; see the README's Telephony section.
         result = await transfer_cold(self.lkapi, self.room_name, self.identity, to_number)
-        self._record_transfer(to_number, result)
+        self._record_transfer(to_number, result, summary)
         return result
 
     async def hangup(self, reason: str) -> None:
@@ -147,13 +174,13 @@ class SimCallControl(_EventLog):
         self.transfer_outcome = transfer_outcome
         self.hung_up = False
 
-    async def transfer(self, to_number: str | None) -> TransferResult:
+    async def transfer(self, to_number: str | None, *, summary: str | None = None) -> TransferResult:
         result = (
             _SIM_RESULTS[self.transfer_outcome]
             if to_number
             else TransferResult(False, TransferReason.NOT_CONFIGURED, detail="no transfer number")
         )
-        self._record_transfer(to_number, result)
+        self._record_transfer(to_number, result, summary)
         return result
 
     async def hangup(self, reason: str) -> None:
@@ -162,7 +189,7 @@ class SimCallControl(_EventLog):
 
 
 class PhoneBehaviours:
-    """Keypad, transfer, idle, long-turn, max-duration and goodbye handling for one call.
+    """Keypad, menu, transfer, idle, long-turn, max-duration and caller-intent actions for one call.
 
     Call `attach()` before `session.start()` so the idle timeout applies from the first
     silence; feed keypad digits with `on_dtmf` (room `sip_dtmf_received` or the simulator).
@@ -178,26 +205,44 @@ class PhoneBehaviours:
         idle: IdlePolicy | None = None,
         hangup_after_prompt_s: float | None = None,
         end_on_goodbye: bool = True,
+        goodbye_grace_s: float = GOODBYE_GRACE_S,
     ) -> None:
         self.session, self.tenant, self.control = session, tenant, control
         self.idle = idle or IdlePolicy()
         # After "are you still there?" the framework does not report "away" again (the user
         # state stays away while only the agent talks), so the second timeout is ours.
         self.hangup_after_prompt_s = hangup_after_prompt_s or self.idle.away_after_s
-        self.end_on_goodbye = end_on_goodbye
+        # True: caller intents are decided from the transcript (the agent's intent step, local
+        # profile). False: the LLM decides them with `tools()` (cloud profile).
+        self.voice_intents = end_on_goodbye
+        self.goodbye_grace_s = goodbye_grace_s
+        # Facts the caller gave, for the transfer summary (set by the agent layer: the context's
+        # deterministic extractor; sip/ cannot import it).
+        self.extract_facts: FactsFn | None = None
         self.ended = asyncio.Event()
         self.last_transfer: TransferResult | None = None
         self._prompts = 0
         self._ending = False
         self._transferring = False
-        self._goodbye_heard = False
+        self._armed: Literal["transfer", "hangup"] | None = None
+        self._armed_via = "voice"
+        self._own_replies: set[str] = set()  # words the behaviours said (never "the last answer")
+        self._last_answer: str | None = None
+        self._last_agent_text = ""
+        self._agent_was_speaking = False  # when the caller's current turn began
         self._collector: DtmfCollector | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._talking = False  # the caller's current turn is running (see _on_user_state)
 
+    @staticmethod
+    def of(session: AgentSession) -> PhoneBehaviours | None:
+        """The behaviours attached to `session` (the agent's intent step acts through them)."""
+        return _BY_SESSION.get(session)
+
     # ---- wiring --------------------------------------------------------------------------
     def attach(self) -> None:
+        _BY_SESSION[self.session] = self
         # AgentSession raises "away" after this much silence from both sides.
         self.session.options.user_away_timeout = self.idle.away_after_s
         self.session.on("user_state_changed", self._on_user_state)
@@ -232,6 +277,7 @@ class PhoneBehaviours:
         """Say and wait until it has been played (or cut off). No-op once the session closes."""
         if self.ended.is_set():
             return
+        self._own_replies.add(text)
         try:
             await self.session.say(text, allow_interruptions=interruptible)
         except RuntimeError as e:  # session closing under us (caller hung up)
@@ -247,7 +293,9 @@ class PhoneBehaviours:
         if self._collector is None:
             # Outside digit collection the keys are menu choices; record them as pressed.
             self._record("dtmf", digits=digits)
-            if digits.startswith(OPERATOR_DIGIT):
+            if digits[:1] in self.tenant.menu:
+                self._spawn(self._menu_by_keypad(digits[:1]))
+            elif digits.startswith(OPERATOR_DIGIT):
                 self._spawn(self.transfer_to_human())
             return
         # Collected digits may be an account number: keep them out of the event log.
@@ -270,15 +318,141 @@ class PhoneBehaviours:
         finally:
             self._collector = None
 
+    # ---- keypad menu (tenant YAML `menu`) ------------------------------------------------
+    def menu_reply(self, key: str, via: Literal["dtmf", "voice"]) -> str | None:
+        """Record the menu choice `key`; the words to say for it, or None for "human" (the caller
+        is routed to the transfer: `reply_for("transfer")` / `transfer_to_human()`)."""
+        choice = self.tenant.menu[key]
+        self._record("menu", key=key, choice=choice, via=via)
+        if choice.strip().lower() == "human":
+            return None
+        name = choice.replace("_", " ").replace("-", " ").strip()
+        return MENU_REPLY.format(choice=name[:1].upper() + name[1:], lower=name.lower())
+
+    async def _menu_by_keypad(self, key: str) -> None:
+        text = self.menu_reply(key, "dtmf")
+        if text is None:
+            await self.transfer_to_human(via="menu")
+            return
+        self._interrupt()
+        await self._say(text)
+
+    # ---- caller intents: one action implementation for every profile ----------------------
+    def turn_facts(self) -> tuple[bool, bool]:
+        """(the agent was speaking when the caller's turn began, the agent's last words asked
+        "anything else?"): what the intent step needs to know besides the words."""
+        was_speaking, self._agent_was_speaking = self._agent_was_speaking, False
+        return was_speaking, self._last_agent_text.strip() == ANYTHING_ELSE
+
+    def reply_for(self, action: ReplyAction, *, via: str = "voice") -> str | None:
+        """The words the agent says this turn for `action`, and what follows once they have been
+        played (armed here). None: nothing to do (already transferring or ending)."""
+        if self._ending or self._transferring:
+            return None
+        if action == "transfer":
+            self._arm("transfer", via)
+            text = TRANSFER_ANNOUNCEMENT
+        elif action == "end_call":
+            self._arm("hangup", via)
+            text = CLOSING.format(business=self.tenant.business_name)
+        elif action == "ask_end":
+            text = ANYTHING_ELSE
+        elif action == "repeat":
+            text = self._last_answer or NOTHING_TO_REPEAT
+        elif action == "slow_down":
+            # hibari has no speaking-rate control: the same answer in shorter sentences (the TTS
+            # pauses between sentences), which is all that is honestly possible here.
+            text = f"Sure. {shorter_sentences(self._last_answer)}" if self._last_answer else NOTHING_TO_REPEAT
+        elif action == "start_over":
+            text = START_OVER
+        else:  # "continue": the caller has another question after "anything else?"
+            text = GO_AHEAD
+        if action != "repeat":  # a repeated answer is still the answer
+            self._own_replies.add(text)
+        self._record("intent", action=action, via=via)
+        return text
+
+    def _arm(self, what: Literal["transfer", "hangup"], via: str) -> None:
+        self._armed, self._armed_via = what, via
+
+    def tools(self) -> list[llm.FunctionTool]:
+        """Tools for a tool-calling LLM (cloud profile) that act through the same actions as the
+        local profile's intent step: `end_call` (livekit's `EndCallTool` description) and
+        `transfer_to_human`. They arm the follow-up; the LLM words the reply."""
+        from livekit.agents.beta.tools.end_call import END_CALL_DESCRIPTION
+
+        async def end_call() -> str:
+            self._arm("hangup", "tool")
+            self._record("intent", action="end_call", via="tool")
+            return "Say a short, polite goodbye. The call ends after it."
+
+        async def transfer_to_human() -> str:
+            """Transfer the caller to a human colleague. Call when the caller asks for a person,
+            an agent, a representative or a manager."""
+            if not self.tenant.transfer_number:
+                return "No colleague can take calls on this line: tell the caller and keep helping."
+            self._arm("transfer", "tool")
+            self._record("intent", action="transfer", via="tool")
+            return f"Tell the caller exactly: {TRANSFER_ANNOUNCEMENT}"
+
+        return [
+            llm.function_tool(end_call, name="end_call", description=END_CALL_DESCRIPTION),
+            llm.function_tool(transfer_to_human, name="transfer_to_human"),
+        ]
+
+    async def _after_reply(self, interrupted: bool) -> None:
+        armed, self._armed = self._armed, None
+        if armed == "transfer":
+            await self.transfer_to_human(announce=False, via=self._armed_via)
+        elif armed == "hangup" and not interrupted:
+            # The agent said goodbye: the caller may hang up first; then we do.
+            self._timer("goodbye_grace", self.goodbye_grace_s, self._hangup_after_goodbye)
+
+    async def _hangup_after_goodbye(self) -> None:
+        await self.hangup("caller_goodbye")
+
+    def call_summary(self, via: str) -> str:
+        """What the human taking over should know, from the chat history (deterministic): who,
+        what they asked, what was answered, the facts they gave, how they asked for a person."""
+        msgs = [
+            {"role": m.role, "text": (m.text_content or "").strip()}
+            for m in self.session.history.items
+            if isinstance(m, llm.ChatMessage) and m.role in ("user", "assistant") and m.text_content
+        ]
+        asked = [m["text"] for m in msgs if m["role"] == "user"]
+        answered = [
+            m["text"]
+            for m in msgs
+            if m["role"] == "assistant"
+            and m["text"] not in self._own_replies
+            and not m["text"].startswith(self.tenant.greeting)
+        ]
+        facts = self.extract_facts(msgs) if self.extract_facts is not None else []
+        name = next((f.split(": ", 1)[1] for f in facts if f.startswith("caller name: ")), None)
+        who = f"Caller {name}" if name else "Caller (name not given)"
+        parts = [f"{who}, {self.tenant.business_name} line, asked for a person by {via}."]
+        if asked:
+            parts.append("Asked: " + " | ".join(_clip(a, 100) for a in asked[-4:]) + ".")
+        if answered:
+            parts.append("We answered: " + " | ".join(_clip(a, 100) for a in answered[-2:]) + ".")
+        other = [f for f in facts if not f.startswith("caller name: ")]
+        if other:
+            parts.append("Facts: " + "; ".join(other) + ".")
+        return _clip(" ".join(parts), SUMMARY_MAX_CHARS)
+
     # ---- transfer ------------------------------------------------------------------------
-    async def transfer_to_human(self) -> TransferResult | None:
+    async def transfer_to_human(self, *, announce: bool = True, via: str = "keypad") -> TransferResult | None:
+        """Announce (unless the reply already did), transfer with a call summary; on failure tell
+        the caller why and carry on. One implementation for keypad, menu, voice and tool."""
         if self._transferring or self._ending:
             return None
         self._transferring = True
         try:
-            self._interrupt()  # the caller asked for a person: stop the current answer
-            await self._say(TRANSFER_ANNOUNCEMENT, interruptible=False)
-            result = await self.control.transfer(self.tenant.transfer_number)
+            if announce:
+                self._interrupt()  # the caller asked for a person: stop the current answer
+                await self._say(TRANSFER_ANNOUNCEMENT, interruptible=False)
+            summary = self.call_summary(via)
+            result = await self.control.transfer(self.tenant.transfer_number, summary=summary)
             self.last_transfer = result
             if result.ok:
                 # The caller's SIP leg now belongs to the human; our part of the call is over.
@@ -296,6 +470,7 @@ class PhoneBehaviours:
         if self._ending:
             return
         self._ending = True
+        self._cancel("goodbye_grace")
         if goodbye:
             self._interrupt()
             await self._say(goodbye, interruptible=False)
@@ -315,6 +490,10 @@ class PhoneBehaviours:
             # The caller is back: start counting prompts afresh.
             self._cancel("idle")
             self._prompts = 0
+        if ev.new_state == "speaking":
+            self._cancel("goodbye_grace")  # the caller had more to say after our goodbye
+            if not self._talking:
+                self._agent_was_speaking = self.session.agent_state == "speaking"
         self._track_turn_length(ev.new_state)
 
     # ---- long turn -----------------------------------------------------------------------
@@ -364,16 +543,18 @@ class PhoneBehaviours:
         if not self._ending and self.session.user_state == "away":
             self._timer("idle", self.hangup_after_prompt_s, self._on_idle)
 
-    # ---- goodbye -------------------------------------------------------------------------
+    # ---- what was said -------------------------------------------------------------------
     def _on_item(self, ev: ConversationItemAddedEvent) -> None:
         item = ev.item
-        if not self.end_on_goodbye or not isinstance(item, llm.ChatMessage):
+        if not isinstance(item, llm.ChatMessage) or item.role != "assistant":
             return
-        if item.role == "user":
-            self._goodbye_heard = bool(GOODBYE_RE.search(item.text_content or ""))
-        elif item.role == "assistant" and self._goodbye_heard and not item.interrupted:
-            # The agent's reply to "bye" has been played in full: now hang up.
-            self._spawn(self.hangup("caller_goodbye"))
+        text = (item.text_content or "").strip()
+        self._last_agent_text = text
+        if text and text not in self._own_replies and not item.interrupted:
+            self._last_answer = text  # what "repeat that" says again (the greeting and menu too)
+        if self._armed is not None:
+            # The reply that announced the transfer / said goodbye has been played (or cut off).
+            self._spawn(self._after_reply(bool(item.interrupted)))
 
     def _on_close(self, ev: CloseEvent) -> None:
         self.ended.set()
@@ -388,3 +569,18 @@ class PhoneBehaviours:
             self._cancel(name)
         if self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+
+def shorter_sentences(text: str) -> str:
+    """The same words in shorter sentences: clauses after commas, "and", "but" become sentences."""
+    parts = [p.strip() for p in re.split(r"[,;:]\s+|\s+(?:and|but)\s+", text) if p.strip()]
+    out = []
+    for p in parts:
+        p = p.rstrip(".!?")
+        out.append(p[:1].upper() + p[1:] + ".")
+    return " ".join(out)
+
+
+def _clip(text: str, n: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= n else text[: n - 1].rstrip() + "…"

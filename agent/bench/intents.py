@@ -1,0 +1,207 @@
+"""Caller-intent benchmark (issue 22): the authored set spoken through the line, transcribed by
+the real local STT, classified by the call's intent step.
+
+    python -m agent.bench.intents --out bench-results/intents.json [--data tests/data/intents.jsonl]
+    python -m agent.bench.intents --rescore bench-results/intents.json   # re-classify saved transcripts
+
+Each utterance (text, label, split dev|heldout, during_agent for backchannels) is synthesized
+with the simulated caller's voice (piper joe, deterministic), padded with 0.3 s of line on each
+side, passed through `LineModel` under three conditions (clean G.711, 20 dB babble, 10 dB babble;
+G.711 mu-law in all three) and transcribed by `WhisperSTT` as the local profile builds it. The
+transcript then goes through the same code as a call: `rule_intent` / `IntentClassifier` and
+`decide` with the turn's context (`during_agent` rows: the agent was speaking when the caller
+began, as backchannels are in a call). Also scored on the exact texts (no STT) for reference.
+
+Reported per condition and split: precision of the hang-up decision ("end_call" actions; the
+goal is >= 98 %), recall of "talk to a human" (transfer actions; goal >= 95 %), how many
+closings were asked about instead ("Is there anything else...?"), overall label accuracy, and
+the errors themselves. Variants: rules only, rules + embedder (what ships).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from agent.call.intents import IntentClassifier, TurnContext, decide, rule_intent
+from core.settings import REPO_ROOT, get_settings
+
+DATA = REPO_ROOT / "tests" / "data" / "intents.jsonl"
+CONDITIONS: dict[str, dict[str, Any]] = {
+    "clean_g711": {"codec": "pcmu", "noise": "none", "snr_db": None, "seed": 1},
+    "babble_20db": {"codec": "pcmu", "noise": "babble", "snr_db": 20, "seed": 1},
+    "babble_10db": {"codec": "pcmu", "noise": "babble", "snr_db": 10, "seed": 1},
+}
+PAD_S = 0.3
+
+
+def load_rows(path: Path = DATA) -> list[dict[str, Any]]:
+    """The authored set: one JSON object per line (text, label, split, optional during_agent)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    for r in rows:
+        if not {"text", "label", "split"} <= r.keys():
+            raise ValueError(f"{path}: row without text/label/split: {r}")
+    return rows
+
+
+def transcribe_all(rows: Sequence[dict[str, Any]], condition: dict[str, Any]) -> list[str]:
+    """Each row's text spoken by the caller voice through the line and transcribed by whisper."""
+    import soxr
+
+    from agent.providers.profiles import local_stt
+    from agent.providers.whisper_stt import RATE
+    from agent.sim.caller_voice import synthesize_caller
+    from agent.sim.line import LineModel
+    from agent.sim.scenario import LineConfig
+
+    stt = local_stt(get_settings())
+    out = []
+    for i, r in enumerate(rows):
+        speech = synthesize_caller(r["text"])
+        pad = np.zeros(int(PAD_S * 8000), np.float32)
+        # a fresh line per utterance, seeded by its index: the same noise every run
+        line = LineModel(LineConfig(**{**condition, "seed": condition["seed"] + i}))
+        heard = line.process_all(np.concatenate([pad, speech, pad]))
+        pcm = soxr.resample(heard, 8000, RATE).astype(np.float32)
+        out.append(stt._transcribe(pcm))  # type: ignore[attr-defined]
+    return out
+
+
+def score(
+    rows: Sequence[dict[str, Any]], texts: Sequence[str], clf: IntentClassifier | None
+) -> dict[str, Any]:
+    """Classify `texts` (one per row) and score them against the rows' labels."""
+    res: dict[str, Any] = {}
+    times: list[float] = []
+    decided = []
+    for r, text in zip(rows, texts, strict=True):
+        t0 = time.perf_counter()
+        intent = clf.classify(text) if clf is not None else rule_intent(text)
+        times.append((time.perf_counter() - t0) * 1000)
+        action = decide(intent, TurnContext(agent_was_speaking=bool(r.get("during_agent"))))
+        decided.append((r, text, intent, action))
+    for split in ("dev", "heldout", "all"):
+        sel = [d for d in decided if split == "all" or d[0]["split"] == split]
+        hung = [d for d in sel if d[3] == "end_call"]
+        hung_ok = [d for d in hung if d[0]["label"] == "end_call"]
+        humans = [d for d in sel if d[0]["label"] == "human"]
+        humans_ok = [d for d in humans if d[3] == "transfer"]
+        transfers = [d for d in sel if d[3] == "transfer"]
+        closings = [d for d in sel if d[0]["label"] == "end_call"]
+        res[split] = {
+            "n": len(sel),
+            "end_call_precision": round(len(hung_ok) / len(hung), 4) if hung else None,
+            "end_call_hangups": len(hung),
+            "end_call_recall": round(len(hung_ok) / len(closings), 4) if closings else None,
+            "end_call_asked": sum(1 for d in closings if d[3] == "ask_end"),
+            "human_recall": round(len(humans_ok) / len(humans), 4) if humans else None,
+            "human_precision": (
+                round(sum(1 for d in transfers if d[0]["label"] == "human") / len(transfers), 4)
+                if transfers
+                else None
+            ),
+            "label_accuracy": round(sum(1 for d in sel if d[2].label == d[0]["label"]) / len(sel), 4),
+            "errors": [
+                {
+                    "text": d[0]["text"],
+                    "heard": d[1],
+                    "label": d[0]["label"],
+                    "got": d[2].label,
+                    "action": d[3],
+                    "why": d[2].why,
+                }
+                for d in sel
+                if d[2].label != d[0]["label"] or (d[3] == "end_call") != (d[0]["label"] == "end_call")
+            ],
+        }
+    ordered = sorted(times)
+    res["classify_ms_p50"] = round(ordered[len(ordered) // 2], 3)
+    res["classify_ms_max"] = round(ordered[-1], 3)
+    return res
+
+
+def _fmt(v: float | None) -> str:
+    return "  -  " if v is None else f"{100 * v:5.1f}%"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark, print a table, write JSON."""
+    ap = argparse.ArgumentParser(prog="python -m agent.bench.intents", description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results" / "intents.json")
+    ap.add_argument("--rescore", type=Path, help="re-classify the transcripts saved in this JSON")
+    ap.add_argument("--conditions", default=",".join(CONDITIONS))
+    args = ap.parse_args(argv)
+
+    rows = load_rows(args.data)
+    names = [c for c in args.conditions.split(",") if c]
+    transcripts: dict[str, list[str]] = {"exact_text": [r["text"] for r in rows]}
+    stt_s: dict[str, float] = {}
+    if args.rescore:
+        saved = json.loads(args.rescore.read_text())
+        transcripts.update({k: v for k, v in saved["transcripts"].items() if k in names})
+        stt_s = saved.get("stt_seconds", {})
+    else:
+        for name in names:
+            t0 = time.perf_counter()
+            transcripts[name] = transcribe_all(rows, CONDITIONS[name])
+            stt_s[name] = round(time.perf_counter() - t0, 1)
+            print(f"{name}: {len(rows)} utterances transcribed in {stt_s[name]} s", file=sys.stderr)
+
+    variants = {"rules": None, "rules+embedder": IntentClassifier()}
+    results: dict[str, Any] = {}
+    for vname, clf in variants.items():
+        results[vname] = {cond: score(rows, texts, clf) for cond, texts in transcripts.items()}
+
+    print(
+        f"{len(rows)} utterances ({sum(r['split'] == 'heldout' for r in rows)} held out), goals: "
+        "end_call precision >= 98 %, human recall >= 95 %"
+    )
+    print(
+        f"{'variant':15} {'condition':12} {'split':8} {'end P':>7} {'hangups':>7} {'asked':>5} "
+        f"{'end R':>7} {'human R':>7} {'human P':>7} {'acc':>7}"
+    )
+    for vname, by_cond in results.items():
+        for cond, r in by_cond.items():
+            for split in ("dev", "heldout"):
+                s = r[split]
+                print(
+                    f"{vname:15} {cond:12} {split:8} {_fmt(s['end_call_precision']):>7} "
+                    f"{s['end_call_hangups']:>7} {s['end_call_asked']:>5} {_fmt(s['end_call_recall']):>7} "
+                    f"{_fmt(s['human_recall']):>7} {_fmt(s['human_precision']):>7} {_fmt(s['label_accuracy']):>7}"
+                )
+    emb = results["rules+embedder"]
+    print(
+        f"classify time (rules+embedder, exact text): p50 {emb['exact_text']['classify_ms_p50']} ms, "
+        f"max {emb['exact_text']['classify_ms_max']} ms"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "data": str(
+                    args.data.relative_to(REPO_ROOT) if args.data.is_relative_to(REPO_ROOT) else args.data
+                ),
+                "n": len(rows),
+                "conditions": {k: CONDITIONS[k] for k in names},
+                "stt_seconds": stt_s,
+                "results": results,
+                "transcripts": transcripts,
+                "rows": rows,
+            },
+            indent=1,
+        )
+    )
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
