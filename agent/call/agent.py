@@ -19,6 +19,7 @@ from livekit import rtc
 from livekit.agents import Agent, ModelSettings, llm
 
 from agent.call.context import ContextManager
+from agent.call.intents import intent_reply, link_phone
 from agent.call.prompt import instructions_for
 from agent.providers.profiles import primary_voice_token
 from core.local_tts import trim_silence
@@ -116,6 +117,7 @@ class CallAgent(Agent):
             await asyncio.gather(*self._background, return_exceptions=True)
 
     async def on_enter(self) -> None:
+        link_phone(self.session)  # transfer summaries get the caller's facts from the first key press
         if self.documents is not None:  # the desk speaks finished job results through the session
             self.documents.attach(self.session)
             if self.documents_as_tools:  # cloud profile: gpt-4o-mini calls the fast tools itself
@@ -133,6 +135,17 @@ class CallAgent(Agent):
         gen = Generation(user_text=question, started_at=time.time())
         self.turn_log.generations.append(gen)
         self._pending_hit = None
+
+        # Caller intents first (a person, goodbye, repeat, ...): their words replace an answer.
+        phone = link_phone(self.session) if question else None
+        if phone is not None:
+            confidence = items[-1].transcript_confidence
+            reply = await intent_reply(phone, question, confidence)
+            if reply is not None:
+                gen.used_tool = True  # an action's words: never looked up in nor stored into the cache
+                gen.answer, gen.completed = reply, True
+                yield reply
+                return
 
         if self.documents is not None and question:
             doc = await self.documents.handle(question)
