@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     # Whether the LLM gets tools (documents, end call). Unset: only the cloud preset's OpenAI LLM;
     # small self-hosted models cannot call tools reliably (true for e.g. a 70B on Groq or vLLM).
     llm_tools: bool | None = None
+    # Pre-read the call's prompt on a self-hosted LLM server at call start (llama.cpp, vLLM,
+    # Ollama keep a prompt cache): agent/providers/openai_llm.py. Hosted APIs would bill it.
+    llm_prefill: bool = False
 
     # Local profile knobs.
     llm_threads: int = 2

@@ -196,6 +196,10 @@ def _openai_llm(plan: StagePlan, settings: Settings) -> llm.LLM:
     if "llm_max_tokens" in settings.model_fields_set:
         # set explicitly: bounds the remote replies too (a small self-hosted model rambles)
         kw["max_completion_tokens"] = settings.llm_max_tokens
+    if settings.llm_prefill:
+        from agent.providers.openai_llm import PrefillOpenAILLM
+
+        return PrefillOpenAILLM(**kw)
     return openai.LLM(**kw)
 
 
