@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import builtins  # CacheAdmin has a method named `list`
 import csv
 import io
 import json
@@ -16,7 +17,7 @@ import math
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -205,6 +206,10 @@ def check_distance(value: float | None, what: str) -> float | None:
 
 
 # ---- the service -------------------------------------------------------------------------
+def _text(v: bytes | str) -> str:
+    return v.decode() if isinstance(v, bytes) else v
+
+
 class CacheAdmin:
     def __init__(self, redis_url: str | None = None, namespace: str = "cc") -> None:
         if redis_url is None:
@@ -343,7 +348,7 @@ class CacheAdmin:
 
     async def _warm_rows(
         self, rows, scopes, default_tenant, ttl_s, progress, audio_to=None, check_facts: bool = False
-    ) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    ) -> dict[str, Any]:
         """Store rows through `ResponseCache.store` (same rules as a call).
 
         Operator-written answers are not checked against the tenant's facts (they are tenant
@@ -351,7 +356,7 @@ class CacheAdmin:
         tenant's own details (its address) in an answer are never taken for caller PII.
         """
         c = self.cache(budget_ms=60_000)
-        stored, skipped = 0, {}
+        stored, skipped = 0, dict[str, int]()
         ids: list[str] = []
         knowns: dict[str, str] = {}
         try:
@@ -487,7 +492,7 @@ class CacheAdmin:
             raise UserError(f"no cache entry '{eid}'")
         return self._row(eid, h)
 
-    def _row(self, eid: str, h: dict[bytes, bytes], with_vec: bool = False) -> dict[str, Any]:
+    def _row(self, eid: str, h: Mapping[Any, Any], with_vec: bool = False) -> dict[str, Any]:
         now = time.time()
         g = {k.decode(): v for k, v in h.items()}
         ttl_left = self.r.ttl(self.keys.entry(eid))
@@ -516,17 +521,17 @@ class CacheAdmin:
             for n in range(len(row["paraphrases"])):
                 v = self.r.hget(self.keys.para(eid, n), "vec")
                 if v is not None:
-                    pv.append(base64.b64encode(v).decode())
+                    pv.append(base64.b64encode(v).decode())  # type: ignore[arg-type]  # bytes: a binary client
             row["paraphrase_vecs"] = pv
             audio = {}
             for voice in row["voices"]:
                 pcm, sr = self.r.hmget(self.keys.audio(eid, voice), "pcm", "sr")
                 if pcm is not None and sr is not None:
-                    audio[voice] = {"pcm": base64.b64encode(pcm).decode(), "sr": int(sr)}
+                    audio[voice] = {"pcm": base64.b64encode(pcm).decode(), "sr": int(sr)}  # type: ignore[arg-type]
             row["audio"] = audio
         return row
 
-    def list(self, tenant: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    def list(self, tenant: str | None = None, limit: int = 100) -> builtins.list[dict[str, Any]]:
         rows = []
         for eid in self._entry_ids(tenant):
             h = self.r.hgetall(self.keys.entry(eid))
@@ -536,7 +541,7 @@ class CacheAdmin:
         return rows[:limit] if limit else rows
 
     def search(self, text: str, *, tenant: str | None = None, k: int = 5,
-               threshold: float | None = None) -> list[dict[str, Any]]:  # fmt: skip
+               threshold: float | None = None) -> builtins.list[dict[str, Any]]:  # fmt: skip
         from cache.embedder import get_embedder
 
         tname, lang, kver = tenant_scope(tenant)
@@ -559,7 +564,7 @@ class CacheAdmin:
         return out
 
     def stats(self) -> dict[str, Any]:
-        raw = {k.decode(): float(v) for k, v in self.r.hgetall(self.keys.stats).items()}
+        raw = {_text(k): float(v) for k, v in self.r.hgetall(self.keys.stats).items()}
         lat = [float(x) for x in self.r.lrange(self.keys.lat, 0, -1)]
         lookups = int(raw.get("lookups", 0))
         hits = int(raw.get("hits", 0))
@@ -580,7 +585,7 @@ class CacheAdmin:
         }
 
     # -- write --
-    def _delete(self, ids: list[str]) -> int:
+    def _delete(self, ids: builtins.list[str]) -> int:
         n = 0
         for eid in ids:
             tenant, para, voices = self.r.hmget(self.keys.entry(eid), "tenant", "paraphrases", "voices")

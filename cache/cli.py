@@ -33,7 +33,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def handled(fn):  # type: ignore[no-untyped-def]
+def handled(fn):
     """UserError -> one line on stderr, exit 2 (never a traceback)."""
 
     @functools.wraps(fn)
@@ -48,7 +48,7 @@ def handled(fn):  # type: ignore[no-untyped-def]
     return wrapper
 
 
-def _admin(namespace: str = "cc"):  # type: ignore[no-untyped-def]
+def _admin(namespace: str = "cc"):
     from cache.admin import CacheAdmin
 
     return CacheAdmin(namespace=namespace)

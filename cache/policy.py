@@ -27,6 +27,7 @@ so every ambiguous case falls on the safe side.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 _WORD = re.compile(r"[a-z0-9']+")
 
@@ -210,8 +211,8 @@ def _introduces_name(t: str) -> bool:
     for m in _INTRO.finditer(t):
         if _looks_like_name(m.group(2)):
             return True
-    m = _GREETING_INTRO.search(t)
-    return bool(m and _looks_like_name(m.group(5)))
+    g = _GREETING_INTRO.search(t)
+    return bool(g and _looks_like_name(g.group(5)))
 
 
 def _looks_like_name(word: str) -> bool:
@@ -419,7 +420,7 @@ def _number_claims(text: str) -> list[set[str]]:
         if any(a <= m.start() < b for a, b in taken):
             continue
         word = m.group(1).lower() if m.group(1) else "one"
-        val = _NUM_WORDS.get(word, 1)
+        val: Any = _NUM_WORDS.get(word, 1)
         if isinstance(val, str):
             claims.append({val})
             continue
