@@ -469,7 +469,8 @@ class CacheAdmin:
             if progress:
                 progress(i, len(found) * 2)
         scopes = {t.name: (t.name, t.language, t.knowledge_version)}
-        res = asyncio.run(self._warm_rows(rows, scopes, t.name, None, None))
+        # answers the local model wrote: stored only when consistent with the tenant's facts
+        res = asyncio.run(self._warm_rows(rows, scopes, t.name, None, None, check_facts=True))
         res["mined"] = len(found)
         return res
 
