@@ -307,15 +307,16 @@ def _reply(row: dict[str, Any]) -> str:
 def _judge_turn(scenario: Scenario, report: CallReport, i: int, key: str, expected: Any) -> tuple[Any, bool]:
     """(observed, passed) of one turn expectation."""
     turn = scenario.turns[i]
+    spoken = _spoken_index(scenario)
+    row = report.row(spoken[i]) if i in spoken else None
+    if i in spoken and row is None:
+        return "line never spoken (the call had ended)", False
     if key == "event":
         if turn.dtmf is not None and i not in _anchors(scenario, report):
             return "keypad press not in the report (the call had ended?)", False
         types = [e["type"] for e in events_after(scenario, report, i)]
         return types, expected in types
-    spoken = _spoken_index(scenario)
-    row = report.row(spoken[i])
-    if row is None:
-        return "line never spoken (the call had ended)", False
+    assert row is not None  # only spoken lines take the other expectations (Turn.one_action)
     reply = _reply(row)
     if key == "contains":
         return reply, all(phrase_in(p, reply) for p in expected)
