@@ -24,7 +24,9 @@ def env_example() -> dict[str, str]:
 
 
 def test_services_and_images() -> None:
-    assert set(SERVICES) == {"redis", "livekit", "sip", "agent", "celery-worker", "mcp-docs", "dashboard"}
+    assert set(SERVICES) == {
+        "redis", "livekit", "sip", "agent", "celery-worker", "mcp-docs", "dashboard", "llm-model", "llm"
+    }  # fmt: skip
     assert SERVICES["livekit"]["image"].startswith("livekit/livekit-server")
     assert SERVICES["sip"]["image"].startswith("livekit/sip")
     assert SERVICES["redis"]["image"].startswith("redis/redis-stack-server")
@@ -131,3 +133,25 @@ def test_documents_live_on_a_named_volume_the_app_can_write() -> None:
     assert mounts.get("/data") == "app-data"  # the service still gets the shared data volume
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"chown -R callcenter /app/documents", dockerfile)  # the volume is writable
+
+
+def test_selfhosted_llm_is_opt_in_and_serves_the_projects_model() -> None:
+    """`--profile selfhosted-llm`: llama.cpp's server on the compose network, serving the GGUF
+    `llm-model` assembles into app-data (the path core.local_llm.model_path() writes)."""
+    from core.local_llm import MODEL_FILE
+
+    llm, init = SERVICES["llm"], SERVICES["llm-model"]
+    assert llm["profiles"] == init["profiles"] == ["selfhosted-llm"]  # the default stack is unchanged
+    assert llm["image"].startswith("ghcr.io/ggml-org/llama.cpp:server")
+    cmd = llm["command"]
+    assert cmd[cmd.index("-m") + 1] == f"/data/models/{MODEL_FILE}"
+    assert "app-data:/data:ro" in llm["volumes"] and "model_path()" in init["entrypoint"][-1]
+    assert llm["depends_on"]["llm-model"]["condition"] == "service_completed_successfully"
+    assert "ports" not in llm and llm["expose"] == [cmd[cmd.index("--port") + 1]]  # not published
+    assert llm["healthcheck"]["test"][-1].endswith("/health")
+    # the agent's stage settings for it are documented next to the agent, commented out
+    text = (ROOT / "docker-compose.yml").read_text()
+    port = cmd[cmd.index("--port") + 1]
+    assert f"#   CALLCENTER_LLM_BASE_URL=http://llm:{port}/v1" in text
+    assert f"#   CALLCENTER_LLM_MODEL={cmd[cmd.index('--alias') + 1]}" in text
+    assert not any(k.startswith("CALLCENTER_LLM") for k in SERVICES["agent"].get("environment", {}))
