@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from livekit.agents import stt
+from livekit.agents.utils import is_given
 from livekit.plugins import openai
 
 from agent.observability import safe_label
@@ -126,10 +127,10 @@ def test_tools_follow_the_setting(clean_env: pytest.MonkeyPatch) -> None:
 
 def test_max_tokens_reaches_the_remote_llm_only_when_set(clean_env: pytest.MonkeyPatch) -> None:
     env = {"CALLCENTER_LLM_PROVIDER": "openai", "CALLCENTER_LLM_API_KEY": SECRET}
-    p = build_providers("local", _settings(clean_env, **env))
-    assert "max_completion_tokens" not in {k for k, v in p.llm._opts.__dict__.items() if v}
-    p = build_providers("local", _settings(clean_env, **env, CALLCENTER_LLM_MAX_TOKENS="60"))
-    assert p.llm._opts.max_completion_tokens == 60
+    uncapped = build_providers("local", _settings(clean_env, **env)).llm
+    assert isinstance(uncapped, openai.LLM) and not is_given(uncapped._opts.max_completion_tokens)
+    capped = build_providers("local", _settings(clean_env, **env, CALLCENTER_LLM_MAX_TOKENS="60")).llm
+    assert isinstance(capped, openai.LLM) and capped._opts.max_completion_tokens == 60
 
 
 def test_own_base_url_never_gets_the_openai_key(clean_env: pytest.MonkeyPatch) -> None:
