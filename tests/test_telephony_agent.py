@@ -23,7 +23,10 @@ from agent.sim.audio_io import TICK, SimAudioInput, SimAudioOutput, to_frame
 from core.settings import get_settings
 from core.tenants import Tenant
 from sip.behaviours import (
+    ANYTHING_ELSE,
+    GO_AHEAD,
     MAX_DURATION_GOODBYE,
+    START_OVER,
     TRANSFER_ANNOUNCEMENT,
     CallControl,
     LiveKitCallControl,
@@ -227,3 +230,101 @@ async def test_keypad_account_number_is_collected_and_kept_out_of_the_log(globex
     assert "1002" not in repr(control.events)
     assert control.events[-1] | {"t": 0} == {"type": "dtmf_collected", "t": 0, "kind": "digits", "length": 4}
     assert not any(e["type"] == "transfer" for e in control.events)
+
+
+# ---- caller intents on typed turns (the same session, CallAgent intent step and behaviours) ----
+
+
+async def _turn(call: Call, text: str) -> str:
+    """One caller turn; the agent's reply to it."""
+    n = len(call.said())
+    await call.session.run(user_input=text)
+    await call.until(lambda: len(call.said()) > n)
+    return call.said()[-1]
+
+
+async def test_a_spoken_request_for_a_person_transfers_with_the_calls_summary(globex: Tenant) -> None:
+    control = SimCallControl("completed")
+    async with phone_call(control, globex) as call:
+        await _turn(call, "Hi, this is Maria Lopez, I want to file a claim for policy 778812.")
+        assert await _turn(call, "Can I talk to a human please?") == TRANSFER_ANNOUNCEMENT
+        await asyncio.wait_for(call.phone.ended.wait(), 10)
+    (transfer,) = [e for e in control.events if e["type"] == "transfer"]
+    assert transfer["ok"] is True and transfer["to"] == "+15550200200"
+    s = transfer["summary"]
+    assert s.startswith("Caller Maria Lopez, Globex Insurance line, asked for a person by voice.")
+    assert "file a claim" in s and "policy number: 778812" in s and "We answered:" in s
+
+
+async def test_a_failed_voice_transfer_is_told_and_the_call_goes_on(globex: Tenant) -> None:
+    control = SimCallControl("no-answer")
+    async with phone_call(control, globex) as call:
+        await _turn(call, "Get me a representative.")
+        await call.until(lambda: any("Nobody picked up" in s for s in call.said()))
+        assert not call.phone.ended.is_set() and not call.closed
+        # the conversation goes on: the next question gets an answer, not a transfer
+        await _turn(call, "When is the claims desk open?")
+    assert [e["type"] for e in control.events if e["type"] == "transfer"] == ["transfer"]
+
+
+async def test_anything_else_then_no_thanks_ends_the_call(globex: Tenant) -> None:
+    control = SimCallControl()
+    async with phone_call(control, globex) as call:
+        # a closing with words the rules do not know is asked about, never hung up on
+        assert await _turn(call, "Okay weird bye") == ANYTHING_ELSE
+        assert not call.phone.ended.is_set()
+        assert await _turn(call, "No thanks.") == "Thanks for calling Globex Insurance. Goodbye!"
+        await asyncio.wait_for(call.phone.ended.wait(), 10)
+    assert control.events[-1]["type"] == "hangup" and control.events[-1]["reason"] == "caller_goodbye"
+
+
+async def test_yes_after_anything_else_keeps_the_call(globex: Tenant) -> None:
+    control = SimCallControl()
+    async with phone_call(control, globex) as call:
+        assert await _turn(call, "Okay weird bye") == ANYTHING_ELSE
+        assert await _turn(call, "Yes please.") == GO_AHEAD
+        await _turn(call, "How do I file a claim?")
+        assert not call.phone.ended.is_set()
+    assert not any(e["type"] == "hangup" for e in control.events)
+
+
+async def test_repeat_slow_down_and_start_over(globex: Tenant) -> None:
+    control = SimCallControl()
+    async with phone_call(control, globex) as call:
+        answer = await _turn(call, "How do I file a claim?")
+        assert (await _turn(call, "Sorry, can you repeat that?")).strip() == answer.strip()
+        slow = await _turn(call, "You're talking too fast.")
+        assert slow.startswith("Sure. ") and slow.count(".") >= answer.count(".")
+        assert await _turn(call, "Let's start over.") == START_OVER
+        # "repeat" after the restart prompt still repeats the last real answer
+        assert (await _turn(call, "Say that again.")).strip() == answer.strip()
+    assert [e["action"] for e in control.events if e["type"] == "intent"] == [
+        "repeat",
+        "slow_down",
+        "start_over",
+        "repeat",
+    ]
+
+
+async def test_goodbye_inside_a_question_is_answered_not_hung_up(globex: Tenant) -> None:
+    control = SimCallControl()
+    async with phone_call(control, globex, goodbye_grace_s=0.2) as call:
+        reply = await _turn(call, "I want to say goodbye to my old plan, how do I switch?")
+        assert reply not in (ANYTHING_ELSE, TRANSFER_ANNOUNCEMENT) and "Goodbye" not in reply
+        await asyncio.sleep(0.5)
+        assert not call.phone.ended.is_set()
+    assert not any(e["type"] in ("hangup", "intent") for e in control.events)
+
+
+async def test_the_tools_act_through_the_same_actions(globex: Tenant) -> None:
+    """The cloud profile's tools arm the same follow-ups as the local intent step."""
+    control = SimCallControl()
+    async with phone_call(control, globex, end_on_goodbye=False, goodbye_grace_s=0.2) as call:
+        tools = {t.info.name: t for t in call.phone.tools()}
+        assert set(tools) == {"end_call", "transfer_to_human"}
+        # typed turns: the instant LLM does not call tools, so call the tool as the LLM would
+        assert "goodbye" in (await tools["end_call"]()).lower()
+        await call.session.say("Goodbye!")
+        await asyncio.wait_for(call.phone.ended.wait(), 10)
+    assert [e["type"] for e in control.events] == ["intent", "hangup"]
+    assert control.events[0]["via"] == "tool" and control.events[-1]["reason"] == "caller_goodbye"

@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -91,7 +92,7 @@ _PERSON = (
     r"manager|supervisor|staff(?: member)?|employee|colleague|people|customer service|"
     r"customer support|member of (?:staff|your team)|salesperson|sales person|associate)"
 )
-_DET = r"(?:(?:a|an|the|some|your|one of your|a real|a live|to a) )?"
+_DET = r"(?:(?:a|an|at|the|some|your|one of your|a real|a live|to a) )?"
 _HUMAN_RULES = [
     re.compile(rf"\b(?:speak|talk|chat|speaking|talking) (?:to|with) {_DET}{_PERSON}\b"),
     re.compile(rf"\b(?:get|give|put|connect|transfer|reach) (?:me )?{_DET}{_PERSON}\b"),
@@ -99,7 +100,10 @@ _HUMAN_RULES = [
         r"\b(?:need|want|like|prefer|rather have) (?:to have )?(?:a|an|the|your) (?:real |live |actual )?"
         r"(?:person|human|agent|representative|operator|manager|supervisor)\b"
     ),
-    re.compile(r"\b(?:transfer|connect|put) me (?:through )?(?:to|with)\b"),
+    re.compile(r"\b(?:transfer|connect|put|but) me (?:through )?(?:to|with)\b"),
+    re.compile(rf"\b(?:connect(?:ing)?|transfer(?:ring)?) (?:me )?(?:to|with) {_DET}{_PERSON}\b"),
+    re.compile(r"\b(?:speak|talk)(?:ing)? (?:to|with) (?:\w+ ){0,2}(?:real|live|actual) \w+"),
+    re.compile(r"^(?:a )?represent(?:ative|atives| it)?(?: please)?$"),
     re.compile(r"\b(?:transfer|connect) me\b"),
     re.compile(r"\b(?:real|live|actual) (?:person|human|agent|people|operator)\b"),
     re.compile(rf"^(?:{_DET}{_PERSON})(?: please)?$"),
@@ -134,7 +138,8 @@ _REPEAT_RULES = [
 ]
 _SLOW_RULES = [
     re.compile(r"\bslow(?:er)? (?:down|it down)\b"),
-    re.compile(r"\bslow down\b"),
+    re.compile(r"\b(?:slow|flow) down\b"),
+    re.compile(r"\b(?:talk|speak) (?:a little |a bit )?(?:slower|flower|flow)\b"),
     re.compile(
         r"\b(?:speak|talk|go|say it|read it|say that|repeat that|repeat it)(?: a (?:bit|little))? (?:slower|more slowly|slowly)\b"
     ),
@@ -159,12 +164,15 @@ _TERMINAL = [
     r"good ?bye",
     r"bye(?: bye)*",
     r"by",  # whisper writes "Bye." as "By." now and then
-    r"that'?s (?:all|everything|it)(?: (?:i|we) (?:needed|need|wanted|had|have|was after|called about))?",
+    r"that'?s (?:all|everything|it)(?: (?:i|we) (?:needed|need|wanted|had|have|was after|called about)"
+    r"(?: to (?:say|know|ask))?)?",
     r"that is (?:all|everything|it)",
     r"that'?ll be (?:all|it)",
     r"that will be (?:all|it)",
     r"(?:there'?s )?nothing else",
     r"(?:i'?m|i am|we'?re|we are) (?:all )?(?:done|set|finished|sorted)",
+    r"(?:i'?m|we'?re) all said",  # whisper's "all set" on a phone line
+    r"to buy",  # whisper's "goodbye" on a noisy line
     r"all (?:done|set|sorted)",
     r"(?:you can |please |go ahead and |i'?m going to |i'?ll |i will |i'?m gonna |gonna |i have to |i need to |let me )?hang up(?: now)?",
     r"(?:please )?end (?:the|this) call",
@@ -262,10 +270,11 @@ def rule_intent(text: str) -> Intent:
     t = normalise(text)
     if not t:
         return Intent("none", 1.0, "empty")
-    if not _HUMAN_NOT.search(t):
-        for i, r in enumerate(_HUMAN_RULES):
-            if r.search(t):
-                return Intent("human", 0.95, f"human rule {i}")
+    if _HUMAN_NOT.search(t):
+        return Intent("none", 0.9, "a question about the agent")
+    for i, r in enumerate(_HUMAN_RULES):
+        if r.search(t):
+            return Intent("human", 0.95, f"human rule {i}")
     for i, r in enumerate(_SLOW_RULES):
         if r.search(t):
             return Intent("slow_down", 0.9, f"slow rule {i}")
@@ -364,26 +373,30 @@ class IntentClassifier:
         self.use_embedder = use_embedder
         self._matrix: np.ndarray | None = None
         self._labels: list[Label] = []
+        self._lock = threading.Lock()
 
     def _index(self) -> tuple[np.ndarray, list[Label]] | None:
         if not self.use_embedder:
             return None
-        if self._matrix is None:
-            if self._embedder is None:
-                from cache.embedder import get_embedder
+        with self._lock:  # the call's background prewarm and a first turn may race here
+            if self._matrix is None:
+                if self._embedder is None:
+                    from cache.embedder import get_embedder
 
-                self._embedder = get_embedder()
-            texts: list[str] = []
-            for label, exs in EXEMPLARS.items():
-                texts += exs
-                self._labels += [label] * len(exs)
-            self._matrix = np.asarray(self._embedder.embed_many(texts), dtype=np.float32)
-        return self._matrix, self._labels
+                    self._embedder = get_embedder()
+                texts: list[str] = []
+                labels: list[Label] = []
+                for label, exs in EXEMPLARS.items():
+                    texts += exs
+                    labels += [label] * len(exs)
+                self._labels = labels
+                self._matrix = np.asarray(self._embedder.embed_many(texts), dtype=np.float32)
+            return self._matrix, self._labels
 
     def classify(self, text: str) -> Intent:
         """The caller's intent for one final transcript."""
         intent = rule_intent(text)
-        if intent.label != "none" or intent.why == "empty":
+        if intent.label != "none" or intent.why in ("empty", "a question about the agent"):
             return intent
         t = normalise(text)
         if _ONLY_FILLER.fullmatch(t) or _words(t) > EMBED_MAX_WORDS:
@@ -425,7 +438,10 @@ def decide(intent: Intent, ctx: TurnContext | None = None) -> Action | None:
 def after_anything_else(text: str) -> Action | None:
     """A reply to "Is there anything else I can help with?": "no thanks" closes the call."""
     t = normalise(text)
-    if _NO_MORE.fullmatch(t):
+    first, _, rest = t.partition(" ")
+    if _NO_MORE.fullmatch(t) or (
+        first in ("no", "nope", "nah") and (_CLOSING_WHOLE.fullmatch(rest) or _NO_MORE.fullmatch(rest))
+    ):
         return "end_call"
     if _YES_MORE.fullmatch(t):
         return "continue"
@@ -557,7 +573,7 @@ async def intent_reply(phone: PhoneBehaviours, text: str, stt_confidence: float 
         return phone.reply_for(follow)
     clf = default_classifier()
     intent = rule_intent(text)
-    if intent.label == "none" and clf.use_embedder:
+    if intent.label == "none" and intent.why == "no rule" and clf.use_embedder:
         intent = await asyncio.to_thread(clf.classify, text)
     action = decide(intent, TurnContext(was_speaking, stt_confidence, asked_anything_else))
     if action is None:
