@@ -193,6 +193,19 @@ async def test_call_with_local_stt_selfhosted_llm_local_voice(
     assert '"profile": "local.llm-openai"' in (tmp_path / "metrics.json").read_text()
 
 
+async def test_barge_in_during_a_selfhosted_answer(selfhosted: LlamaServer, tmp_path: Path) -> None:
+    """The caller cuts a long answer short (scenarios/barge-in.yaml): the session closes the
+    server's stream, and the server answers the interrupting question on the same call."""
+    result = await run_call(ROOT / "scenarios" / "barge-in.yaml", tmp_path, use_cache=False)
+    assert result.error is None, result.error
+    first, second = result.turns[0], result.turns[1]
+    assert first.interrupted and second.bargein_reaction is not None, (first, second)
+    assert second.agent_text and _norm(second.agent_text) != _norm(APOLOGY), second
+    assert second.context_tokens and first.context_tokens and second.context_tokens > first.context_tokens
+    slots = httpx.get(selfhosted.url + "/slots", headers=selfhosted.headers, timeout=5).json()
+    assert not any(s.get("is_processing") for s in slots)  # nothing left generating for nobody
+
+
 async def test_prefill_reads_the_prompt_at_call_start(
     monkeypatch: pytest.MonkeyPatch, llama: LlamaServer, tmp_path: Path
 ) -> None:
