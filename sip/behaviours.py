@@ -39,7 +39,12 @@ from typing import Any, Literal, Protocol
 
 from livekit import api
 from livekit.agents import AgentSession, llm
-from livekit.agents.voice.events import CloseEvent, ConversationItemAddedEvent, UserStateChangedEvent
+from livekit.agents.voice.events import (
+    AgentStateChangedEvent,
+    CloseEvent,
+    ConversationItemAddedEvent,
+    UserStateChangedEvent,
+)
 
 from core.tenants import Tenant
 from sip.telephony import (
@@ -64,6 +69,10 @@ NOTHING_TO_REPEAT = "Sorry, I haven't answered anything yet. How can I help?"
 CLOSING = "Thanks for calling {business}. Goodbye!"
 MENU_REPLY = "{choice}. How can I help you with {lower}?"
 GOODBYE_GRACE_S = 2.0  # after the agent's goodbye, the caller's turn to hang up first
+# The caller's speech counts as over the agent's when it began while the agent spoke or this
+# soon after: the echo gate attenuates the uplink while the agent talks, so the VAD may only
+# report the caller's "uh-huh" (or a "Bye." whisper made of it) once the agent has stopped.
+OVERLAP_WINDOW_S = 0.6
 SUMMARY_MAX_CHARS = 600
 SimTransferOutcome = Literal["completed", "busy", "no-answer", "rejected"]
 ReplyAction = Literal["transfer", "end_call", "ask_end", "repeat", "slow_down", "start_over", "continue"]
@@ -230,6 +239,7 @@ class PhoneBehaviours:
         self._last_answer: str | None = None
         self._last_agent_text = ""
         self._agent_was_speaking = False  # when the caller's current turn began
+        self._agent_stopped_at = float("-inf")  # monotonic time the agent last stopped speaking
         self._collector: DtmfCollector | None = None
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -246,6 +256,7 @@ class PhoneBehaviours:
         # AgentSession raises "away" after this much silence from both sides.
         self.session.options.user_away_timeout = self.idle.away_after_s
         self.session.on("user_state_changed", self._on_user_state)
+        self.session.on("agent_state_changed", self._on_agent_state)
         self.session.on("conversation_item_added", self._on_item)
         self.session.on("close", self._on_close)
         if self.idle.max_call_s:
@@ -349,7 +360,10 @@ class PhoneBehaviours:
         played (armed here). None: nothing to do (already transferring or ending)."""
         if self._ending or self._transferring:
             return None
-        if action == "transfer":
+        if action == "transfer" and not self.tenant.transfer_number:
+            # nobody to hand over to: say so at once instead of announcing a transfer that fails
+            text = TransferResult(False, TransferReason.NOT_CONFIGURED).caller_message()
+        elif action == "transfer":
             self._arm("transfer", via)
             text = TRANSFER_ANNOUNCEMENT
         elif action == "end_call":
@@ -493,8 +507,15 @@ class PhoneBehaviours:
         if ev.new_state == "speaking":
             self._cancel("goodbye_grace")  # the caller had more to say after our goodbye
             if not self._talking:
-                self._agent_was_speaking = self.session.agent_state == "speaking"
+                self._agent_was_speaking = (
+                    self.session.agent_state == "speaking"
+                    or time.monotonic() - self._agent_stopped_at < OVERLAP_WINDOW_S
+                )
         self._track_turn_length(ev.new_state)
+
+    def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
+        if ev.old_state == "speaking":
+            self._agent_stopped_at = time.monotonic()
 
     # ---- long turn -----------------------------------------------------------------------
     # A "run" is caller speech with no gap of `turn_gap_s`: the agent cannot get a word in.

@@ -328,3 +328,13 @@ async def test_the_tools_act_through_the_same_actions(globex: Tenant) -> None:
         await asyncio.wait_for(call.phone.ended.wait(), 10)
     assert [e["type"] for e in control.events] == ["intent", "hangup"]
     assert control.events[0]["via"] == "tool" and control.events[-1]["reason"] == "caller_goodbye"
+
+
+async def test_a_line_without_a_transfer_number_says_so_at_once(globex: Tenant) -> None:
+    control = SimCallControl()
+    tenant = globex.model_copy(update={"transfer_number": None})
+    async with phone_call(control, tenant) as call:
+        reply = await _turn(call, "Can I speak to a real person?")
+        assert reply.startswith("I can't transfer calls for this line.")
+        assert TRANSFER_ANNOUNCEMENT not in call.said()
+    assert not any(e["type"] == "transfer" for e in control.events)
