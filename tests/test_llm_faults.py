@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-import agent.sim.call as sim_call
-from agent.call.recovery import APOLOGY, LLMRecovery, attach_recovery
+from agent.call.assemble import Call
+from agent.call.recovery import APOLOGY, LLMRecovery
 from agent.sim.call import CallResult
 from agent.sim.run import run_call
 from core.settings import get_settings
@@ -54,16 +54,16 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOpenAI]:
 
 @pytest.fixture
 def recoveries(monkeypatch: pytest.MonkeyPatch) -> list[LLMRecovery]:
-    """Wire `agent.call.recovery` into the simulator's session the way the agent does in production."""
+    """The recovery each call's assembly attached (`agent/call/assemble.py`), in call order."""
     made: list[LLMRecovery] = []
-    create = sim_call.create_session
+    start = Call.start
 
-    def create_with_recovery(*a: Any, **kw: Any) -> Any:
-        session = create(*a, **kw)
-        made.append(attach_recovery(session))
-        return session
+    async def start_and_keep(self: Call, *a: Any, **kw: Any) -> None:
+        await start(self, *a, **kw)
+        assert self.recovery is not None  # attached by the assembly, not by this test
+        made.append(self.recovery)
 
-    monkeypatch.setattr(sim_call, "create_session", create_with_recovery)
+    monkeypatch.setattr(Call, "start", start_and_keep)
     return made
 
 

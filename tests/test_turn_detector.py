@@ -137,7 +137,7 @@ async def test_resume_timer_outlasts_a_slow_transcription() -> None:
     session's resume timeout follows the STT's recent transcription time."""
     from livekit import rtc
 
-    from agent.call.session import TUNING, create_session
+    from agent.call.session import TurnTuning, create_session
     from agent.providers.instant import InstantLLM, InstantTTS
     from agent.providers.profiles import Providers, build_vad
     from agent.providers.whisper_stt import WhisperSTT
@@ -146,8 +146,9 @@ async def test_resume_timer_outlasts_a_slow_transcription() -> None:
     tts = InstantTTS()
     slow_stt = WhisperSTT(threads=1, window_s=0)  # whisper's classic 30 s window: ~0.35 s per turn
     providers = Providers("test", slow_stt, InstantLLM(), tts, build_vad(), tts.voice)
-    session = create_session(providers)
-    assert session.options.interruption["false_interruption_timeout"] == TUNING.false_interruption_timeout
+    tuning = TurnTuning()  # the shipped values
+    session = create_session(providers, tuning=tuning)
+    assert session.options.interruption["false_interruption_timeout"] == tuning.false_interruption_timeout
     rate = 16000
     pcm = synthesize_caller("Sorry, actually, what time do you close today?", rate)
     frame = rtc.AudioFrame((np.clip(pcm, -1, 1) * 32767).astype(np.int16).tobytes(), rate, 1, len(pcm))
@@ -155,11 +156,11 @@ async def test_resume_timer_outlasts_a_slow_transcription() -> None:
     assert "close" in ev.alternatives[0].text.lower()
     slowest = max(session.stt.latencies)
     expected = min(
-        TUNING.max_false_interruption_timeout,
-        max(TUNING.false_interruption_timeout, slowest + TUNING.stt_latency_margin),
+        tuning.max_false_interruption_timeout,
+        max(tuning.false_interruption_timeout, slowest + tuning.stt_latency_margin),
     )
     assert session.options.interruption["false_interruption_timeout"] == pytest.approx(expected)
-    assert expected > TUNING.false_interruption_timeout  # that whisper needs longer than 0.15 s
+    assert expected > tuning.false_interruption_timeout  # that whisper needs longer than 0.15 s
     await session.aclose()
 
 
@@ -186,3 +187,23 @@ async def test_a_backchannel_resumes_the_paused_reply_at_once(monkeypatch: pytes
     assert run.error is None
     assert True in verdicts, verdicts  # a paused reply was resumed by the verdict, not the timer
     assert run.score.false_interruption == [False], run.score.notes
+
+
+async def test_instant_stt_returns_only_words_already_spoken() -> None:
+    """The oracle STT of the benchmarks times each line by the duration the simulator gives it:
+    a later line is never returned early because an earlier one was already said."""
+    from livekit import rtc
+
+    import asyncio
+
+    from agent.providers.instant import WORD_SETTLE_S, InstantSTT
+
+    stt = InstantSTT()
+    silence = rtc.AudioFrame(bytes(320), 16000, 1, 160)
+    stt.expect("one two", 0.0)  # said at once
+    stt.expect("three four five six", 30.0)  # takes 30 s: not said yet
+    await asyncio.sleep(WORD_SETTLE_S + 0.05)
+    first = await stt.recognize([silence])
+    assert first.alternatives[0].text == "one two"
+    again = await stt.recognize([silence])
+    assert again.alternatives[0].text == ""  # the second line's words are still to come

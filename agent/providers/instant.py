@@ -64,11 +64,16 @@ class InstantSTT(stt.STT):
             words = self.expected[0].split()
             out += words[:n]
             if n < len(words):
-                self.expected[0] = " ".join(words[n:])
+                rest = " ".join(words[n:])
+                dur = self._durations[0]
+                if dur is not None:  # the rest takes its share of the line, by characters
+                    dur *= (len(rest) + 1) / (len(self.expected[0]) + 1)
+                self.expected[0], self._durations[0] = rest, dur
                 self._started[0] = now  # approximate: the rest is timed from here
                 break
             self.expected.pop(0)
             self._started.pop(0)
+            self._durations.pop(0)
         text = " ".join(out)
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
