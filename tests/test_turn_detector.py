@@ -192,9 +192,9 @@ async def test_a_backchannel_resumes_the_paused_reply_at_once(monkeypatch: pytes
 async def test_instant_stt_returns_only_words_already_spoken() -> None:
     """The oracle STT of the benchmarks times each line by the duration the simulator gives it:
     a later line is never returned early because an earlier one was already said."""
-    from livekit import rtc
-
     import asyncio
+
+    from livekit import rtc
 
     from agent.providers.instant import WORD_SETTLE_S, InstantSTT
 
