@@ -80,11 +80,14 @@ def score(
     """Classify `texts` (one per row) and score them against the rows' labels."""
     res: dict[str, Any] = {}
     times: list[float] = []
+    embed_times: list[float] = []  # turns the rules left to the embedder
     decided = []
     for r, text in zip(rows, texts, strict=True):
         t0 = time.perf_counter()
         intent = clf.classify(text) if clf is not None else rule_intent(text)
         times.append((time.perf_counter() - t0) * 1000)
+        if clf is not None and rule_intent(text).why == "no rule":
+            embed_times.append(times[-1])
         action = decide(intent, TurnContext(agent_was_speaking=bool(r.get("during_agent"))))
         decided.append((r, text, intent, action))
     for split in ("dev", "heldout", "all"):
@@ -126,6 +129,9 @@ def score(
     ordered = sorted(times)
     res["classify_ms_p50"] = round(ordered[len(ordered) // 2], 3)
     res["classify_ms_max"] = round(ordered[-1], 3)
+    emb = sorted(embed_times)
+    res["embedder_turns"] = len(emb)
+    res["embedder_ms_p50"] = round(emb[len(emb) // 2], 3) if emb else None
     return res
 
 
@@ -181,10 +187,11 @@ def main(argv: list[str] | None = None) -> int:
                     f"{s['end_call_hangups']:>7} {s['end_call_asked']:>5} {_fmt(s['end_call_recall']):>7} "
                     f"{_fmt(s['human_recall']):>7} {_fmt(s['human_precision']):>7} {_fmt(s['label_accuracy']):>7}"
                 )
-    emb = results["rules+embedder"]
+    ex = results["rules+embedder"]["exact_text"]
     print(
-        f"classify time (rules+embedder, exact text): p50 {emb['exact_text']['classify_ms_p50']} ms, "
-        f"max {emb['exact_text']['classify_ms_max']} ms"
+        f"classify time (rules+embedder, exact text): p50 {ex['classify_ms_p50']} ms, max "
+        f"{ex['classify_ms_max']} ms; the {ex['embedder_turns']} turns that ran the embedder: "
+        f"p50 {ex['embedder_ms_p50']} ms"
     )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(
