@@ -153,17 +153,14 @@ def serve(port: int, model: str, threads: int, n_ctx: int, api_key: str | None) 
         p.api_keys = [api_key]
     server = xlc.Server(p)
     print(f"llama.cpp server at {server.listening_address}", flush=True)
-    stop = False
 
     def on_term(*_: object) -> None:
-        nonlocal stop
-        stop = True
+        os._exit(0)  # no interpreter teardown around llama.cpp's threads
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    while not stop:
-        time.sleep(0.2)
-    os._exit(0)  # no interpreter teardown around llama.cpp's threads
+    while True:
+        signal.pause()
 
 
 def main() -> None:
