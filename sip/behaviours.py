@@ -506,11 +506,12 @@ class PhoneBehaviours:
             self._prompts = 0
         if ev.new_state == "speaking":
             self._cancel("goodbye_grace")  # the caller had more to say after our goodbye
-            if not self._talking:
-                self._agent_was_speaking = (
-                    self.session.agent_state == "speaking"
-                    or time.monotonic() - self._agent_stopped_at < OVERLAP_WINDOW_S
-                )
+            # every piece of the turn counts (a barge-in often continues the caller's last run);
+            # consumed by the turn's intent step (`turn_facts`)
+            self._agent_was_speaking = self._agent_was_speaking or (
+                self.session.agent_state == "speaking"
+                or time.monotonic() - self._agent_stopped_at < OVERLAP_WINDOW_S
+            )
         self._track_turn_length(ev.new_state)
 
     def _on_agent_state(self, ev: AgentStateChangedEvent) -> None:
@@ -571,6 +572,8 @@ class PhoneBehaviours:
             return
         text = (item.text_content or "").strip()
         self._last_agent_text = text
+        if item.interrupted:
+            self._agent_was_speaking = True  # the caller's next words came over this reply
         if text and text not in self._own_replies and not item.interrupted:
             self._last_answer = text  # what "repeat that" says again (the greeting and menu too)
         if self._armed is not None:

@@ -16,7 +16,7 @@ from agent.sim.call import SimulatedCall
 from agent.sim.scenario import load_scenario
 from core.settings import get_settings
 from core.tenants import Tenant, load_tenant
-from sip.behaviours import CLOSING, TRANSFER_ANNOUNCEMENT
+from sip.behaviours import ANYTHING_ELSE, CLOSING, TRANSFER_ANNOUNCEMENT
 
 MENU = {"1": "billing", "2": "human"}
 
@@ -52,10 +52,8 @@ def _agent_hung_up(transcript: dict[str, Any]) -> bool:
     return any(e.get("by") == "agent" for e in _events(transcript, "hangup"))
 
 
-# The instant STT hands out the scenario's words by wall time, so on a busy machine a second
-# line can come out split across turns; each decisive line here is the call's first (or follows
-# only key presses). Multi-turn behaviours (repeat, "anything else?" -> "no thanks") are in
-# tests/test_telephony_agent.py on typed turns through the same session and behaviours.
+# Multi-turn behaviours on typed turns (repeat, slow down, failed transfers, the tools) are in
+# tests/test_telephony_agent.py, through the same session, agent and behaviours.
 
 
 async def test_a_spoken_request_for_a_human_transfers_with_a_summary(tmp_path: Path) -> None:
@@ -80,6 +78,34 @@ async def test_goodbye_alone_ends_the_call(tmp_path: Path) -> None:
     # the caller stayed silent on the line: the agent hung up after its grace period, not at once
     (closing,) = _events(transcript, "intent")
     assert closing["action"] == "end_call" and hangups[0]["t"] - closing["t"] >= 2.0
+
+
+async def test_goodbye_after_an_answer_ends_the_call(tmp_path: Path) -> None:
+    transcript = await _call(
+        tmp_path, [{"say": "What are your opening hours?"}, {"say": "Goodbye."}, {"pause": 8}]
+    )
+    said = _said(transcript)
+    assert len(said) == 3 and said[-1] == CLOSING.format(business="Acme Hardware")
+    assert [(h["by"], h["reason"]) for h in _events(transcript, "hangup")] == [("agent", "caller_goodbye")]
+
+
+async def test_a_bye_over_the_agents_answer_is_asked_about_then_no_thanks_ends(tmp_path: Path) -> None:
+    """The issue's case on an exact STT: "Bye." spoken into the agent's answer is not a hang-up;
+    the agent asks, and the caller's "No thanks." then closes the call."""
+    transcript = await _call(
+        tmp_path,
+        [
+            {"say": "Can you tell me about your delivery and returns and opening hours please?"},
+            {"say": "Bye.", "barge_in_after": 0.3},
+            {"pause": 3},
+            {"say": "No thanks."},
+            {"pause": 8},
+        ],
+    )
+    assert [e["action"] for e in _events(transcript, "intent")] == ["ask_end", "end_call"]
+    said = _said(transcript)
+    assert ANYTHING_ELSE in said and said[-1] == CLOSING.format(business="Acme Hardware")
+    assert [(h["by"], h["reason"]) for h in _events(transcript, "hangup")] == [("agent", "caller_goodbye")]
 
 
 async def test_goodbye_to_my_old_plan_does_not_end_the_call(tmp_path: Path) -> None:
