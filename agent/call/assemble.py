@@ -142,8 +142,8 @@ class Call:
     ) -> None:
         self.tenant, self.providers, self.control = tenant, providers, control
         self.services, self.options, self.out_dir = services, options, out_dir
-        # Only the cloud LLM calls tools; the local models are routed by rules instead.
-        self.tools = providers.name == "cloud"
+        # Only an LLM that calls tools reliably gets them (gpt-4o-mini); local models use rules.
+        self.tools = providers.llm_tools
         self.turn_log = TurnLog()
         self.session: AgentSession = create_session(
             providers, turn_mode=options.turn_mode, tuning=options.tuning
