@@ -211,8 +211,15 @@ def _start_worker(mode: str, log_level: str | None) -> None:
     from sip.operator import check_livekit_url
 
     try:
-        if url := os.environ.get("LIVEKIT_URL"):
-            check_livekit_url(url)  # one line, never the credentials
+        missing = [
+            v for v in ("LIVEKIT_URL", "LIVEKIT_API_KEY", "LIVEKIT_API_SECRET") if not os.environ.get(v)
+        ]
+        if missing:  # livekit-agents would print a JSON traceback and exit 0
+            raise UserError(
+                f"the agent worker needs {', '.join(missing)} (the LiveKit server it registers with; "
+                "see docs/deploy.md)"
+            )
+        check_livekit_url(os.environ["LIVEKIT_URL"])  # one line, never the credentials
         WorkerConfig.from_env()  # bad worker settings: one line before livekit starts
     except UserError as e:
         fail(str(e), e.exit_code)

@@ -136,6 +136,10 @@ async def test_call_wiring_in_a_fake_job_context(monkeypatch: pytest.MonkeyPatch
     [
         ({"LIVEKIT_URL": "wss://admin:Hunter2secret@lk.example.com"}, "must not contain credentials"),
         ({"LIVEKIT_URL": "ws://127.0.0.1:7880", "CALLCENTER_WORKER_METRICS_PORT": "99999"}, "not a port"),
+        (
+            {"LIVEKIT_URL": "", "LIVEKIT_API_KEY": "", "LIVEKIT_API_SECRET": ""},
+            "needs LIVEKIT_URL, LIVEKIT_API_KEY",
+        ),
     ],
 )
 def test_worker_start_refuses_bad_settings_in_one_line(env: dict[str, str], needle: str) -> None:
@@ -144,7 +148,8 @@ def test_worker_start_refuses_bad_settings_in_one_line(env: dict[str, str], need
 
     run = subprocess.run(
         [sys.executable, "-m", "agent.cli", "worker", "start"],
-        env={**os.environ, **env}, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "LIVEKIT_API_KEY": "devkey", "LIVEKIT_API_SECRET": "s" * 32, **env},
+        capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert run.returncode == 2, run.stderr[-2000:]
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
