@@ -68,7 +68,7 @@ GO_AHEAD = "Sure, go ahead."
 NOTHING_TO_REPEAT = "Sorry, I haven't answered anything yet. How can I help?"
 CLOSING = "Thanks for calling {business}. Goodbye!"
 MENU_REPLY = "{choice}. How can I help you with {lower}?"
-GOODBYE_GRACE_S = 2.0  # after the agent's goodbye, the caller's turn to hang up first
+GOODBYE_GRACE_S = 1.5  # after the agent's goodbye, the caller's turn to hang up first
 # The caller's speech counts as over the agent's when it began while the agent spoke or this
 # soon after: the echo gate attenuates the uplink while the agent talks, so the VAD may only
 # report the caller's "uh-huh" (or a "Bye." whisper made of it) once the agent has stopped.

@@ -16,7 +16,7 @@ from agent.sim.call import SimulatedCall
 from agent.sim.scenario import load_scenario
 from core.settings import get_settings
 from core.tenants import Tenant, load_tenant
-from sip.behaviours import ANYTHING_ELSE, CLOSING, TRANSFER_ANNOUNCEMENT
+from sip.behaviours import ANYTHING_ELSE, CLOSING, GOODBYE_GRACE_S, TRANSFER_ANNOUNCEMENT
 
 MENU = {"1": "billing", "2": "human"}
 
@@ -77,7 +77,7 @@ async def test_goodbye_alone_ends_the_call(tmp_path: Path) -> None:
     assert [(h["by"], h["reason"]) for h in hangups] == [("agent", "caller_goodbye")]
     # the caller stayed silent on the line: the agent hung up after its grace period, not at once
     (closing,) = _events(transcript, "intent")
-    assert closing["action"] == "end_call" and hangups[0]["t"] - closing["t"] >= 2.0
+    assert closing["action"] == "end_call" and hangups[0]["t"] - closing["t"] >= GOODBYE_GRACE_S
 
 
 async def test_goodbye_after_an_answer_ends_the_call(tmp_path: Path) -> None:
