@@ -7,14 +7,13 @@ What the agent should use, and when
   `tenant = tenant_for_call(info, job_metadata=ctx.job.metadata)` and greet with `tenant.greeting`.
 * DTMF: feed `room.on("sip_dtmf_received", lambda ev: collector.feed(ev.digit))` into a
   `DtmfCollector` (or `collector.attach(room)`); `await collector.result()` gives digits, an
-  operator request ("0" pressed first), or a timeout. When the LLM itself should drive digit
-  entry with confirmation, use livekit-agents' `beta.workflows.GetDtmfTask` (`make_dtmf_task`).
+  operator request ("0" pressed first), or a timeout.
 * Transfer to a human: `await transfer_cold(lkapi, room, identity, tenant.transfer_number)`
-  (SIP REFER). On `not result.ok` say `result.caller_message()` and carry on. For a warm
-  transfer with an LLM summary use livekit-agents' `WarmTransferTask` (`make_warm_transfer_task`)
-  with the outbound trunk id.
-* Ending: give the LLM livekit-agents' `EndCallTool` (`make_end_call_tool`: polite goodbye, then it
-  deletes the room). From code (idle/max duration), say goodbye then `await end_call(lkapi, room)`.
+  (SIP REFER). On `not result.ok` say `result.caller_message()` and carry on. The call's
+  behaviours (`sip/behaviours.py`) record a summary of the call with every transfer.
+* Ending: the caller-intent step and the cloud LLM's `end_call` tool both act through
+  `PhoneBehaviours` (sip/behaviours.py): goodbye, a short grace period, then
+  `await end_call(lkapi, room)`.
 * Silence: construct AgentSession with `user_away_timeout=IdlePolicy.away_after_s`; on
   `user_state_changed` -> "away" call `IdlePolicy.next_action(prompts_done)`: "prompt" = say
   `IdlePolicy.prompt`, "hangup" = goodbye + `end_call`. Max duration: `max_call_duration` on the
@@ -338,29 +337,3 @@ def amd_action(category: str, leave_voicemail: bool) -> Literal["talk", "voicema
     if category == "machine-vm" and leave_voicemail:
         return "voicemail"
     return "hangup"
-
-
-# ---------------------------------------------------------------------------- livekit-agents reuse
-
-
-def make_end_call_tool(goodbye: str = "say a short, polite goodbye") -> Any:
-    """livekit-agents' EndCallTool: LLM says goodbye, then the session ends and the room is deleted."""
-    from livekit.agents.beta.tools import EndCallTool
-
-    return EndCallTool(delete_room=True, end_instructions=goodbye, ignore_on_enter=True)
-
-
-def make_dtmf_task(num_digits: int, *, confirm: bool = True, timeout_s: float = 5.0) -> Any:
-    """livekit-agents' GetDtmfTask (keypad or spoken digits, `#` ends, optional read-back)."""
-    from livekit.agents.beta.workflows import GetDtmfTask
-
-    return GetDtmfTask(num_digits=num_digits, ask_for_confirmation=confirm, dtmf_input_timeout=timeout_s)
-
-
-def make_warm_transfer_task(to_number: str, outbound_trunk_id: str, chat_ctx: Any, **kwargs: Any) -> Any:
-    """livekit-agents' WarmTransferTask: dials the human, briefs them with a summary, then bridges."""
-    from livekit.agents.beta.workflows import WarmTransferTask
-
-    return WarmTransferTask(
-        sip_call_to=to_number, sip_trunk_id=outbound_trunk_id, chat_ctx=chat_ctx, **kwargs
-    )

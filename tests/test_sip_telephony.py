@@ -186,15 +186,3 @@ def test_idle_policy_and_amd() -> None:
     assert amd_action("machine-vm", True) == "voicemail"
     assert amd_action("machine-vm", False) == "hangup"
     assert amd_action("machine-unavailable", True) == "hangup"
-
-
-async def test_reuses_livekit_agents_helpers() -> None:
-    # constructed inside the event loop, as in the agent (GetDtmfTask schedules timers)
-    from livekit.agents.beta.tools import EndCallTool
-    from livekit.agents.beta.workflows import GetDtmfTask
-
-    from sip.telephony import make_dtmf_task, make_end_call_tool
-
-    tool = make_end_call_tool()
-    assert isinstance(tool, EndCallTool) and tool._delete_room  # hang-up closes the room
-    assert isinstance(make_dtmf_task(6), GetDtmfTask)

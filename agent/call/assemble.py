@@ -31,6 +31,7 @@ from agent import observability
 from agent.call.agent import CallAgent, TurnLog
 from agent.call.context import ContextManager
 from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
+from agent.call.prompt import greeting_for
 from agent.call.recovery import LLMRecovery, attach_recovery
 from agent.call.report import write_report
 from agent.call.session import TurnMode, TurnTuning, create_session
@@ -40,7 +41,7 @@ from core.errors import UserError
 from core.settings import REPO_ROOT, Settings, get_settings
 from core.tenants import Tenant
 from sip.behaviours import CallControl, PhoneBehaviours
-from sip.telephony import IdlePolicy, make_end_call_tool
+from sip.telephony import IdlePolicy
 
 if TYPE_CHECKING:
     from agent.call.jobs import JobClient
@@ -230,10 +231,11 @@ class Call:
         self.recovery = attach_recovery(self.session, self.agent.call_flags)
         self.agent.prefill_prompt()  # no cold first turn (a no-op for remote LLMs)
         if self.tools:
-            await self.agent.update_tools([*self.agent.tools, make_end_call_tool()])
+            # end_call and transfer_to_human act through the same phone behaviours as the rules
+            await self.agent.update_tools([*self.agent.tools, *self.phone.tools()])
 
     def greet(self) -> SpeechHandle:
-        self.greeting = self.session.say(self.tenant.greeting)
+        self.greeting = self.session.say(greeting_for(self.tenant))  # + the keypad menu, if any
         return self.greeting
 
     async def aclose(self) -> None:
