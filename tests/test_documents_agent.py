@@ -402,10 +402,12 @@ async def test_documents_scenario_text(call: Call, docs_dir: Path) -> None:
     assert "Old mattress removal" in search and edit.startswith("Done: I changed $14.50 to $15.25")
     assert "refund" in read.lower() and "days" in read.lower(), read  # the section, read aloud
     assert "started the analysis of the Returns and Refunds Policy" in analyze
-    assert "open" in plain and "Returns and Refunds Policy" in progress and "open" in bye
+    assert "open" in plain and "Returns and Refunds Policy" in progress
+    assert "goodbye" in bye.lower(), bye  # "Thanks, that's all." is a closing: the intent step ends the call
     assert "$15.25 per pallet" in (docs_dir / "contract.md").read_text()
     await call.wait_said("The analysis of the Returns and Refunds Policy is ready")
-    assert [g.used_tool for g in call.turn_log.generations] == [True, True, True, True, False, True, False]
+    # the closing is answered by the intent step, which is never cached either
+    assert [g.used_tool for g in call.turn_log.generations] == [True, True, True, True, False, True, True]
 
 
 async def test_cloud_profile_gets_the_tools(server: McpHttpServer) -> None:
