@@ -317,6 +317,36 @@ def redis(
         fail(str(e), e.exit_code)
 
 
+@app.command("doctor")
+def doctor(
+    as_json: Annotated[bool, typer.Option("--json", help="print the rows as JSON")] = False,
+    timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="seconds per network check")] = 5.0,
+) -> None:
+    """Check each configured stage, Redis, Celery, the MCP server and LiveKit; exit 1 if any is down."""
+    _quiet_logs()
+    from agent.doctor import DOWN, run_checks
+    from core.settings import get_settings
+
+    try:
+        rows = run_checks(get_settings(), timeout)
+    except UserError as e:
+        fail(str(e), e.exit_code)
+        return
+    if as_json:
+        print(json.dumps([r.as_dict() for r in rows]))
+    else:
+        table = Table(title="callcenter doctor")
+        for col in ("component", "check", "status", "ms", "reason"):
+            table.add_column(col)
+        for r in rows:
+            colour = {"ok": "green", "down": "red"}.get(r.status, "dim")
+            ms = "" if r.latency_ms is None else f"{r.latency_ms:.0f}"
+            table.add_row(r.component, r.check, f"[{colour}]{r.status}[/]", ms, escape(r.reason))
+        console.print(table)
+    if any(r.status == DOWN for r in rows):
+        raise typer.Exit(1)
+
+
 def _mount() -> None:
     """Sub-command groups live next to the code they drive (one-way: agent -> others)."""
     from sip.cli import app as sip_app
