@@ -57,7 +57,7 @@ SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
     "script-src 'self'; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "Cache-Control": "no-store",
 }
 Handler = Callable[[Request], Awaitable[Response]]
@@ -110,7 +110,7 @@ class FileDescriptorResponse(Response):
 
 
 class SecurityHeaders:
-    """Pure ASGI middleware: CSP, nosniff, no referrer, no caching on every response."""
+    """Pure ASGI middleware: CSP, nosniff, no referrer to other sites, no caching on every response."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app

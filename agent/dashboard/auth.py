@@ -164,12 +164,19 @@ class Access:
         return None
 
     def same_origin(self, request: Request) -> bool:
-        """A form post from this dashboard (a browser sends Origin on every POST it makes)."""
-        if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-            return False
+        """A form post from this dashboard.
+
+        `Sec-Fetch-Site` is set by the browser itself (no page script can forge it), so when it is
+        present it decides; `Origin` alone can be `null` on a same-origin post (Chromium does so
+        under a strict referrer policy). Without it (an older browser, or not a browser) a
+        foreign `Origin` is refused; the token is required either way.
+        """
+        site = request.headers.get("sec-fetch-site")
+        if site is not None:
+            return site in ("same-origin", "none")
         origin = request.headers.get("origin")
         if origin is None:
-            return True  # not a browser, or one too old to say: the token is still required
+            return True
         try:
             return urlsplit(origin).netloc.lower() == request.headers.get("host", "").lower()
         except ValueError:
