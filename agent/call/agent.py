@@ -2,7 +2,8 @@
 
 A caller's turn flows: session (VAD/EOU/STT) -> `llm_node` here (cache lookup, else the
 LLM) -> `tts_node` here (cached audio, else the TTS) -> audio output. `TurnLog` records
-what each generation did so the call report can show it per turn.
+what each generation did, and when (`Generation`'s `*_at` times, the per-turn timeline of the
+call report), so the call report can show it per turn.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ class Generation:
     used_tool: bool = False
     completed: bool = False
     answer: str = ""
+    # When (time.time(), the clock of the session's events): the cache lookup returned (None: no
+    # lookup), the LLM's first text arrived (None: no LLM, e.g. a hit), the first audio frame of
+    # the reply left tts_node (synthesized, or cached audio on a hit).
+    cache_decided_at: float | None = None
+    llm_first_token_at: float | None = None
+    tts_first_frame_at: float | None = None
 
 
 @dataclass
@@ -83,6 +90,8 @@ class CallAgent(Agent):
         self.call_flags = call_flags if call_flags is not None else {}
         self.documents, self.documents_as_tools = documents, documents_as_tools
         self._pending_hit: CacheHit | None = None
+        # the generation whose text the next tts_node speaks (its first frame is timed there)
+        self._tts_gen: Generation | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self._generating = False  # the LLM is producing a reply of this call
         self._prefill_due = False  # a prefill was asked for meanwhile (see _prefill)
@@ -135,6 +144,9 @@ class CallAgent(Agent):
         gen = Generation(user_text=question, started_at=time.time())
         self.turn_log.generations.append(gen)
         self._pending_hit = None
+        # The framework starts this reply's TTS on its first text, so after this line; a say()
+        # (greeting, idle prompt) calls tts_node without llm_node and finds None.
+        self._tts_gen = gen
 
         # Caller intents first (a person, goodbye, repeat, ...): their words replace an answer.
         phone = link_phone(self.session) if question else None
@@ -175,6 +187,7 @@ class CallAgent(Agent):
                 self.turn_log.cache_bypasses += 1
                 gen.cache_outcome = "bypass"
             gen.cache_lookup_ms = (time.perf_counter() - t0) * 1000
+            gen.cache_decided_at = time.time()
             gen.cache_outcome = gen.cache_outcome or ("hit" if hit is not None else "miss")
             if hit is not None:
                 gen.cache_hit = True
@@ -192,6 +205,8 @@ class CallAgent(Agent):
                 yield chunk
         finally:
             self._generating = False
+            if not parts and self._tts_gen is gen:  # nothing to speak: no tts_node will take it
+                self._tts_gen = None
             if self.context is not None and (self.context.prune_ahead(chat_ctx) or self._prefill_due):
                 self._prefill(chat_ctx)
         gen.answer = "".join(parts).strip()
@@ -220,6 +235,8 @@ class CallAgent(Agent):
                 parts.append(chunk)
             else:  # the framework's flush marker: nothing to say or store
                 continue
+            if gen.llm_first_token_at is None and parts:
+                gen.llm_first_token_at = time.time()
             yield chunk
 
     async def _store(self, question: str, gen: Generation, context: list[dict[str, str]]) -> None:
@@ -244,10 +261,14 @@ class CallAgent(Agent):
         self, text: AsyncIterable[str], model_settings: ModelSettings
     ) -> AsyncIterator[rtc.AudioFrame]:
         hit, self._pending_hit = self._pending_hit, None
+        # only a reply's first segment is timed: later segments of it find None
+        gen, self._tts_gen = self._tts_gen, None
         if hit is not None and hit.audio and hit.audio_sample_rate:
             async for _ in text:  # the text is already in the chat context; drain it
                 pass
             for frame in pcm_frames(hit.audio, hit.audio_sample_rate):
+                if gen is not None and gen.tts_first_frame_at is None:
+                    gen.tts_first_frame_at = time.time()
                 yield frame
             return
 
@@ -256,6 +277,8 @@ class CallAgent(Agent):
         # self.voice names the primary voice: audio a fallback TTS spoke must not be kept under it
         voice_token = primary_voice_token(self.session.tts) if hit is not None else None
         async for frame in Agent.default.tts_node(self, text, model_settings):
+            if gen is not None and gen.tts_first_frame_at is None:
+                gen.tts_first_frame_at = time.time()
             if hit is not None:
                 captured.append(bytes(frame.data))
                 sample_rate = frame.sample_rate

@@ -1,13 +1,15 @@
 """The call report, written the same by the LiveKit worker and the simulator.
 
 `write_report` turns what a call left behind (chat items, per-turn metrics, events) into
-`transcript.json` and `metrics.json` (schema: `core/call_report.py`), owner-only, atomically.
-`turn_table` is the per-turn latency table `callcenter call` prints.
+`transcript.json` and `metrics.json` (schema: `core/call_report.py`), owner-only, atomically,
+and the per-turn timeline's chart `waterfall.png` (`waterfall.py`). `turn_table` is the per-turn
+latency table `callcenter call` prints.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,7 @@ from typing import Any
 from livekit.agents import llm
 from rich.table import Table
 
+from agent.call.waterfall import WATERFALL, render
 from core.call_report import (
     METRICS,
     SCHEMA_VERSION,
@@ -27,6 +30,7 @@ from core.call_report import (
 )
 
 __all__ = ["STAGES", "TurnMetrics", "percentile", "summarize", "turn_table", "write_private", "write_report"]
+log = logging.getLogger("callcenter.report")
 
 
 def _fmt(v: float | None) -> str:
@@ -55,12 +59,12 @@ def turn_table(turns: list[TurnMetrics], title: str = "Per-turn latency (ms)") -
     return table
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str | bytes) -> None:
     """Transcripts and metrics hold caller PII: owner-only permissions, atomic replace."""
     tmp = path.with_suffix(path.suffix + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
+    with os.fdopen(fd, "wb") as f:
+        f.write(text.encode() if isinstance(text, str) else text)
     os.replace(tmp, path)
 
 
@@ -81,7 +85,9 @@ def write_report(
     error: str | None,
     extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write `transcript.json` and `metrics.json` for one call; returns the transcript.
+    """Write `transcript.json`, `metrics.json` and `waterfall.png` for one call; returns the
+    transcript. The chart is drawn after both reports are written, and a chart that cannot be
+    drawn is logged, never raised: the reports matter more.
 
     Args:
         out_dir: the call's directory (created owner-only).
@@ -105,4 +111,8 @@ def write_report(
     write_private(out_dir / TRANSCRIPT, json.dumps(transcript, indent=2))
     doc = {**top, "turns": [t.model_dump() for t in turns], "summary": summarize(turns), "error": error}
     write_private(out_dir / METRICS, json.dumps(doc, indent=2))
+    try:
+        write_private(out_dir / WATERFALL, render(turns, f"call {head.call_id}: per-turn timeline"))
+    except Exception as e:  # noqa: BLE001 - a chart must never cost the call its report
+        log.warning("could not draw %s for call %s: %s", WATERFALL, head.call_id, e)
     return transcript

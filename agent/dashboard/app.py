@@ -1,6 +1,7 @@
 """The dashboard web app: overview, calls, cache admin, Prometheus /metrics (Starlette, server-rendered).
 
-Stable routes: GET / , GET /metrics, GET /calls, GET /calls/{id}, GET /calls/{id}/audio, GET /cache,
+Stable routes: GET / , GET /metrics, GET /calls, GET /calls/{id}, GET /calls/{id}/audio,
+GET /calls/{id}/waterfall.png, GET /cache,
 GET /api/overview, GET /api/cache/search?q=&tenant=, GET /api/cache/entries, GET /api/cache/stats,
 DELETE /api/cache/{id}, POST /api/cache/warm (multipart `file`, optional `tenant`), GET/POST /login,
 POST /logout.
@@ -37,6 +38,7 @@ from agent.dashboard import cache_routes
 from agent.dashboard.alerts import Alerts
 from agent.dashboard.auth import COOKIE, COOKIE_MAX_AGE_S, NO_READ_TOKEN, Access, login_form, safe_next
 from agent.dashboard.calls import (
+    GAPS,
     CallStore,
     CallSummary,
     ReportSource,
@@ -49,6 +51,7 @@ from agent.dashboard.calls import (
     series,
 )
 from agent.observability import STAGES, Experiment, Metrics, compare
+from core.call_report import WATERFALL
 from core.errors import UserError
 
 HERE = Path(__file__).parent
@@ -257,7 +260,8 @@ class Dashboard:
         if c is None:
             return Response("call not found", 404)
         return self.page(request, "call.html", c=c, transcript=self.calls.transcript(d), stages=STAGES,
-                         has_audio=has_file(d, "call.wav"), arm=self.arm(c.id), ms=ms)  # fmt: skip
+                         has_audio=has_file(d, "call.wav"), arm=self.arm(c.id), ms=ms, gaps=GAPS,
+                         has_waterfall=has_file(d, WATERFALL))  # fmt: skip
 
     async def call_audio(self, request: Request) -> Response:
         d = call_dir(self.calls.dir, request.path_params["call_id"])
@@ -265,6 +269,14 @@ class Dashboard:
         if fd is None:
             return Response("not found", 404)
         return FileDescriptorResponse(fd, request, "audio/wav")
+
+    async def call_waterfall(self, request: Request) -> Response:
+        """The call's waterfall chart, opened like its recording (no traversal, no symlinks)."""
+        d = call_dir(self.calls.dir, request.path_params["call_id"])
+        fd = open_file(d, WATERFALL) if d is not None else None
+        if fd is None:
+            return Response("not found", 404)
+        return FileDescriptorResponse(fd, request, "image/png")
 
     # -- browser login: a cookie that opens the read routes (never the admin ones) --
     async def login_page(self, request: Request) -> Response:
@@ -319,6 +331,7 @@ def create_app(calls_dir: Path | str, redis_url: str | None, admin_token: str | 
         Route("/calls", p(dash.calls_list)),
         Route("/calls/{call_id}", p(dash.call_view)),
         Route("/calls/{call_id}/audio", p(dash.call_audio)),
+        Route("/calls/{call_id}/waterfall.png", p(dash.call_waterfall)),
         Route("/login", dash.login_page, methods=["GET"]),
         Route("/login", dash.login, methods=["POST"]),
         Route("/logout", dash.logout, methods=["POST"]),

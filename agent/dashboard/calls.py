@@ -24,13 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from agent.observability import STAGES, CallReport
-from core.call_report import percentile
+from core.call_report import GAP_LABELS, TIMELINE, TurnTimeline, percentile
 
 log = logging.getLogger("callcenter.dashboard")
 CALL_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 ACTIVE_WINDOW_S = 15 * 60  # a call directory without metrics.json, touched this recently, is live
 MAX_REPORT_BYTES = 32 * 1024 * 1024
 NUMERIC = (*STAGES, "cache_lookup_ms", "bargein_reaction")
+GAPS = tuple(GAP_LABELS.items())  # (stage a gap ends at, what the turn waited for), in order
 TEXT = ("user_text", "agent_text", "cache_outcome")
 HEAD = ("tenant", "profile", "scenario", "error")
 
@@ -143,7 +144,21 @@ def _turn(i: int, t: dict[str, Any]) -> dict[str, Any]:
         raise BadReport(f"metrics.json: turn {i}: 'context_tokens' is not an integer")
     out["index"] = idx
     out["cache_hit"], out["interrupted"] = bool(t.get("cache_hit")), bool(t.get("interrupted"))
+    out["timeline"], out["gaps"] = _timeline(i, t.get("timeline"))
     return out
+
+
+def _timeline(i: int, raw: object) -> tuple[dict[str, Any] | None, dict[str, float]]:
+    """A turn's timeline (None in reports written before it existed) and its gaps in seconds,
+    keyed by the stage each gap ends at (`GAP_LABELS`)."""
+    if raw is None:
+        return None, {}
+    if not isinstance(raw, dict) or not all(raw.get(k) is None or _number(raw.get(k)) for k in TIMELINE):
+        raise BadReport(f"metrics.json: turn {i}: 'timeline' is not an object of times")
+    tl = TurnTimeline(
+        **{k: raw.get(k) for k in TIMELINE}, clock="agent" if raw.get("clock") == "agent" else "line"
+    )
+    return tl.model_dump(), {g.end: g.seconds for g in tl.gaps()}
 
 
 def validate_transcript(tr: dict[str, Any]) -> dict[str, Any]:
