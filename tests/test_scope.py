@@ -19,6 +19,7 @@ from agent.call.scope import (
     accepts_offer,
     covered_topics,
     decide,
+    declines_offer,
     grounded,
     scope_index,
     scope_reply,
@@ -210,3 +211,9 @@ def test_bench_cli_bad_data_exits_2_with_one_line(tmp_path: Path) -> None:
         r.stderr
     )
     assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("text", ["no thanks", "nope", "no that's fine", "I'm good, thanks"])
+def test_declines_offer(text: str) -> None:
+    assert declines_offer(text) and not accepts_offer(text)
+    assert not declines_offer("no, I wanted to ask about delivery")

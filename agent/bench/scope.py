@@ -15,8 +15,8 @@ Candidates compared on the same rows (thresholds of the first two tuned here on 
 ``lexical``: every content word of the question occurs in the knowledge; ``shipped``: what
 `agent.call.scope.decide` does (both, plus the generic topic anchors).
 
-The answer side: `grounded` on every FAQ answer (must be True) and on each file's optional
-``invented`` answers (must be False).
+The answer side: `grounded` on every FAQ answer and each file's ``correct`` answers (should be
+True, else they are never cached) and on its ``invented`` answers (must be False).
 
 ``--llm N``: also ask the real local LLM (the agent's prompt, the tenant's facts) N held-out
 out-of-scope and N in-scope questions per tenant, and count its answers that are not grounded
@@ -54,8 +54,12 @@ SPLITS = ("tune", "heldout")
 GOAL = 0.95
 
 
-def load_set(path: Path) -> tuple[Tenant, dict[str, dict[str, list[str]]], list[str]]:
-    """One tenant's scope set: (tenant, {split: {"in": [...], "out": [...]}}, invented answers).
+Answers = dict[str, list[str]]
+
+
+def load_set(path: Path) -> tuple[Tenant, dict[str, dict[str, list[str]]], Answers]:
+    """One tenant's scope set: (tenant, {split: {"in": [...], "out": [...]}}, {"correct": [...],
+    "invented": [...]} answers for `grounded`).
 
     Raises:
         UserError: unreadable file, invalid YAML, unknown tenant, or a missing / malformed split.
@@ -80,13 +84,16 @@ def load_set(path: Path) -> tuple[Tenant, dict[str, dict[str, list[str]]], list[
             if not isinstance(qs, list) or not qs or not all(isinstance(q, str) and q.strip() for q in qs):
                 raise UserError(f"{path}: '{split}.{label}' must be a non-empty list of questions")
             splits[split][label] = qs
-    invented = data.get("invented", [])
-    if not isinstance(invented, list) or not all(isinstance(a, str) for a in invented):
-        raise UserError(f"{path}: 'invented' must be a list of answers")
-    return tenant, splits, invented
+    answers: Answers = {}
+    for key in ("correct", "invented"):
+        got = data.get(key, [])
+        if not isinstance(got, list) or not all(isinstance(a, str) for a in got):
+            raise UserError(f"{path}: '{key}' must be a list of answers")
+        answers[key] = got
+    return tenant, splits, answers
 
 
-def load_all(data: Path) -> list[tuple[Tenant, dict[str, dict[str, list[str]]], list[str]]]:
+def load_all(data: Path) -> list[tuple[Tenant, dict[str, dict[str, list[str]]], Answers]]:
     """Every <tenant>.yaml under `data` (or the one file `data` names)."""
     files = sorted(data.glob("*.yaml")) if data.is_dir() else [data]
     if not files or not all(f.is_file() for f in files):
@@ -167,12 +174,15 @@ def embed_rates(raw: list[dict[str, Any]], t: float) -> dict[str, float]:
     return {"refused_out": _rate(outs), "answered_in": _rate(ins)}
 
 
-def answer_side(tenant: Tenant, invented: list[str]) -> dict[str, Any]:
-    """`grounded` on the tenant's own FAQ answers (should pass) and on invented answers (should not)."""
-    faq = [f.answer for f in tenant.faq]
+def answer_side(tenant: Tenant, answers: Answers) -> dict[str, Any]:
+    """`grounded` on the tenant's FAQ answers and correct LLM answers (should pass: else they
+    are never cached) and on invented answers (should not: else they are cached)."""
+    correct = [f.answer for f in tenant.faq] + answers["correct"]
+    invented = answers["invented"]
     return {
-        "faq_answers_grounded": _rate([grounded(a, tenant) for a in faq]),
-        "n_faq": len(faq),
+        "correct_grounded": _rate([grounded(a, tenant) for a in correct]),
+        "n_correct": len(correct),
+        "correct_refused": [a for a in correct if not grounded(a, tenant)],
         "invented_caught": _rate([not grounded(a, tenant) for a in invented]),
         "n_invented": len(invented),
         "invented_passed": [a for a in invented if grounded(a, tenant)],
@@ -242,10 +252,10 @@ def main(argv: list[str] | None = None) -> int:
         scope_index(tenant, embedder)  # anchors embedded before the clock starts
         results[tenant.name] = score_tenant(tenant, splits, embedder, None)
     t_embed = best_embed_threshold([r["tune"]["raw"] for r in results.values()])
-    for (tenant, _, invented), r in zip(sets, results.values(), strict=True):
+    for (tenant, _, answers), r in zip(sets, results.values(), strict=True):
         for split in SPLITS:
             r[split]["embedder"] = embed_rates(r[split].pop("raw"), t_embed)
-        r["answer_side"] = answer_side(tenant, invented)
+        r["answer_side"] = answer_side(tenant, answers)
 
     print("The scope step alone: in-scope questions pass on to the LLM; these rates measure the step.")
     print(f"goal: >= {GOAL:.0%} of out-of-scope refused, >= {GOAL:.0%} of in-scope answered")
@@ -265,8 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     for name, r in results.items():
         a = r["answer_side"]
         print(
-            f"{name}: grounded() passes {a['faq_answers_grounded']:.0%} of {a['n_faq']} FAQ answers, "
-            f"catches {a['invented_caught']:.0%} of {a['n_invented']} invented answers"
+            f"{name}: grounded() keeps {a['correct_grounded']:.0%} of {a['n_correct']} correct answers "
+            f"(FAQ + LLM), catches {a['invented_caught']:.0%} of {a['n_invented']} invented ones"
         )
         for split in SPLITS:
             for err in r[split]["errors"]:

@@ -33,7 +33,9 @@ are not found in the tenant's knowledge is not grounded. The turn streams the LL
 the TTS as they come, so this cannot stop an answer being spoken; it gates what is *stored* in
 the cache, so an invented answer is never replayed to other callers.
 
-`accepts_offer(text)`: the caller's "yes" to the refusal's offer of a person.
+`accepts_offer(text)` / `declines_offer(text)`: the caller's "yes" / "no" to the refusal's offer
+of a person (the intent step turns a "yes" into the transfer). `prewarm(tenant)`: embed the
+tenant's anchors at call start.
 """
 
 from __future__ import annotations
@@ -286,8 +288,8 @@ def knowledge_sentences(tenant: Tenant) -> list[str]:
 
 
 def knowledge_text(tenant: Tenant) -> str:
-    """The tenant's knowledge as one text (business name, facts, FAQ questions and answers)."""
-    return " ".join([tenant.business_name, *knowledge_sentences(tenant)])
+    """The tenant's knowledge as one text (the prompt's facts block, FAQ questions and answers)."""
+    return " ".join([tenant.facts_block(), *knowledge_sentences(tenant)])
 
 
 def covered_topics(tenant: Tenant) -> list[str]:
@@ -547,6 +549,27 @@ _YES = re.compile(
 )
 
 
+_NO = re.compile(
+    r"^(?:(?:oh|um|uh|well|okay|ok) )*(?:no|nope|nah|no thanks|no thank you|not now|not really|"
+    r"no that's (?:fine|okay|ok|alright)|that's (?:fine|okay|ok|alright)|i'm (?:fine|good|okay|ok))"
+    r"(?: (?:thanks|thank you|no|it's fine))*$"
+)
+
+
 def accepts_offer(text: str) -> bool:
     """Did the caller say yes to "Would you like me to connect you with a person?"."""
     return bool(_YES.fullmatch(normalise(text)))
+
+
+def declines_offer(text: str) -> bool:
+    """Did the caller say no to the offer (and nothing else)."""
+    return bool(_NO.fullmatch(normalise(text)))
+
+
+def prewarm(tenant: Tenant, embedder: Embedder | None = None) -> None:
+    """Embed the tenant's anchors now (call start), not on the call's first question (~0.1-0.3 s)."""
+    if embedder is None:
+        from cache.embedder import get_embedder
+
+        embedder = get_embedder()
+    scope_index(tenant, embedder)
