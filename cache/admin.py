@@ -13,8 +13,10 @@ import builtins  # CacheAdmin has a method named `list`
 import csv
 import io
 import json
+import logging
 import math
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,6 +30,8 @@ from redis.commands.search.query import Query
 from cache import policy
 from cache.embedder import DIM, MODEL_NAME
 from cache.semantic import (
+    APPROVED,
+    PENDING,
     TTL_MAX_S,
     TTL_MIN_S,
     USER_ID_CHARS,
@@ -49,6 +53,7 @@ from core.call_report import caller_questions
 from core.errors import UserError
 from core.settings import get_settings
 
+log = logging.getLogger("callcenter.cache")
 MAX_FILE_BYTES = 5 * 1024 * 1024
 EVAL_KVER = "eval"
 Progress = Callable[[int, int], None] | None
@@ -241,8 +246,12 @@ class CacheAdmin:
         synthesize: Callable[[str], tuple[bytes, int]] | None = None,
         voice: str | None = None,
         allow_overwrite: bool = True,
+        only_new: bool = False,
     ) -> dict[str, Any]:
         """Store a FAQ file's entries, or (no path) the tenant's own `faq:` from its YAML.
+
+        A person wrote these answers, so they serve at once (source "warm" for a file, "faq"
+        for the tenant's own); they replace a pending candidate of the same question.
 
         Everything is checked before the first write: the TTL range, every row, explicit ids
         (scoped per tenant: `scoped_id`), and that the warm-up does not push a tenant over
@@ -258,6 +267,8 @@ class CacheAdmin:
             allow_overwrite: False refuses a warm-up that would replace existing entries with a
                 different answer (the CLI passes False when an admin token is configured but
                 was not presented).
+            only_new: skip rows whose entry exists with another answer, unless it is a pending
+                candidate (auto-warm: an entry an admin wrote or edited is never replaced).
 
         Returns:
             {"stored", "skipped" (reason -> count), "total", "ids", "audio", "replaced"}.
@@ -284,6 +295,8 @@ class CacheAdmin:
             name = row["tenant"] or tenant
             if name not in scopes:
                 scopes[name] = tenant_scope(name)
+        if only_new:
+            rows = self._new_rows(rows, scopes, tenant)
         plan = self._plan_warm(rows, scopes, tenant, path)
         if not allow_overwrite and plan["replaces"]:
             ids = ", ".join(plan["replaces"][:3])
@@ -292,9 +305,81 @@ class CacheAdmin:
                 f"({ids}); that needs the admin token (--token-file, CALLCENTER_TOKEN or --token)"
             )
         audio_to = (synthesize, voice) if audio else None
-        res = asyncio.run(self._warm_rows(rows, scopes, tenant, ttl_s, progress, audio_to))
+        source = "faq" if path is None else "warm"
+        res = asyncio.run(self._warm_rows(rows, scopes, tenant, ttl_s, progress, audio_to, source=source))
         res["replaced"] = len(plan["replaces"])
         return res
+
+    def _new_rows(
+        self, rows: builtins.list[dict[str, Any]], scopes: dict[str | None, tuple[str, str, str]],
+        default_tenant: str | None,
+    ) -> builtins.list[dict[str, Any]]:  # fmt: skip
+        """The rows auto-warm may write: no entry yet, a pending candidate, or the same answer
+        (re-stamped as the FAQ's; hits and audio kept). One pipelined read."""
+        ids = []
+        for row in rows:
+            tname, lang, kver = scopes[row["tenant"] or default_tenant]
+            ids.append(
+                scoped_id(tname, row["id"]) if row["id"] else stable_id(tname, lang, kver, row["question"])
+            )
+        pipe = self.r.pipeline(transaction=False)
+        for eid in ids:
+            pipe.hmget(self.keys.entry(eid), "answer", "status")
+        out = []
+        for row, (answer, status) in zip(rows, pipe.execute(), strict=True):
+            if answer is None or _s(status or b"") == PENDING or _s(answer) == row["answer"]:
+                out.append(row)
+        return out
+
+    def faq_entries(self, tenant: str | None = None) -> int:
+        """How many entries from the tenant's own FAQ the cache holds for its current
+        (language, knowledge version): one FT.SEARCH, nothing read.
+
+        Raises:
+            UserError: unknown tenant.
+        """
+        tname, lang, kver = tenant_scope(tenant)
+        q = (
+            f"@kind:{{q}} @source:{{faq}} @tenant:{{{tag(tname)}}} @language:{{{tag(lang)}}} "
+            f"@kver:{{{tag(kver)}}}"
+        )
+        return int(self.r.ft(self.keys.index).search(Query(q).no_content().paging(0, 0).dialect(2)).total)
+
+    def auto_warm(
+        self,
+        tenant: str | None = None,
+        *,
+        synthesize: Callable[[str], tuple[bytes, int]] | None = None,
+        voice: str | None = None,
+    ) -> dict[str, Any]:
+        """Load the tenant's FAQ when its knowledge version is new to the cache.
+
+        "New" means the cache holds no entry from the tenant's FAQ for its (language, knowledge
+        version): one FT.SEARCH, so a warm cache costs one query. Otherwise the FAQ is stored
+        through `warm` (same rules, same code) with `only_new`: entries that exist with another
+        answer (an admin's) are kept, and a pending candidate of a FAQ question is replaced.
+
+        Args:
+            tenant: tenant name (default: the default tenant).
+            synthesize: `text -> (pcm16, sample_rate)` to pre-render each answer in `voice`, so
+                the first hit already plays audio; None stores text only (audio is then kept
+                from the first hit in a call).
+            voice: the voice id the agent speaks with (`Providers.voice`).
+
+        Returns:
+            {"warmed": False} when already warm, else `warm`'s result with "warmed": True.
+
+        Raises:
+            UserError: unknown tenant, a FAQ over the entry cap, Redis errors.
+        """
+        from core.tenants import load_tenant
+
+        t = load_tenant(tenant)
+        if not t.faq or self.faq_entries(t.name) > 0:
+            return {"warmed": False}
+        audio = synthesize is not None and bool(voice)
+        res = self.warm(tenant=t.name, audio=audio, synthesize=synthesize, voice=voice, only_new=True)
+        return {**res, "warmed": True}
 
     def _plan_warm(
         self, rows: list[dict[str, Any]], scopes: dict[str | None, tuple[str, str, str]],
@@ -347,8 +432,9 @@ class CacheAdmin:
         return {"replaces": replaces}
 
     async def _warm_rows(
-        self, rows, scopes, default_tenant, ttl_s, progress, audio_to=None, check_facts: bool = False
-    ) -> dict[str, Any]:
+        self, rows, scopes, default_tenant, ttl_s, progress, audio_to=None, check_facts: bool = False,
+        source: str = "warm",
+    ) -> dict[str, Any]:  # fmt: skip
         """Store rows through `ResponseCache.store` (same rules as a call).
 
         Operator-written answers are not checked against the tenant's facts (they are tenant
@@ -375,7 +461,7 @@ class CacheAdmin:
                     eid = await c.store(
                         row["question"], row["answer"], tenant=tname, language=lang, knowledge_version=kver,
                         ttl_s=ttl_s, paraphrases=row["paraphrases"], entry_id=eid, facts=facts,
-                        known=knowns[tname],
+                        known=knowns[tname], source=source,
                     )  # fmt: skip
                     if eid is None:
                         skipped["redis_error"] = skipped.get("redis_error", 0) + 1
@@ -469,8 +555,11 @@ class CacheAdmin:
             if progress:
                 progress(i, len(found) * 2)
         scopes = {t.name: (t.name, t.language, t.knowledge_version)}
-        # answers the local model wrote: stored only when consistent with the tenant's facts
-        res = asyncio.run(self._warm_rows(rows, scopes, t.name, None, None, check_facts=True))
+        # answers the local model wrote: stored only when consistent with the tenant's facts, and
+        # as candidates for review (source "generated") unless the tenant auto-serves
+        res = asyncio.run(
+            self._warm_rows(rows, scopes, t.name, None, None, check_facts=True, source="generated")
+        )
         res["mined"] = len(found)
         return res
 
@@ -511,16 +600,20 @@ class CacheAdmin:
             "hits": int(g.get("hits", 0)),
             "last_hit": float(g.get("last_hit", 0)),
             "source": _s(g.get("source", b"")),
+            # entries from before review existed have no status: they were served, so approved
+            "status": _s(g.get("status", b"")) or APPROVED,
+            "reviewed": float(g.get("reviewed", 0) or 0),
             "voices": [v for v in _s(g.get("voices", b"")).split(",") if v],
             "age_s": round(now - float(g.get("created", now)), 1),
             "ttl_left_s": ttl_left if ttl_left and ttl_left > 0 else None,
         }
         if with_vec:
-            row["vec"] = base64.b64encode(g["vec"]).decode()
+            row["vec"] = base64.b64encode(g.get("vec") or g["cvec"]).decode()  # cvec: a candidate
             row["model"] = MODEL_NAME
             pv = []
             for n in range(len(row["paraphrases"])):
-                v = self.r.hget(self.keys.para(eid, n), "vec")
+                v, cv = self.r.hmget(self.keys.para(eid, n), "vec", "cvec")
+                v = v if v is not None else cv
                 if v is not None:
                     pv.append(base64.b64encode(v).decode())  # type: ignore[arg-type]  # bytes: a binary client
             row["paraphrase_vecs"] = pv
@@ -582,8 +675,125 @@ class CacheAdmin:
             "tokens_saved": int(raw.get("saved_tokens", 0)),
             "stored": int(raw.get("stored", 0)),
             "evicted": int(raw.get("evicted", 0)),
-            "detail": {k: int(v) for k, v in sorted(raw.items()) if k.startswith(("bypass_", "not_stored_"))},
+            "pending_review": self.pending_count(),
+            "candidates": int(raw.get("candidates", 0)),
+            "detail": {
+                k: int(v)
+                for k, v in sorted(raw.items())
+                if k.startswith(("bypass_", "not_stored_", "review_"))
+            },
         }
+
+    # -- review --
+    def pending_count(self, tenant: str | None = None) -> int:
+        """Candidates waiting for review (answers the LLM wrote; never served until approved)."""
+        q = "@kind:{q} @status:{pending}" + (f" @tenant:{{{tag(tenant)}}}" if tenant else "")
+        return int(self.r.ft(self.keys.index).search(Query(q).no_content().paging(0, 0).dialect(2)).total)
+
+    def pending(self, tenant: str | None = None, limit: int = 100) -> builtins.list[dict[str, Any]]:
+        """Pending candidates, oldest first (at most `limit`; 0: all).
+
+        Args:
+            tenant: only this tenant's (None: every tenant's).
+            limit: how many rows at most.
+
+        Returns:
+            Rows as `show` gives them.
+        """
+        q = "@kind:{q} @status:{pending}" + (f" @tenant:{{{tag(tenant)}}}" if tenant else "")
+        res = self.r.ft(self.keys.index).search(
+            Query(q).no_content().sort_by("created").paging(0, limit or 10_000).dialect(2)
+        )
+        rows = []
+        for d in res.docs:
+            eid = _s(d.id)[len(self.keys.prefix) :]
+            h = self.r.hgetall(self.keys.entry(eid))
+            if h:
+                rows.append(self._row(eid, h))
+        return rows
+
+    def candidate(self, eid: str) -> dict[str, Any]:
+        """A pending candidate as `show` gives it.
+
+        Raises:
+            UserError: a malformed id, no such entry, or an entry that is not pending.
+        """
+        if not isinstance(eid, str) or not valid_entry_id(eid):
+            raise UserError(f"bad entry id {str(eid)[:70]!r}: expected an id from `cache review`")
+        h = self.r.hgetall(self.keys.entry(eid))
+        if not h:
+            raise UserError(f"no cache entry '{eid}' (see `callcenter cache review` for pending ids)")
+        row = self._row(eid, h)
+        if row["status"] != PENDING:
+            raise UserError(f"entry '{eid}' is not pending review (it is {row['status']})")
+        return row
+
+    def approve(self, eid: str, answer: str | None = None) -> dict[str, Any]:
+        """Serve a pending candidate from now on, with its answer or an edited one.
+
+        Its vectors move from `cvec` to `vec` (into the vector index) in one transaction; an
+        edited answer drops audio rendered for the old text.
+
+        Args:
+            eid: the candidate's id.
+            answer: the edited answer (None: approve as it is). It is checked like a warm-file
+                answer (PII, refusals, injection: `policy.is_cacheable`).
+
+        Returns:
+            The entry as `show` gives it.
+
+        Raises:
+            UserError: unknown id, not pending, an edit the cache policy refuses, or the entry
+                changed meanwhile.
+        """
+        row = self.candidate(eid)
+        edited = answer is not None
+        if edited:
+            if not isinstance(answer, str) or not answer.strip():
+                raise UserError("the edited answer is empty")
+            answer = " ".join(answer.split())
+            if len(answer) > 2000:
+                raise UserError(f"the edited answer is too long ({len(answer)} > 2000 characters)")
+            ok, reason = policy.is_cacheable(row["question"], answer, known=tenant_knowledge(row["tenant"]))
+            if not ok:
+                raise UserError(f"the edited answer is refused by the cache policy ({reason})")
+        ekey = self.keys.entry(eid)
+        paras = [self.keys.para(eid, n) for n in range(len(row["paraphrases"]))]
+        with self.r.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(ekey, *paras)  # a call storing the same question meanwhile: retry
+                cvecs = [pipe.hget(k, "cvec") for k in (ekey, *paras)]
+                if cvecs[0] is None or _s(pipe.hget(ekey, "status") or b"") != PENDING:
+                    raise UserError(f"entry '{eid}' changed while reviewing it: run the review again")
+                pipe.multi()
+                for k, cv in zip((ekey, *paras), cvecs, strict=True):
+                    if cv is not None:
+                        pipe.hset(k, "vec", cv)
+                        pipe.hdel(k, "cvec")
+                if edited:
+                    pipe.hset(ekey, mapping={"answer": str(answer), "voices": ""})  # old audio: wrong text
+                    if row["voices"]:
+                        pipe.delete(*[self.keys.audio(eid, v) for v in row["voices"]])
+                pipe.hset(ekey, mapping={"status": APPROVED, "reviewed": time.time()})
+                pipe.hincrby(self.keys.stats, "review_edited" if edited else "review_approved", 1)
+                pipe.execute()
+            except redis.WatchError:
+                raise UserError(f"entry '{eid}' changed while reviewing it: run the review again") from None
+        return self.show(eid)
+
+    def edit(self, eid: str, answer: str) -> dict[str, Any]:
+        """Approve a pending candidate with a new answer text (see `approve`)."""
+        return self.approve(eid, answer)
+
+    def reject(self, eid: str) -> None:
+        """Delete a pending candidate (its question goes to the LLM again next time).
+
+        Raises:
+            UserError: unknown id or not pending.
+        """
+        self.candidate(eid)
+        self._delete([eid])
+        self.r.hincrby(self.keys.stats, "review_rejected", 1)
 
     # -- write --
     def _delete(self, ids: builtins.list[str]) -> int:
@@ -710,6 +920,7 @@ class CacheAdmin:
             m = entry_mapping(
                 eid, v["question"], v["answer"], v["tenant"], v["language"], v["kver"], v["ttl"], v["vec"],
                 v["paraphrases"], created=v["created"], hits=v["hits"], last_hit=v["last_hit"], source=v["source"],
+                status=v["status"], reviewed=v["reviewed"],
             )  # fmt: skip
             m["expiry"] = v["expiry"]
             if v["audio"]:
@@ -725,6 +936,71 @@ class CacheAdmin:
     def eval(self, entries: str | Path, queries: str | Path, *, threshold: float | None = None,
              sweep: bool = False) -> dict[str, Any]:  # fmt: skip
         return run_eval(self.url, entries, queries, threshold=threshold, sweep=sweep)
+
+
+def auto_warm_tenants(
+    redis_url: str,
+    *,
+    namespace: str = "cc",
+    synthesize: Callable[[str], tuple[bytes, int]] | None = None,
+    voice: str | None = None,
+) -> dict[str, dict[str, Any]]:
+    """`CacheAdmin.auto_warm` for every configured tenant, before a process takes calls (worker
+    prewarm, `callcenter call`). Never raises: a tenant that fails is logged and skipped, and
+    calls go on without its FAQ in the cache.
+
+    Args:
+        redis_url: the cache's Redis.
+        namespace: the cache's key namespace.
+        synthesize, voice: pre-render answers in the agent's voice (see `auto_warm`).
+
+    Returns:
+        tenant -> `auto_warm`'s result, or {"error": message} for a tenant that failed.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return _auto_warm_all(redis_url, namespace, synthesize, voice)
+    # called on an event loop (CacheAdmin runs its own): do it on a thread, the caller waits
+    out: dict[str, dict[str, Any]] = {}
+    th = threading.Thread(
+        target=lambda: out.update(_auto_warm_all(redis_url, namespace, synthesize, voice)),
+        name="cache-auto-warm",
+    )
+    th.start()
+    th.join()
+    return out
+
+
+def _auto_warm_all(
+    url: str, ns: str, synthesize: Callable[[str], tuple[bytes, int]] | None, voice: str | None
+) -> dict[str, dict[str, Any]]:
+    from core.tenants import list_tenants
+
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        adm = CacheAdmin(url, namespace=ns)
+    except Exception as e:  # noqa: BLE001 - calls run without the warm FAQ
+        log.warning("cache auto-warm skipped: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
+        return out
+    try:
+        for name in list_tenants():
+            try:
+                res = adm.auto_warm(name, synthesize=synthesize, voice=voice)
+            except Exception as e:  # noqa: BLE001 - one tenant's bad FAQ must not stop the others
+                msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+                log.warning("cache auto-warm of tenant %s failed: %s", name, msg)
+                out[name] = {"error": msg}
+                continue
+            out[name] = res
+            if res["warmed"]:
+                log.info(
+                    "cache auto-warm: tenant %s, %d of %d FAQ entries stored%s", name, res["stored"],
+                    res["total"], f" with audio ({voice})" if res.get("audio") else "",
+                )  # fmt: skip
+    finally:
+        adm.r.close()
+    return out
 
 
 _NAME_RE = re.compile(r"^[^\s:~]{1,64}$")
@@ -788,6 +1064,11 @@ def _import_row(row: dict[str, Any], path: str | Path, now: float) -> dict[str, 
     source = row.get("source", "")
     if not isinstance(source, str):
         raise UserError(f"{where}: 'source' must be a string")
+    # exports from before review existed have no status: those entries were served (approved)
+    status = row.get("status") or APPROVED
+    if status not in (APPROVED, PENDING):
+        raise UserError(f"{where}: 'status' must be '{APPROVED}' or '{PENDING}'")
+    reviewed = _num(row, "reviewed", where, 0.0)
     para = row.get("paraphrases") or []
     if isinstance(para, str):
         para = [para]  # one paraphrase, not its characters
@@ -820,7 +1101,7 @@ def _import_row(row: dict[str, Any], path: str | Path, now: float) -> dict[str, 
         "id": eid, "question": row["question"].strip(), "answer": row["answer"].strip(), "tenant": tenant,
         "language": row["language"], "kver": row["kver"], "created": created, "ttl": int(ttl),
         "expiry": expiry, "left": int(expiry - now), "hits": hits, "last_hit": last_hit, "source": source,
-        "paraphrases": para, "vec": _vector(row.get("vec"), model_ok),
+        "status": status, "reviewed": reviewed, "paraphrases": para, "vec": _vector(row.get("vec"), model_ok),
         "pvecs": pvecs if pvecs and all(x is not None for x in pvecs) else ([] if not para else None),
         "audio": audio,
     }  # fmt: skip
@@ -881,6 +1162,7 @@ async def _eval_async(url: str, ns: str, ents: list[dict], qs: list[dict], defau
             eid = await c.store(
                 e["question"], e["answer"], tenant=tenant, language="en",
                 knowledge_version=EVAL_KVER, paraphrases=e.get("paraphrases") or [], entry_id=sid,
+                source="warm",  # the eval's entries are authored, not the LLM's: served at once
             )  # fmt: skip
             if eid is None:
                 ok, reason = policy.is_cacheable(e["question"], e["answer"])

@@ -227,6 +227,8 @@ def warm(
     extra = f", mined {res['mined']} questions" if "mined" in res else ""
     extra += f", audio for voice {voice}" if res.get("audio") else ""
     console.print(f"stored {res['stored']} of {res['total']} entries{extra}; skipped: {skipped}")
+    if from_calls is not None and res["stored"] and (n := adm.pending_count()):
+        console.print(f"{n} answers the LLM wrote wait for review: callcenter cache review")
 
 
 @app.command("list")
@@ -237,10 +239,10 @@ def list_(tenant: TENANT = None, limit: int = 50, json_out: JSON_OUT = False, na
     if json_out:
         print(json.dumps(rows))
         return
-    t = Table("id", "tenant", "question", "answer", "age", "ttl left", "hits", "last hit")
+    t = Table("id", "tenant", "question", "answer", "status", "age", "ttl left", "hits", "last hit")
     for r in rows:
-        t.add_row(r["id"], r["tenant"], r["question"], r["answer"][:60], _dur(r["age_s"]), _dur(r["ttl_left_s"]),
-                  str(r["hits"]), _when(r["last_hit"]))  # fmt: skip
+        t.add_row(r["id"], r["tenant"], r["question"], r["answer"][:60], r["status"], _dur(r["age_s"]),
+                  _dur(r["ttl_left_s"]), str(r["hits"]), _when(r["last_hit"]))  # fmt: skip
     console.print(t)
     console.print(f"{len(rows)} entries")
 
@@ -302,6 +304,113 @@ def stats(json_out: JSON_OUT = False, namespace: NS = "cc") -> None:
     for k, v in s["detail"].items():
         t.add_row(k, str(v))
     console.print(t)
+
+
+review_app = typer.Typer(
+    help="Answers the LLM wrote in calls wait here until approved (never served before). "
+    "Without a subcommand: list the pending candidates.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(review_app, name="review")
+IDS = Annotated[list[str], typer.Argument(help="candidate ids (from `cache review`)")]
+
+
+def _review_table(rows: list[dict[str, Any]]) -> None:
+    t = Table("id", "tenant", "source", "question", "answer", "age")
+    for r in rows:
+        t.add_row(r["id"], r["tenant"], r["source"], r["question"], r["answer"], _dur(r["age_s"]))
+    console.print(t)
+
+
+@review_app.callback(invoke_without_command=True)
+@handled
+def review(
+    ctx: typer.Context,
+    tenant: TENANT = None,
+    limit: Annotated[int, typer.Option(help="at most this many (0: all)", min=0)] = 100,
+    json_out: JSON_OUT = False,
+    namespace: NS = "cc",
+) -> None:
+    """List pending candidates: approve, edit or reject them by id (the admin token, when one is
+    configured, is needed for those)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    adm = _admin(namespace)
+    rows = adm.pending(tenant, limit)
+    if json_out:
+        print(json.dumps(rows))
+        return
+    _review_table(rows)
+    console.print(f"{adm.pending_count(tenant)} pending review")
+
+
+def _check_pending(adm: Any, ids: list[str]) -> None:
+    """Every id must be a pending candidate before the first one changes (all or nothing)."""
+    if len(set(ids)) != len(ids):
+        raise UserError("an id is given twice")
+    for eid in ids:
+        adm.candidate(eid)
+
+
+@review_app.command("approve")
+@handled
+def review_approve(
+    ids: IDS,
+    json_out: JSON_OUT = False,
+    token: TOKEN = None,
+    token_file: TOKEN_FILE = None,
+    namespace: NS = "cc",
+) -> None:
+    """Serve these candidates' answers from now on, as they are."""
+    _check_token(token, token_file)
+    adm = _admin(namespace)
+    _check_pending(adm, ids)
+    rows = [adm.approve(eid) for eid in ids]
+    if json_out:
+        print(json.dumps(rows))
+        return
+    console.print(f"approved {len(rows)}: {', '.join(ids)}")
+
+
+@review_app.command("edit")
+@handled
+def review_edit(
+    entry_id: Annotated[str, typer.Argument(help="candidate id (from `cache review`)")],
+    answer: Annotated[str, typer.Argument(help="the answer callers will hear instead")],
+    json_out: JSON_OUT = False,
+    token: TOKEN = None,
+    token_file: TOKEN_FILE = None,
+    namespace: NS = "cc",
+) -> None:
+    """Approve a candidate with a new answer text (its old audio is dropped)."""
+    _check_token(token, token_file)
+    row = _admin(namespace).edit(entry_id, answer)
+    if json_out:
+        print(json.dumps(row))
+        return
+    console.print(f"approved {entry_id} with the edited answer")
+
+
+@review_app.command("reject")
+@handled
+def review_reject(
+    ids: IDS,
+    json_out: JSON_OUT = False,
+    token: TOKEN = None,
+    token_file: TOKEN_FILE = None,
+    namespace: NS = "cc",
+) -> None:
+    """Delete these candidates (the question goes to the LLM again next time)."""
+    _check_token(token, token_file)
+    adm = _admin(namespace)
+    _check_pending(adm, ids)
+    for eid in ids:
+        adm.reject(eid)
+    if json_out:
+        print(json.dumps({"rejected": ids}))
+        return
+    console.print(f"rejected {len(ids)}: {', '.join(ids)}")
 
 
 @app.command()

@@ -8,13 +8,21 @@ bookkeeping and adds a layer per call; the FT commands are ~10 calls we fully co
 
 Key layout (namespace `ns`, default "cc"):
   {ns}:e:{id}          entry hash, kind=q: question, answer, tenant, language, kver, created,
-                       ttl, expiry, hits, last_hit, paraphrases (JSON), vec (question vector)
+                       ttl, expiry, hits, last_hit, paraphrases (JSON), vec (question vector),
+                       source (provenance: faq / warm / call / generated; "" before it existed),
+                       status (approved / pending; none before review existed = approved),
+                       reviewed (when an admin approved or edited it, 0 if never)
   {ns}:e:{id}:p{n}     extra vector doc, kind=p (a paraphrase), same tags, entry={id}
   {ns}:a:{id}:{voice}  cached audio: pcm (16-bit mono), sr
   {ns}:t:{tenant}      ZSET of entry ids of a tenant (eviction, listing)
   {ns}:stats           HASH counters; {ns}:lat LIST of recent lookup ms
-Index {ns}:idx over prefix {ns}:e: — HNSW cosine on vec; TAG tenant/language/kver/kind/entry;
-NUMERIC expiry/hits/last_hit/created. Every key of an entry carries the same Redis EXPIRE.
+Index {ns}:idx over prefix {ns}:e: — HNSW cosine on vec; TAG tenant/language/kver/kind/entry/
+status/source; NUMERIC expiry/hits/last_hit/created. Every key of an entry carries the same EXPIRE.
+
+Review: an answer the LLM wrote (source call / generated) is stored as a *candidate* (status
+pending) unless its tenant sets `cache: {auto_serve: true}`. A candidate keeps its vectors under
+`cvec`, not `vec`, so it is not in the vector index at all: no lookup can return it, whatever the
+query. Approving it (cache/admin.py `CacheAdmin.approve`) moves `cvec` to `vec`.
 """
 
 from __future__ import annotations
@@ -50,6 +58,17 @@ TOKENS_PER_S = 30.0
 PROMPT_TOKENS_EST = 250
 LAT_KEEP = 10_000
 STATS_TIMEOUT_S = 0.2  # stats are best effort and must not slow a turn
+
+
+# Provenance (`source`) and review state (`status`) of an entry.
+SOURCES = ("faq", "warm", "call", "generated")
+LLM_SOURCES = ("call", "generated")  # text no person wrote: reviewed before it is served
+PENDING, APPROVED = "pending", "approved"
+
+
+def vec_field(status: str) -> str:
+    """Where an entry's vectors live: `vec` (indexed, served) or `cvec` (a pending candidate)."""
+    return "cvec" if status == PENDING else "vec"
 
 
 class CacheHit(BaseModel):
@@ -104,6 +123,8 @@ def index_schema() -> list[Any]:
         TagField("kver"),
         TagField("kind"),
         TagField("entry"),
+        TagField("status"),
+        TagField("source"),
         NumericField("expiry"),
         NumericField("hits"),
         NumericField("last_hit"),
@@ -116,9 +137,14 @@ def index_schema() -> list[Any]:
     ]  # fmt: skip
 
 
+# Fields added to the schema after indexes were first created: `ensure_index` adds them to an
+# existing index (FT.ALTER re-indexes the entries already stored).
+LATER_FIELDS = ("status", "source")
+
+
 def ensure_index(r: redis.Redis, keys: Keys) -> None:
     try:
-        r.ft(keys.index).info()
+        info = r.ft(keys.index).info()
     except redis.ResponseError:
         try:
             r.ft(keys.index).create_index(
@@ -127,6 +153,15 @@ def ensure_index(r: redis.Redis, keys: Keys) -> None:
         except redis.ResponseError as e:
             if "already exists" not in str(e).lower():
                 raise
+        return
+    have = {_s(a[1]) for a in info.get("attributes", []) if len(a) > 1}
+    for name in LATER_FIELDS:
+        if name not in have:
+            try:
+                r.ft(keys.index).alter_schema_add([TagField(name)])
+            except redis.ResponseError as e:  # another process added it first
+                if "duplicate" not in str(e).lower():
+                    raise
 
 
 def knn_query(tenant: str, language: str, kver: str, k: int = 1) -> Query:
@@ -195,15 +230,52 @@ def related_keys(keys: Keys, eid: str, paraphrases: Any, voices: Any) -> list[st
 def entry_mapping(
     eid: str, question: str, answer: str, tenant: str, language: str, kver: str, ttl: int,
     vec: np.ndarray, paraphrases: list[str], created: float | None = None, hits: int = 0,
-    last_hit: float = 0.0, source: str = "",
+    last_hit: float = 0.0, source: str = "", status: str = APPROVED, reviewed: float = 0.0,
 ) -> dict[str, Any]:  # fmt: skip
     created = time.time() if created is None else created
     return {
         "kind": "q", "entry": eid, "question": question, "answer": answer, "tenant": tenant,
         "language": language, "kver": kver, "created": created, "ttl": ttl, "expiry": created + ttl,
         "hits": hits, "last_hit": last_hit, "paraphrases": json.dumps(paraphrases), "source": source,
-        "vec": np.asarray(vec, dtype=np.float32).tobytes(),
+        "status": status, "reviewed": reviewed, vec_field(status): np.asarray(vec, dtype=np.float32).tobytes(),
     }  # fmt: skip
+
+
+def replaceable_by_llm(status: Any, source: Any, reviewed: Any) -> bool:
+    """May an answer the LLM wrote replace this existing entry? Only one no person chose: a
+    pending candidate, an auto-served LLM answer, or an entry from before review existed. A FAQ
+    or warm-file entry, and anything an admin approved or edited, is kept."""
+    st, src = _s(status or b""), _s(source or b"")
+    if st in ("", PENDING):
+        return True
+    return src in (*LLM_SOURCES, "") and not float(reviewed or 0)
+
+
+_AUTO_SERVE: dict[str, tuple[float, bool]] = {}
+
+
+def tenant_auto_serve(tenant: str) -> bool:
+    """The tenant's `cache.auto_serve` (tenants/<name>.yaml); False for a tenant not configured
+    here or a file that does not load (the safe side: its call answers wait for review).
+    Re-read when the file changes."""
+    from core.errors import UserError
+    from core.tenants import load_tenant, tenant_path
+
+    try:
+        path = tenant_path(tenant)
+        mtime = path.stat().st_mtime
+    except (UserError, OSError):
+        return False
+    key = str(path)
+    cached = _AUTO_SERVE.get(key)
+    if cached is not None and cached[0] == mtime:
+        return cached[1]
+    try:
+        value = load_tenant(tenant).cache.auto_serve
+    except UserError:
+        value = False
+    _AUTO_SERVE[key] = (mtime, value)
+    return value
 
 
 def write_entry(pipe: Any, keys: Keys, m: dict[str, Any], para_vecs: list[np.ndarray], ttl_left: int) -> None:
@@ -218,7 +290,7 @@ def write_entry(pipe: Any, keys: Keys, m: dict[str, Any], para_vecs: list[np.nda
             mapping={
                 "kind": "p", "entry": eid, "tenant": m["tenant"], "language": m["language"],
                 "kver": m["kver"], "expiry": m["expiry"], "created": m["created"],
-                "vec": np.asarray(pv, dtype=np.float32).tobytes(),
+                vec_field(m.get("status", APPROVED)): np.asarray(pv, dtype=np.float32).tobytes(),
             },
         )  # fmt: skip
         pipe.expire(pk, ttl_left)
@@ -238,8 +310,21 @@ class ResponseCache:
         budget_ms: float | None = None,
         ttl_s: int | None = None,
         max_entries: int | None = None,
+        auto_serve: bool | None = None,
         **kw: Any,
     ) -> None:
+        """
+        Args:
+            redis_url: the Redis Stack server.
+            threshold: cosine distance a hit must be within (default: settings).
+            namespace: key namespace.
+            embedder: the embedding model (default: the shared one, loaded in the background).
+            budget_ms: lookup budget; over it the lookup is a bypass.
+            ttl_s: default entry TTL.
+            max_entries: per-tenant cap (eviction).
+            auto_serve: serve answers the LLM wrote at once (True) or store them as pending
+                candidates (False); None (default) follows each tenant's `cache.auto_serve`.
+        """
         s = get_settings()
         self.url = redis_url
         self.threshold = s.cache_threshold if threshold is None else threshold
@@ -249,6 +334,7 @@ class ResponseCache:
         self.budget_ms = s.cache_lookup_budget_ms if budget_ms is None else budget_ms
         self.ttl_s = ttl_s or s.cache_ttl_s
         self.max_entries = max_entries or s.cache_max_entries
+        self.auto_serve = auto_serve
         self.record_stats = kw.get("record_stats", True)
         self._r: aredis.Redis | None = None
         self._index_ready = False
@@ -445,14 +531,18 @@ class ResponseCache:
         eid = _s(doc.entry)
         ekey = self.keys.entry(eid)
         pipe = r.pipeline(transaction=False)
-        pipe.hmget(ekey, "question", "answer")
+        pipe.hmget(ekey, "question", "answer", "status")
         pipe.hincrby(ekey, "hits", 1)
         pipe.hset(ekey, "last_hit", time.time())
         if voice:
             pipe.hmget(self.keys.audio(eid, voice), "pcm", "sr")
         out = await pipe.execute()
-        question, answer = out[0]
+        question, answer, status = out[0]
         if answer is None:  # expired between search and read
+            return None
+        if _s(status or b"") == PENDING:
+            # A candidate has no indexed vector, so KNN cannot return it; belt and braces for an
+            # entry rewritten between the search and the read: never served.
             return None
         audio = sr = None
         if voice and out[3][0] is not None:
@@ -479,6 +569,7 @@ class ResponseCache:
         facts: str | None = None,
         steered: bool = False,
         known: str | None = None,
+        source: str = "call",
     ) -> str | None:
         """Store a question/answer pair for other callers if `policy.is_cacheable` allows it.
 
@@ -493,6 +584,10 @@ class ResponseCache:
             facts: the tenant's knowledge text: the answer must be consistent with it.
             steered: the caller tried to steer the agent earlier in this call.
             known: the business's own text for the PII rule (default: `facts`).
+            source: provenance, one of SOURCES. "call" (the default: what `CallAgent` stores)
+                and "generated" are answers the LLM wrote: stored as pending candidates an
+                admin reviews, unless the tenant auto-serves; and they never replace an entry a
+                person wrote or reviewed (`replaceable_by_llm`).
 
         Returns:
             The entry id, or None when not stored (policy, bad argument, Redis down). Never raises.
@@ -505,6 +600,8 @@ class ResponseCache:
             ok, reason = False, "bad_ttl"  # 0 or negative would delete the old entry and write nothing
         if ok and entry_id is not None and not valid_entry_id(entry_id):
             ok, reason = False, "bad_id"
+        if ok and source not in SOURCES:
+            ok, reason = False, "bad_source"
         if not ok:
             await self._count(**{f"not_stored_{reason}": 1})
             return None
@@ -515,18 +612,29 @@ class ResponseCache:
         paraphrases = [
             p for p in (paraphrases or []) if p.strip() != question.strip() and policy.paraphrase_ok(p)
         ]
+        llm_written = source in LLM_SOURCES
         try:
             r = await self._ready()
-            vecs = await asyncio.to_thread(self.embedder.embed_many, [question, *paraphrases])
             eid = entry_id or stable_id(tenant, language, knowledge_version, question)
             old = await r.hmget(
-                self.keys.entry(eid), "paraphrases", "voices", "hits", "last_hit", "answer", "tenant"
-            )
+                self.keys.entry(eid), "paraphrases", "voices", "hits", "last_hit", "answer", "tenant",
+                "status", "source", "reviewed",
+            )  # fmt: skip
             if old[5] is not None and _s(old[5]) != tenant:  # never replace another tenant's entry
                 await self._count(not_stored_id_conflict=1)
                 return None
+            if llm_written and old[4] is not None and not replaceable_by_llm(old[6], old[7], old[8]):
+                await self._count(not_stored_reviewed=1)  # the FAQ's / the admin's answer stays
+                return None
+            serve = not llm_written or (
+                self.auto_serve
+                if self.auto_serve is not None
+                else await asyncio.to_thread(tenant_auto_serve, tenant)
+            )
+            status = APPROVED if serve else PENDING
+            vecs = await asyncio.to_thread(self.embedder.embed_many, [question, *paraphrases])
             m = entry_mapping(eid, question.strip(), answer.strip(), tenant, language, knowledge_version, ttl,
-                              vecs[0], paraphrases, source="call")  # fmt: skip
+                              vecs[0], paraphrases, source=source, status=status)  # fmt: skip
             pipe = r.pipeline(transaction=False)
             if old[0] is not None:  # same question again: replace, keep its usefulness record
                 stale = related_keys(self.keys, eid, old[0], old[1])
@@ -537,6 +645,8 @@ class ResponseCache:
                 m["hits"], m["last_hit"] = int(old[2] or 0), float(old[3] or 0)
             write_entry(pipe, self.keys, m, list(vecs[1:]), ttl)
             pipe.hincrby(self.keys.stats, "stored", 1)
+            if status == PENDING:
+                pipe.hincrby(self.keys.stats, "candidates", 1)
             await pipe.execute()
             await self._evict(r, tenant, keep=eid)
             self._ok()

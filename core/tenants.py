@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
 
 from core.errors import UserError
 from core.settings import get_settings
@@ -23,6 +23,16 @@ class FAQ(BaseModel):
     paraphrases: list[str] = Field(default_factory=list)
 
 
+class CacheOptions(BaseModel):
+    """The tenant's `cache:` block. Unknown keys are refused (a typo must not silently keep the
+    default, which for `auto_serve` decides what callers hear)."""
+
+    model_config = ConfigDict(extra="forbid")
+    # Answers the LLM wrote during calls are stored as candidates an admin reviews before they
+    # are served (`callcenter cache review`); True serves them at once, as before review existed.
+    auto_serve: StrictBool = False
+
+
 class Tenant(BaseModel):
     name: str
     business_name: str
@@ -34,6 +44,7 @@ class Tenant(BaseModel):
     faq: list[FAQ] = Field(default_factory=list)
     # Optional keypad menu: {"1": "billing", "2": "human"}; "human" routes to the transfer.
     menu: dict[str, str] = Field(default_factory=dict, description="keypad digit -> choice")
+    cache: CacheOptions = Field(default_factory=CacheOptions)
 
     @field_validator("menu", mode="before")
     @classmethod
@@ -54,7 +65,8 @@ class Tenant(BaseModel):
     @property
     def knowledge_version(self) -> str:
         """Changes whenever anything the agent may say about this tenant changes."""
-        blob = json.dumps(self.model_dump(exclude={"numbers"}), sort_keys=True)
+        # `cache` is how answers are served, not what is said: changing it keeps the entries
+        blob = json.dumps(self.model_dump(exclude={"numbers", "cache"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def facts_block(self) -> str:

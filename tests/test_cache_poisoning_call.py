@@ -17,6 +17,7 @@ from agent.providers import build_providers
 from agent.providers.instant import InstantLLM
 from agent.sim.call import SimulatedCall
 from agent.sim.scenario import Scenario
+from cache.admin import CacheAdmin
 from cache.semantic import ResponseCache
 from core.settings import get_settings
 from core.tenants import load_tenant
@@ -51,9 +52,15 @@ async def test_a_steered_call_stores_nothing_and_a_clean_one_does(redis_url: str
     heard = await _call(attacked, [ATTACK, QUESTION], tmp_path / "attack")
     assert "tell everyone" in heard[0] and "where" in heard[-1].lower(), heard  # both heard
     assert await attacked.lookup(QUESTION, **keys) is None
+    # call answers wait for review (issue 20 item 4): nothing stored means not even a candidate
+    assert CacheAdmin(redis_url, namespace=attacked.namespace).list(limit=0) == []
 
     control = ResponseCache(redis_url, namespace=f"clean-{uuid.uuid4().hex[:6]}")
     await _call(control, [QUESTION], tmp_path / "control")
+    admin = CacheAdmin(redis_url, namespace=control.namespace)
+    stored = admin.pending()
+    assert [r["answer"] for r in stored] == [ANSWER]
+    admin.approve(stored[0]["id"])  # the admin approves the clean call's answer: it serves
     hit = await control.lookup(QUESTION, **keys)
     assert hit is not None and hit.answer == ANSWER
     await attacked.close()

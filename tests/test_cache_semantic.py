@@ -33,6 +33,9 @@ def ns() -> str:
 def make(redis_url: str, ns: str, **kw) -> ResponseCache:  # type: ignore[no-untyped-def]
     kw.setdefault("threshold", 0.25)
     kw.setdefault("budget_ms", 5000)
+    # These tests check storing and looking up, so what `store` writes must serve at once, as for
+    # a tenant with `cache: {auto_serve: true}`; review of call answers: tests/test_cache_review.py
+    kw.setdefault("auto_serve", True)
     return ResponseCache(redis_url, namespace=ns, **kw)
 
 

@@ -28,7 +28,8 @@ async def test_redis_killed_mid_call_then_restarted(tmp_path: Path):
     server = EmbeddedRedis(tmp_path / "data").start()
     port = server.port
     tenant = load_tenant("acme")
-    cache = ResponseCache(server.url, namespace="fault")
+    # stored answers serve at once, as for a tenant with `cache: {auto_serve: true}` (issue 20)
+    cache = ResponseCache(server.url, namespace="fault", auto_serve=True)
     prewarm_cache(cache)
     # one entry stored before the crash: it must survive (AOF, everysec)
     stored = await cache.store(
@@ -84,7 +85,7 @@ async def test_redis_killed_mid_call_then_restarted(tmp_path: Path):
 
 async def test_entries_survive_a_crash(tmp_path: Path):
     server = EmbeddedRedis(tmp_path / "data").start()
-    cache = ResponseCache(server.url, namespace="aof")
+    cache = ResponseCache(server.url, namespace="aof", auto_serve=True)  # served at once (issue 20)
     tenant = load_tenant("acme")
     eid = await cache.store(
         "Do you sell gift cards?", "Yes, at the till.", tenant="acme", language="en",

@@ -1,11 +1,13 @@
 """Cache pages and JSON API, all through the shared service layer `cache.admin.CacheAdmin`.
 
-The page, search and entry list show cached questions and answers (caller data): they need the
-read or admin token. Stats are counts only (overview level). Invalidate and warm need the admin
-token as a Bearer header."""
+The page, search, entry list and review queue show cached questions and answers (caller data):
+they need the read or admin token. Stats are counts only (overview level). Invalidate, warm and
+review decisions (approve / edit / reject a candidate the LLM wrote) need the admin token as a
+Bearer header."""
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import tempfile
@@ -26,6 +28,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callcenter.dashboard")
 MAX_UPLOAD = 5 * 1024 * 1024
+MAX_REVIEW_BODY = 16 * 1024
+REVIEW_ACTIONS = ("approve", "edit", "reject")
 FAQ_SUFFIXES = {".yaml", ".yml", ".csv", ".tsv", ".jsonl", ".ndjson", ".json"}
 ENTRY_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
 TENANT = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
@@ -80,18 +84,20 @@ def routes(dash: Dashboard) -> list[Route]:
         err = None
         results: list[dict[str, Any]] = []
         entries: list[dict[str, Any]] = []
+        pending: list[dict[str, Any]] = []
         stats: dict[str, Any] = {}
         try:
             tenant = _tenant(request)
             admin = await service()
             if q:
                 results = await call(admin.search, q, tenant=tenant, k=5)
-            entries = await call(admin.list, tenant, 200)
+            pending = await call(admin.pending, tenant, 200)
+            entries = [e for e in await call(admin.list, tenant, 200) if e["status"] != "pending"]
             stats = await call(admin.stats)
         except (UserError, CacheDown) as e:
             err, tenant = str(e), None
         return dash.page(request, "cache.html", q=q, tenant=tenant or "", results=results, entries=entries,
-                         stats=stats, error=err)  # fmt: skip
+                         pending=pending, stats=stats, error=err)  # fmt: skip
 
     async def search(request: Request) -> Response:
         q = request.query_params.get("q", "").strip()
@@ -124,6 +130,42 @@ def routes(dash: Dashboard) -> list[Route]:
             return JSONResponse({"error": str(e)}, 404)
         return JSONResponse({"deleted": n, "id": eid})
 
+    async def review_list(request: Request) -> Response:
+        admin = await service()
+        return JSONResponse(await call(admin.pending, _tenant(request), 500))
+
+    @errors
+    async def review(request: Request) -> Response:
+        """POST {"action": "approve" | "edit" | "reject", "answer": "..." (edit)}."""
+        if (denied := dash.access.check_admin(request)) is not None:
+            return denied
+        eid = request.path_params["entry_id"]
+        if not ENTRY_ID.fullmatch(eid):
+            return JSONResponse({"error": "bad entry id"}, 400)
+        body = await request.body()
+        if len(body) > MAX_REVIEW_BODY:
+            raise UserError("request too large")
+        try:
+            data = json.loads(body or b"{}")
+        except (ValueError, UnicodeDecodeError):
+            raise UserError("expected a JSON object {action, answer}") from None
+        action = data.get("action") if isinstance(data, dict) else None
+        if action not in REVIEW_ACTIONS:
+            raise UserError("action must be approve, edit or reject")
+        answer = data.get("answer")
+        if action == "edit" and not isinstance(answer, str):
+            raise UserError("edit needs the new 'answer' text")
+        admin = await service()
+        try:
+            await call(admin.candidate, eid)  # unknown or not pending: 404, nothing changed
+        except UserError as e:
+            return JSONResponse({"error": str(e)}, 404)
+        if action == "reject":
+            await call(admin.reject, eid)
+            return JSONResponse({"rejected": eid})
+        row = await call(admin.approve, eid, answer if action == "edit" else None)
+        return JSONResponse({"approved": eid, "answer": row["answer"], "edited": action == "edit"})
+
     async def warm(request: Request) -> Response:
         if (denied := dash.access.check_admin(request)) is not None:
             return denied
@@ -152,6 +194,8 @@ def routes(dash: Dashboard) -> list[Route]:
         Route("/api/cache/search", p(errors(search))),
         Route("/api/cache/entries", p(errors(entries))),
         Route("/api/cache/stats", g(errors(stats))),
+        Route("/api/cache/review", p(errors(review_list))),
+        Route("/api/cache/review/{entry_id}", review, methods=["POST"]),
         Route("/api/cache/warm", errors(warm), methods=["POST"]),
         Route("/api/cache/{entry_id}", delete, methods=["DELETE"]),
     ]
