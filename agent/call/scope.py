@@ -22,8 +22,10 @@ product over a few hundred anchors):
    payment methods, products and prices, coverage, jobs, ...). They are what makes "are you
    open on Christmas day?" out of scope for a shop whose facts give weekly hours only, though it
    is close to "when are you open?".
-4. In scope when the nearest positive anchor is at least `MIN_SIM` and beats the nearest
-   negative one by `MARGIN`, or is at least `SURE_SIM` (the question is nearly an FAQ).
+4. In scope when the nearest positive anchor is at least `SURE_SIM` (nearly an FAQ); or every
+   content word of the question occurs in the facts / FAQ and the anchor is at least
+   `LEX_SIM`; or it beats the nearest negative anchor by `MARGIN` and is at least `MIN_SIM`
+   (`KNOWN_SIM` when at least one content word occurs in the facts / FAQ).
 
 Thresholds were tuned on the `tune` split of tests/data/scope/<tenant>.yaml and reported on
 both splits by `python -m agent.bench.scope` (numbers in the README).
@@ -58,11 +60,13 @@ REFUSAL = "I don't have that information. Would you like me to connect you with 
 # Without a transfer number there is nobody to offer: say so plainly.
 REFUSAL_NO_TRANSFER = "I don't have that information, sorry. Is there anything else I can help with?"
 
-# Tuned on the tune split (agent/bench/scope.py sweeps them); see the module docstring.
+# Tuned on the tune split (`python -m agent.bench.scope --sweep` shows each one's range that
+# keeps the tune split at its best); see the module docstring.
 MIN_SIM = 0.49
 MARGIN = 0.01
 SURE_SIM = 0.90
 LEX_SIM = 0.30
+KNOWN_SIM = 0.40
 
 
 @dataclass(frozen=True)
@@ -225,6 +229,26 @@ TOPICS: tuple[Topic, ...] = (
         r"\b(repairs?|install|installation|rent|rental|hire|service|services|cutting)\b",
     ),
     Topic(
+        "complaints",
+        (
+            "I want to make a complaint",
+            "how do I complain",
+            "I'm not happy with your service",
+            "I want to give some feedback",
+        ),
+        r"\b(complain|complaints?|feedback)\b",
+    ),
+    Topic(
+        "deadlines",
+        (
+            "how long do I have to do it",
+            "is there a time limit",
+            "what's the deadline",
+            "how many days do I have",
+        ),
+        r"\b(within \d+|deadline|time limit|\d+ days (of|after|from))\b",
+    ),
+    Topic(
         "account_changes",
         (
             "can I change my address",
@@ -309,6 +333,7 @@ class Decision:
     nearest: str = ""  # the nearest positive anchor
     nearest_neg: str = ""  # the nearest negative anchor
     all_known: bool = False  # every content word of the question occurs in the knowledge
+    n_known: int = 0  # how many of its content words occur in the knowledge
     ms: float = 0.0
 
 
@@ -387,9 +412,10 @@ friday saturday sunday mondays tuesdays wednesdays thursdays fridays saturdays s
 
 
 def known_words(question: str, tenant: Tenant) -> tuple[list[str], list[str]]:
-    """(content words of `question` found in the tenant's knowledge, those not found), each up
-    to a plural or verb ending."""
-    kt = normalise(knowledge_text(tenant)).split()
+    """(content words of `question` found in the tenant's facts / FAQ, those not found), each up
+    to a plural or verb ending. The business's name does not count: "Globex Insurance" names the
+    whole trade, not something the facts say about it."""
+    kt = normalise(" ".join(knowledge_sentences(tenant))).split()
     known = set(kt) | {_stem(w) for w in kt}
     found: list[str] = []
     missing: list[str] = []
@@ -400,37 +426,52 @@ def known_words(question: str, tenant: Tenant) -> tuple[list[str], list[str]]:
     return found, missing
 
 
-def decide(
-    question: str,
-    tenant: Tenant,
-    embedder: Embedder,
-    *,
-    min_sim: float = MIN_SIM,
-    margin: float = MARGIN,
-    sure_sim: float = SURE_SIM,
-    lex_sim: float = LEX_SIM,
-) -> Decision:
-    """In scope or not, with the similarities that decided it (thresholds overridable for the
-    benchmark's sweep).
+@dataclass(frozen=True)
+class Thresholds:
+    """The step's thresholds (see the module docstring, step 4)."""
+
+    min_sim: float = MIN_SIM
+    margin: float = MARGIN
+    sure_sim: float = SURE_SIM
+    lex_sim: float = LEX_SIM
+    known_sim: float = KNOWN_SIM
+
+
+def judge(pos_sim: float, neg_sim: float, all_known: bool, n_known: int, th: Thresholds) -> tuple[bool, str]:
+    """(in scope, which route decided) from a question's features; "" for the caller to name
+    the anchor's source. Pure: the benchmark's sweep calls it with other thresholds."""
+    if pos_sim >= th.sure_sim:
+        return True, "sure"
+    if all_known and pos_sim >= th.lex_sim:
+        return True, "known_words"
+    if pos_sim - neg_sim < th.margin:
+        return False, ""  # an uncovered topic is as close as anything the tenant says
+    if pos_sim >= th.min_sim or (n_known > 0 and pos_sim >= th.known_sim):
+        return True, ""
+    return False, "far"
+
+
+def decide(question: str, tenant: Tenant, embedder: Embedder, th: Thresholds | None = None) -> Decision:
+    """In scope or not, with the features that decided it.
 
     Args:
         question: the caller's words.
         tenant: whose knowledge bounds the answer.
         embedder: the cache's sentence embedder.
-        min_sim: the nearest positive anchor must be at least this similar ...
-        margin: ... and beat the nearest negative anchor by this much ...
-        sure_sim: ... unless it is at least this similar (nearly an FAQ) ...
-        lex_sim: ... or every content word occurs in the knowledge and it is this similar.
+        th: thresholds (default: the tuned ones).
 
     Returns:
-        The `Decision`.
+        The `Decision`; ``why`` is the route (``sure``, ``known_words``, ``far``, a rule's
+        name) or the nearest anchor's source (``knowledge``, ``topic:<name>``).
     """
     t0 = time.perf_counter()
     rule = rule_decision(question, tenant)
     if rule is not None:
         return Decision(rule.in_scope, rule.why, ms=(time.perf_counter() - t0) * 1000)
     idx = scope_index(tenant, embedder)
-    v = np.asarray(embedder.embed(normalise(question)), dtype=np.float32)
+    # the raw text, as the cache lookup embeds it: after a miss the vector comes from the
+    # embedder's LRU and this step costs a matrix product, not a forward pass
+    v = np.asarray(embedder.embed(question), dtype=np.float32)
     ps = idx.pos @ v
     i = int(ps.argmax())
     pos_sim, nearest = float(ps[i]), idx.pos_texts[i]
@@ -441,18 +482,10 @@ def decide(
         neg_sim, neg_src, nearest_neg = float(ns[j]), idx.neg_src[j], idx.neg_texts[j]
     found, missing = known_words(question, tenant)
     all_known = bool(found) and not missing
-    if pos_sim >= sure_sim:
-        ok, why = True, "sure"
-    elif all_known and pos_sim >= lex_sim:
-        ok, why = True, "known_words"
-    elif pos_sim >= min_sim and pos_sim - neg_sim >= margin:
-        ok, why = True, idx.pos_src[i]
-    elif pos_sim >= min_sim:
-        ok, why = False, neg_src
-    else:
-        ok, why = False, "far"
+    ok, why = judge(pos_sim, neg_sim, all_known, len(found), th or Thresholds())
+    why = why or (idx.pos_src[i] if ok else neg_src)
     ms = (time.perf_counter() - t0) * 1000
-    return Decision(ok, why, pos_sim, neg_sim, nearest, nearest_neg, all_known, ms)
+    return Decision(ok, why, pos_sim, neg_sim, nearest, nearest_neg, all_known, len(found), ms)
 
 
 def refusal_for(tenant: Tenant) -> str:
