@@ -78,6 +78,11 @@ class TurnTimeline(BaseModel):
     "agent" (the LiveKit worker, which sees no phone line): the VAD's estimate of when the caller
     stopped (the framework's `stopped_speaking_at`) and the room audio output's playback start;
     their difference is the framework's e2e latency, the worker's `voice_to_voice`.
+
+    Times are kept as they happened, never moved to force an order: with the shipped batch STTs
+    (whisper, OpenAI HTTP, the instant STT) each stage follows the previous one (`ordered()`), but
+    a streaming STT may deliver the final transcript before the session's VAD calls the end of
+    speech, and such a turn then shows it.
     """
 
     caller_last_sample: float | None = None

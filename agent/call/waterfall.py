@@ -11,7 +11,8 @@ import io
 
 from core.call_report import GAP_LABELS, TIMELINE, WATERFALL, TurnMetrics
 
-__all__ = ["COLOURS", "WATERFALL", "render"]
+__all__ = ["COLOURS", "MAX_ROWS", "WATERFALL", "render"]
+MAX_ROWS = 60  # a long call shows its slowest turns (in call order): the chart stays readable
 # One colour per gap, keyed by the stage that ends it (colour-blind-safe Okabe-Ito palette).
 COLOURS = {
     "vad_end": "#999999",
@@ -28,7 +29,8 @@ def render(turns: list[TurnMetrics], title: str = "per-turn timeline") -> bytes:
     """The waterfall as PNG bytes (a chart saying "no timeline" when no turn has one).
 
     Args:
-        turns: the call's turns; those without a timeline get an empty row.
+        turns: the call's turns; those without a timeline get an empty row. Past `MAX_ROWS`
+            turns, only the slowest `MAX_ROWS` are drawn.
         title: the chart's title.
 
     Returns:
@@ -38,6 +40,15 @@ def render(turns: list[TurnMetrics], title: str = "per-turn timeline") -> bytes:
     from matplotlib.figure import Figure
     from matplotlib.patches import Patch
 
+    if len(turns) > MAX_ROWS:
+
+        def span(t: TurnMetrics) -> float:
+            st = t.timeline.stages() if t.timeline is not None else []
+            return st[-1][1] - st[0][1] if st else -1.0
+
+        slowest = {id(t) for t in sorted(turns, key=span, reverse=True)[:MAX_ROWS]}
+        title = f"{title} ({MAX_ROWS} slowest of {len(turns)} turns)"
+        turns = [t for t in turns if id(t) in slowest]
     rows = max(1, len(turns))
     fig = Figure(figsize=(9.0, 1.4 + 0.45 * rows), dpi=100)
     FigureCanvasAgg(fig)
