@@ -291,6 +291,14 @@ async def test_document_turns_are_never_cached(redis_url: str, server: McpHttpSe
         await session.run(user_input=PLAIN)
         await agent.drain()
         keys = dict(tenant=tenant.name, language=tenant.language, knowledge_version=tenant.knowledge_version)
+        # call answers wait for review (issue 20 item 4): the document turn left not even a
+        # candidate; the plain one did, and once approved it serves
+        from cache.admin import CacheAdmin
+
+        admin = CacheAdmin(redis_url, namespace=cache.namespace)
+        pending = admin.pending()
+        assert [r["question"] for r in pending] == [PLAIN], pending
+        admin.approve(pending[0]["id"])
         assert await cache.lookup(PLAIN, **keys, context=[], voice="none") is not None  # the cache works
         assert await cache.lookup(q_doc, **keys, context=[], voice="none") is None
         assert agent.turn_log.generations[0].used_tool
