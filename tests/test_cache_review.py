@@ -346,3 +346,36 @@ def test_dashboard_review(redis_url: str, ns: str, tmp_path: Path) -> None:
     hit = run(_look(redis_url, ns, "Do you cut keys?"))
     assert hit is not None and hit.answer == EDITED
     assert run(_look(redis_url, ns, "Do you sell paint?")) is None
+
+
+def test_an_index_from_before_review_gains_the_new_fields(redis_url: str, ns: str) -> None:
+    """A live index created before `status`/`source` existed is altered in place (FT.ALTER):
+    its old entries keep serving and new candidates are found by the review queue."""
+    import redis as redis_lib
+    from redis.commands.search.index_definition import IndexDefinition, IndexType
+
+    from cache.embedder import get_embedder
+    from cache.semantic import Keys, entry_mapping, index_schema, write_entry
+
+    keys = Keys(ns)
+    r = redis_lib.Redis.from_url(redis_url)
+    old_schema = [f for f in index_schema() if f.name not in ("status", "source")]
+    r.ft(keys.index).create_index(
+        old_schema, definition=IndexDefinition(prefix=[keys.prefix], index_type=IndexType.HASH)
+    )
+    sc = scope("acme")
+    question = "Do you sell gift cards?"
+    m = entry_mapping("0123456789ab", question, "Yes, at the till.", "acme", sc["language"],
+                      sc["knowledge_version"], 3600, get_embedder().embed(question), [])  # fmt: skip
+    for f in ("status", "source", "reviewed"):
+        m.pop(f)  # an entry as stored before review existed
+    pipe = r.pipeline()
+    write_entry(pipe, keys, m, [], 3600)
+    pipe.execute()
+    adm = CacheAdmin(redis_url, namespace=ns)  # ensure_index adds the fields
+    attrs = {str(a[1]) for a in r.ft(keys.index).info()["attributes"]}
+    assert {"status", "source"} <= attrs
+    assert adm.show("0123456789ab")["status"] == "approved"
+    assert run(_look(redis_url, ns, "Can I buy a gift card?")) is not None
+    (eid,), _ = run(_store_and_look(redis_url, ns, (Q, A)))
+    assert adm.pending_count() == 1 and [x["id"] for x in adm.pending()] == [eid]
