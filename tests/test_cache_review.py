@@ -379,3 +379,58 @@ def test_an_index_from_before_review_gains_the_new_fields(redis_url: str, ns: st
     assert run(_look(redis_url, ns, "Can I buy a gift card?")) is not None
     (eid,), _ = run(_store_and_look(redis_url, ns, (Q, A)))
     assert adm.pending_count() == 1 and [x["id"] for x in adm.pending()] == [eid]
+
+
+@pytest.mark.skipif(not Path("/usr/bin/chromium").exists(), reason="no /usr/bin/chromium")
+def test_dashboard_review_buttons_in_a_browser(redis_url: str, ns: str, tmp_path: Path) -> None:
+    """The cache page's review queue in headless chromium: the buttons send the admin token
+    typed in the header field; edit the text and approve, approve as is, reject."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.test_dashboard_browser import ARGS, CHROMIUM
+
+    keys = "Do you cut keys?"
+    paint = "Do you sell paint?"
+    (eid, eid2, eid3), _ = run(
+        _store_and_look(redis_url, ns, (Q, A), (keys, "Yes, we cut keys while you wait."),
+                        (paint, "Yes, indoor and outdoor paint."))
+    )  # fmt: skip
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    app = create_app(calls, redis_url, ADMIN, cache_namespace=ns)
+    with serve(app) as base, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        page = browser.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(f"{base}/login?next=/cache")
+        page.fill("#login-token", ADMIN)
+        with page.expect_navigation():
+            page.click("#login-form button")
+        assert page.locator("#pending tr[data-id]").count() == 3
+        assert page.locator("#pending-count").inner_text() == "3"
+        page.click(f'button.review-approve[data-id="{eid}"]')  # no admin token typed: refused
+        page.wait_for_selector("#toast.bad")
+        assert "401" in page.locator("#toast").inner_text()
+        assert page.locator(f'#pending tr[data-id="{eid}"]').count() == 1
+        page.fill("#admin-token", ADMIN)
+        page.fill(f'textarea.review-answer[data-id="{eid2}"]', EDITED)
+        page.click(f'button.review-approve[data-id="{eid2}"]')
+        page.wait_for_selector(f'#pending tr[data-id="{eid2}"]', state="detached")
+        page.click(f'button.review-approve[data-id="{eid}"]')
+        page.wait_for_selector(f'#pending tr[data-id="{eid}"]', state="detached")
+        page.click(f'button.review-reject[data-id="{eid3}"]')
+        page.wait_for_selector(f'#pending tr[data-id="{eid3}"]', state="detached")
+        assert page.locator("#pending-count").inner_text() == "0"
+        page.reload()
+        assert page.locator("#pending tr[data-id]").count() == 0
+        assert page.locator(f'#entries tr[data-id="{eid}"]').count() == 1  # served entries now
+        browser.close()
+    assert errors == []
+    adm = CacheAdmin(redis_url, namespace=ns)
+    assert adm.show(eid2)["answer"] == EDITED and adm.show(eid)["answer"] == A
+    with pytest.raises(UserError, match="no cache entry"):
+        adm.show(eid3)
+    hit = run(_look(redis_url, ns, keys))
+    assert hit is not None and hit.answer == EDITED
+    assert run(_look(redis_url, ns, paint)) is None
