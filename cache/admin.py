@@ -338,7 +338,9 @@ class CacheAdmin:
         Raises:
             UserError: unknown tenant.
         """
-        tname, lang, kver = tenant_scope(tenant)
+        return self._faq_count(*tenant_scope(tenant))
+
+    def _faq_count(self, tname: str, lang: str, kver: str) -> int:
         q = (
             f"@kind:{{q}} @source:{{faq}} @tenant:{{{tag(tname)}}} @language:{{{tag(lang)}}} "
             f"@kver:{{{tag(kver)}}}"
@@ -375,7 +377,7 @@ class CacheAdmin:
         from core.tenants import load_tenant
 
         t = load_tenant(tenant)
-        if not t.faq or self.faq_entries(t.name) > 0:
+        if not t.faq or self._faq_count(t.name, t.language, t.knowledge_version) > 0:
             return {"warmed": False}
         audio = synthesize is not None and bool(voice)
         res = self.warm(tenant=t.name, audio=audio, synthesize=synthesize, voice=voice, only_new=True)
