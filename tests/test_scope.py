@@ -21,8 +21,11 @@ from agent.call.scope import (
     decide,
     declines_offer,
     grounded,
+    prewarm,
+    ready,
     scope_index,
     scope_reply,
+    scope_reply_async,
 )
 from cache.embedder import Embedder, get_embedder
 from cache.policy import is_cacheable
@@ -217,3 +220,15 @@ def test_bench_cli_bad_data_exits_2_with_one_line(tmp_path: Path) -> None:
 def test_declines_offer(text: str) -> None:
     assert declines_offer(text) and not accepts_offer(text)
     assert not declines_offer("no, I wanted to ask about delivery")
+
+
+async def test_async_step_is_bounded_and_fails_open(embedder: Embedder) -> None:
+    acme = load_tenant("acme")
+    cold = acme.model_copy(update={"name": "acme-cold"})  # an index nobody built yet
+    assert not ready(cold)
+    # a cold start past the turn's budget: the question goes on to the LLM
+    assert await scope_reply_async("do you sell propane", cold, embedder, timeout_s=0.0) is None
+    prewarm(cold, embedder)
+    assert ready(cold)
+    assert await scope_reply_async("do you sell propane", cold, embedder) == REFUSAL
+    assert await scope_reply_async("when do you open on saturday", cold, embedder) is None

@@ -37,11 +37,14 @@ the cache, so an invented answer is never replayed to other callers.
 
 `accepts_offer(text)` / `declines_offer(text)`: the caller's "yes" / "no" to the refusal's offer
 of a person (the intent step turns a "yes" into the transfer). `prewarm(tenant)`: embed the
-tenant's anchors at call start.
+tenant's anchors at call start. `scope_reply_async`: the step for the turn path, off the event
+loop and bounded by `SCOPE_TIMEOUT_S` (a cold embedder fails open: the LLM answers that turn).
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 import threading
 import time
@@ -55,6 +58,8 @@ from cache.policy import consistent_with_facts
 if TYPE_CHECKING:
     from cache.embedder import Embedder
     from core.tenants import Tenant
+
+log = logging.getLogger("callcenter.scope")
 
 REFUSAL = "I don't have that information. Would you like me to connect you with a person?"
 # Without a transfer number there is nobody to offer: say so plainly.
@@ -511,6 +516,39 @@ def scope_reply(question: str, tenant: Tenant, embedder: Embedder | None = None)
 
         embedder = get_embedder()
     return None if decide(question, tenant, embedder).in_scope else refusal_for(tenant)
+
+
+# The turn never waits longer than this for the step (a cold embedder loads for seconds): past
+# it the question goes on to the LLM, as a cache lookup past its budget does.
+SCOPE_TIMEOUT_S = 0.3
+
+
+def ready(tenant: Tenant) -> bool:
+    """Has this tenant's index been built in this process (the step then costs milliseconds)."""
+    with _index_lock:
+        return (tenant.name, tenant.knowledge_version) in _indexes
+
+
+async def scope_reply_async(
+    question: str, tenant: Tenant, embedder: Embedder | None = None, timeout_s: float = SCOPE_TIMEOUT_S
+) -> str | None:
+    """`scope_reply` off the event loop, bounded for the turn path.
+
+    Args:
+        question: the caller's final transcript for this turn.
+        tenant: the tenant whose facts and FAQ bound what the agent may answer.
+        embedder: the cache's sentence embedder (default: the process-wide one).
+        timeout_s: how long the turn may wait; past it (a cold start) the question passes on to
+            the LLM and the step keeps warming up in its thread for the next turn.
+
+    Returns:
+        As `scope_reply`; None as well when the step did not decide in time.
+    """
+    try:
+        return await asyncio.wait_for(asyncio.to_thread(scope_reply, question, tenant, embedder), timeout_s)
+    except TimeoutError:
+        log.warning("scope step not ready within %.1f s (cold start): question passed on", timeout_s)
+        return None
 
 
 # ---------------------------------------------------------------------------- answer side
