@@ -96,9 +96,9 @@ def test_cli_json_exit_1_no_secret(
     env.pop("LIVEKIT_URL", None)
     from agent.providers.whisper_stt import load_whisper
 
-    load_whisper()  # the fake transcribes with the real whisper: loaded before the 1 s timeout
+    load_whisper()  # the fake transcribes with the real whisper (slow on a loaded machine: 15 s)
     p = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "doctor", "--json", "--timeout", "1"],
+        [sys.executable, "-m", "agent.cli", "doctor", "--json", "--timeout", "15"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     out = p.stdout + p.stderr
