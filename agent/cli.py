@@ -391,6 +391,24 @@ def _check_out_dir(out: Path) -> None:
         raise UserError(f"cannot write to --out {out}: {e.strerror}") from None
 
 
+CALL_PROFILES = ("local", "cloud", "instant", "local-fastllm")
+
+
+def _precheck_call(scenario: Path, profile: str | None, turn_mode: str) -> None:
+    """What `run_call` would refuse, checked before loading the call's machinery, so a typo in
+    the command line is answered at once rather than after several seconds of imports."""
+    from agent.sim.scenario import load_scenario
+    from core.settings import get_settings
+    from core.tenants import load_tenant
+
+    if turn_mode not in ("vad", "eot"):
+        raise UserError(f"unknown --turn '{turn_mode}' (choose vad, eot)")
+    chosen = profile or get_settings().profile
+    if chosen not in CALL_PROFILES:
+        raise UserError(f"unknown profile '{chosen}' (choose local, cloud)")
+    load_tenant(load_scenario(scenario).tenant)
+
+
 @app.command()
 def call(
     scenario: Annotated[Path | None, typer.Option("--scenario", "-s", help="scenario YAML")] = None,
@@ -404,10 +422,11 @@ def call(
     """Place a simulated phone call and print the per-turn latency table."""
     _quiet_logs()
     try:
-        from agent.sim.run import run_call_sync
-
+        _precheck_call(scenario or DEFAULT_SCENARIO, profile, turn_mode)
         out = out or Path("calls") / datetime.now().strftime("%Y%m%d-%H%M%S")
         _check_out_dir(out)
+        from agent.sim.run import run_call_sync  # seconds of imports (livekit, scipy): after the checks
+
         result = run_call_sync(
             scenario or DEFAULT_SCENARIO,
             out,

@@ -211,10 +211,10 @@ def load_scenario(path: Path) -> Scenario:
         err = e.errors()[0]
         msg = err["msg"].removeprefix("Value error, ")
         raise UserError(f"{path}: {_loc(err)}: {msg}") from None
-    from agent.sim.recording import load_caller_recording
-
     for i, turn in enumerate(scenario.turns):
         if turn.play is not None:
+            from agent.sim.recording import load_caller_recording  # scipy: only for recorded callers
+
             turn.play = (path.parent / turn.play).resolve()
             try:
                 load_caller_recording(turn.play)  # fail now, not mid-call
