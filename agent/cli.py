@@ -504,6 +504,9 @@ def bench_turns(
     configs: Annotated[str | None, typer.Option(help="comma-separated subset of configs")] = None,
     conditions: Annotated[str | None, typer.Option(help="comma-separated subset of conditions")] = None,
     concurrency: Annotated[int, typer.Option(min=1, max=32, help="calls at a time")] = 6,
+    stt: Annotated[
+        str, typer.Option(help="whisper (the product's recognizer) | oracle (exact words: framework only)")
+    ] = "whisper",
 ) -> None:
     """Turn-taking on noisy phone lines: false/missed interruptions, cut-ins, EOU delay per config."""
     _quiet_logs()
@@ -514,6 +517,8 @@ def bench_turns(
     cfgs = [c.strip() for c in configs.split(",")] if configs else None
     conds = [c.strip() for c in conditions.split(",")] if conditions else None
     bad = [c for c in cfgs or [] if c not in BENCH_CONFIGS] + [c for c in conds or [] if c not in CONDITIONS]
+    if stt not in ("whisper", "oracle"):
+        fail(f"unknown --stt '{stt}' (choose whisper, oracle)")
     if bad:
         fail(
             f"unknown config/condition: {', '.join(bad)} (configs: {', '.join(BENCH_CONFIGS)}; "
@@ -522,7 +527,13 @@ def bench_turns(
     try:
         _check_out_dir(out)
         doc = run_sync(
-            err_console, quick=quick, cases=cases, configs=cfgs, conditions=conds, concurrency=concurrency
+            err_console,
+            quick=quick,
+            cases=cases,
+            configs=cfgs,
+            conditions=conds,
+            concurrency=concurrency,
+            stt=stt,
         )
     except UserError as e:
         fail(str(e), e.exit_code)

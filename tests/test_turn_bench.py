@@ -38,6 +38,8 @@ def test_quick_bench_emits_json(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     doc = json.loads(r.stdout)  # stdout holds the JSON object and nothing else
     assert doc["shipped"] == "shipped"
+    assert doc["meta"]["stt"] == "whisper"  # by default the bench hears through the product's STT
+    assert "STT: faster-whisper" in r.stderr and "STT: faster-whisper" in (tmp_path / "turns.md").read_text()
     assert set(doc["configs"]) == {"vad-fixed", "shipped"}
     for m in doc["configs"].values():
         assert KEYS <= set(m)
@@ -58,3 +60,7 @@ def test_unknown_config_is_a_one_line_error() -> None:
         timeout=60,
     )
     assert r.returncode == 2 and "unknown config" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run(
+        [str(exe), "bench", "turns", "--stt", "perfect"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 2 and "unknown --stt 'perfect'" in r.stderr and "Traceback" not in r.stderr

@@ -16,6 +16,7 @@ from rich.table import Table
 from agent.bench.turns.corpus import CONDITIONS, HARDEST, load_cases
 from agent.bench.turns.run import CaseRun, prewarm, run_all
 from agent.bench.turns.score import aggregate
+from agent.bench.turns.voice import STT_LABELS, BenchSTT
 from agent.call.session import BENCH_CONFIGS, TurnTuning
 
 SHIPPED = "shipped"
@@ -43,9 +44,10 @@ async def bench_turns(
     concurrency: int = DEFAULT_CONCURRENCY,
     keep: Path | None = None,
     tuning: TurnTuning | None = None,
+    stt: BenchSTT = "whisper",
 ) -> dict[str, Any]:
     """Run the turn corpus through simulated calls; `tuning` overrides the shipped values
-    (sweeps) for the tuned configs."""
+    (sweeps) for the tuned configs; `stt` picks the recognizer (voice.STT_LABELS)."""
     configs = configs or list(BENCH_CONFIGS)
     conditions = conditions or ([HARDEST] if quick else list(CONDITIONS))
     n = cases if cases is not None else (QUICK_CASES if quick else None)
@@ -54,7 +56,7 @@ async def bench_turns(
     plan = [(cfg, cond, sc) for cond, scs in by_cond.items() for sc in scs for cfg in configs]
     console.print(
         f"[dim]bench turns: {len(plan)} calls ({len(configs)} configs × "
-        f"{sum(map(len, by_cond.values()))} cases), {concurrency} at a time[/]"
+        f"{sum(map(len, by_cond.values()))} cases), {concurrency} at a time; STT: {STT_LABELS[stt]}[/]"
     )
     done = 0
 
@@ -68,7 +70,9 @@ async def bench_turns(
     stop = asyncio.Event()
     mon = asyncio.create_task(_lag_monitor(lags, stop))
     t0 = time.monotonic()
-    runs = await run_all(plan, reply_s, concurrency=concurrency, keep=keep, progress=progress, tuning=tuning)
+    runs = await run_all(
+        plan, reply_s, concurrency=concurrency, keep=keep, progress=progress, tuning=tuning, stt=stt
+    )
     stop.set()
     await mon
     table: dict[str, dict[str, Any]] = {}
@@ -91,6 +95,8 @@ async def bench_turns(
             "concurrency": concurrency,
             "loop_lag_p95_ms": round(quantiles(lags, n=20)[-1] * 1000, 1) if len(lags) > 20 else None,
             "cpus": os.cpu_count(),
+            "stt": stt,
+            "stt_label": STT_LABELS[stt],
             "reply_voiced_s": reply_s,
             "notes": [f"{r.config}/{r.case}: {x}" for r in runs for x in r.score.notes][:200],
         },
@@ -135,6 +141,7 @@ def print_tables(doc: dict[str, Any], console: Console) -> None:
                 _fmt(m["eou_delay_p50_hesitation"]),
             )
         console.print(t)
+    console.print(f"STT: {doc['meta'].get('stt_label', 'not recorded')}")
 
 
 def markdown_table(doc: dict[str, Any]) -> str:
@@ -151,7 +158,8 @@ def markdown_table(doc: dict[str, Any]) -> str:
                 f"{_fmt(m['premature_cutin_rate_hesitation'], True)} | {_fmt(m['missed_bargein_rate'], True)} | "
                 f"{_fmt(m['bargein_reaction_p50'])} ms | {_fmt(m['eou_delay_p50'])} ms |"
             )
-    return head + "\n".join(rows) + "\n"
+    stt = doc["meta"].get("stt_label", "not recorded")
+    return f"STT: {stt}\n\n" + head + "\n".join(rows) + "\n"
 
 
 def plot(doc: dict[str, Any], path: Path) -> Path | None:
@@ -186,7 +194,9 @@ def plot(doc: dict[str, Any], path: Path) -> Path | None:
         xlabel="EOU delay p50, complete questions (ms)", ylabel="premature cut-ins (%)", title="endpointing"
     )
     a.legend(fontsize=7)
-    fig.suptitle("callcenter bench turns — dotted lines: goals (lower-left is better)")
+    fig.suptitle(
+        f"callcenter bench turns ({doc['meta'].get('stt', '?')} STT) — dotted lines: goals (lower-left is better)"
+    )
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

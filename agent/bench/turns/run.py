@@ -79,12 +79,13 @@ async def run_case(
     reply_voiced_s: float,
     keep: Path | None,
     tuning: TurnTuning | None = None,
+    stt: voice.BenchSTT = "whisper",
 ) -> CaseRun:
     t0 = time.monotonic()
     with tempfile.TemporaryDirectory() as d:
         out = keep / config / sc.name if keep else Path(d)
         options = CallOptions(turn_mode=BENCH_CONFIGS[config], tuning=tuning or TurnTuning())
-        call = SimulatedCall(sc, load_tenant(sc.tenant), voice.bench_providers(), out, options=options)
+        call = SimulatedCall(sc, load_tenant(sc.tenant), voice.bench_providers(stt), out, options=options)
         try:  # a call normally lasts ~20 s; one that never ends must not stall the whole run
             res = await asyncio.wait_for(call.run(), CASE_TIMEOUT_S)
             error = res.error
@@ -102,12 +103,13 @@ async def run_all(
     keep: Path | None = None,
     progress: Callable[[CaseRun], None] | None = None,
     tuning: TurnTuning | None = None,
+    stt: voice.BenchSTT = "whisper",
 ) -> list[CaseRun]:
     sem = asyncio.Semaphore(concurrency)
 
     async def one(cfg: str, cond: str, sc: Scenario) -> CaseRun:
         async with sem:
-            r = await run_case(sc, cfg, cond, reply_voiced_s, keep, tuning)
+            r = await run_case(sc, cfg, cond, reply_voiced_s, keep, tuning, stt)
             if progress:
                 progress(r)
             return r

@@ -37,6 +37,7 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=6)
     ap.add_argument("--condition", default=HARDEST)
     ap.add_argument("--concurrency", type=int, default=6)
+    ap.add_argument("--stt", choices=("whisper", "oracle"), default="whisper", help="oracle: framework only")
     ap.add_argument("--out", type=Path, help="also write the whole result (per-case notes included) as JSON")
     a = ap.parse_args()
     check_out(ap, a.out)
@@ -58,13 +59,21 @@ def main() -> None:
             conditions=[a.condition],
             concurrency=a.concurrency,
             tuning=tuning,
+            stt=a.stt,
         )
     )
     if a.out:
         a.out.write_text(json.dumps({"overrides": kw, **doc}, indent=1))
     m = doc["configs"]["shipped"]
     print(
-        json.dumps({"overrides": kw, **{k: m[k] for k in KEYS}, "lag_p95_ms": doc["meta"]["loop_lag_p95_ms"]})
+        json.dumps(
+            {
+                "overrides": kw,
+                **{k: m[k] for k in KEYS},
+                "stt": a.stt,
+                "lag_p95_ms": doc["meta"]["loop_lag_p95_ms"],
+            }
+        )
     )
 
 

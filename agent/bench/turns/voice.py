@@ -2,8 +2,12 @@
 
 The instant TTS emits a tone; a tone is not speech to the VAD, so its echo would test nothing.
 Here the agent speaks hibari speech (synthesized once per text, then replayed from memory), and
-the LLM answers instantly with a reply long enough to talk over (~4 s). STT stays the instant
-one: it returns exactly the text the caller has started speaking (nothing for noises).
+the LLM answers instantly with a reply long enough to talk over (~4 s).
+
+STT, chosen per run (`BenchSTT`): `whisper` (the default) is the product's local recognizer
+(faster-whisper tiny.en) hearing the caller through the line model, so the text end-of-turn rules
+and the backchannel filter see what whisper really writes; `oracle` returns exactly the text the
+caller has started speaking (nothing for noises): the framework-only view.
 """
 
 from __future__ import annotations
@@ -11,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Literal
 
 import numpy as np
 from livekit.agents import APIConnectOptions, tts
+from livekit.agents import stt as stt_base
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS
 
 from agent.providers import Providers
@@ -73,9 +79,32 @@ class _TTSStream(tts.ChunkedStream):
         output_emitter.flush()
 
 
-def bench_providers() -> Providers:
+BenchSTT = Literal["whisper", "oracle"]
+STT_LABELS: dict[str, str] = {
+    "whisper": "faster-whisper tiny.en through the line model (what the product hears)",
+    "oracle": "oracle STT: the exact words spoken (framework only, no recognition errors)",
+}
+
+
+def bench_providers(stt: BenchSTT = "whisper") -> Providers:
+    """The bench's providers with the chosen recognizer.
+
+    Args:
+        stt: `whisper` (the product's local STT) or `oracle` (exact words; framework only).
+
+    Returns:
+        Providers: hibari speech for the agent, an instant LLM, the shipped VAD.
+    """
     t = SpeechTTS()
-    return Providers("instant-speech", InstantSTT(), InstantLLM(reply_for), t, build_vad(), t.voice)
+    recognizer: stt_base.STT
+    if stt == "oracle":
+        recognizer = InstantSTT()
+    else:
+        from agent.providers.profiles import local_stt
+        from core.settings import get_settings
+
+        recognizer = local_stt(get_settings(), threads=1)
+    return Providers(f"instant-speech-{stt}", recognizer, InstantLLM(reply_for), t, build_vad(), t.voice)
 
 
 def prewarm(texts: list[str]) -> None:
