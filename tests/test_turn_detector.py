@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from livekit.agents import llm
 
 from agent.bench.turns.corpus import CONDITIONS, CORPUS_DIR, HARDEST, load_cases, make_case
@@ -207,3 +209,43 @@ async def test_instant_stt_returns_only_words_already_spoken() -> None:
     assert first.alternatives[0].text == "one two"
     again = await stt.recognize([silence])
     assert again.alternatives[0].text == ""  # the second line's words are still to come
+
+
+# ---- the rules on what the product's STT really writes (tests/data/whisper_*.yaml) ---------------
+def _recorded(name: str) -> list[dict[str, object]]:
+    doc = yaml.safe_load((Path(__file__).parent / "data" / f"whisper_{name}.yaml").read_text())
+    return list(doc[name])
+
+
+def test_unfinished_fragments_as_whisper_writes_them_wait_for_more() -> None:
+    rows = _recorded("fragments")
+    kept = [r for r in rows if not r["rewritten"]]
+    assert len(kept) >= 12  # "I'd like to.", "Could you check whether?", "Can you tell me? Huh", ...
+    for r in kept:
+        assert utterance_complete_probability(str(r["heard"])) < UNLIKELY_THRESHOLD, r
+    # a "?" after a dangling word is whisper's, not the caller's
+    for text in ("Could you check whether?", "Can you tell me?", "Is it for the?", "I was wondering if?"):
+        assert utterance_complete_probability(text) < UNLIKELY_THRESHOLD, text
+    for text in ("Where are you from?", "Can you do that?", "Who do I speak to?", "Can you help me?"):
+        assert utterance_complete_probability(text) >= UNLIKELY_THRESHOLD, text
+
+
+def test_backchannels_as_whisper_writes_them_do_not_take_the_turn() -> None:
+    rows = _recorded("backchannels")
+    for r in rows:
+        heard = str(r["heard"])
+        assert (not heard.strip() or is_backchannel(heard)) is (not r["known_miss"]), r
+    # what a caller says to take the turn is never blanked, short or not
+    for text in (
+        "Stop.",
+        "Wait.",
+        "No.",
+        "Bye.",
+        "Human.",
+        "Agent.",
+        "Hello?",
+        "Price?",
+        "Billing.",
+        "Sunday 9",
+    ):
+        assert not is_backchannel(text), text
