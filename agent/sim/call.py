@@ -13,6 +13,7 @@ import logging
 import os
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from rich.console import Console
 from agent.call.agent import Generation
 from agent.call.assemble import Call, CallOptions, CallServices, build_call
 from agent.call.report import turn_table
+from agent.call.timeline import SessionClock, build_timeline, generation_for
 from agent.providers import Providers
 from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_frame
 from agent.sim.caller import ScriptedCaller, Utterance
@@ -49,6 +51,7 @@ class CallResult:
     events: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     call: Call | None = None  # the assembled call (what it ran with: `call.attached`)
+    clock: SessionClock | None = None  # the session's timing events (the turns' timelines)
 
 
 class _Timeline:
@@ -59,6 +62,17 @@ class _Timeline:
 
     def tick_at(self, wall: float) -> int:
         return max(0, bisect.bisect_right(self.wall, wall) - 1)
+
+    def line_clock(self, pin: int) -> Callable[[int], float] | None:
+        """Sample index -> wall-clock time, placing the audio timeline on the wall clock at the
+        tick that played sample `pin`: times of one turn pinned at one tick differ by exactly
+        their sample distance (the clock's jitter between ticks stays out of the gaps). None when
+        the call ended before that tick."""
+        k = pin // TICK
+        if k >= len(self.wall):
+            return None
+        base = self.wall[k] - k * TICK / TL_RATE
+        return lambda sample: base + sample / TL_RATE
 
     def agent_audio(self) -> np.ndarray:
         return np.concatenate(self.agent_clean) if self.agent_clean else np.zeros(0, np.float32)
@@ -133,6 +147,9 @@ class SimulatedCall:
             tenant, providers, self.control, services or CallServices(), out_dir=out_dir, options=options
         )
         self.phone, self.turn_log = self.call.phone, self.call.turn_log
+        # the session's timing events for the per-turn timelines, from before the call starts
+        self.clock = SessionClock()
+        self.clock.attach(self.call.session)
 
     # ---- live output ---------------------------------------------------------------------
     def _on_say(self, u: Utterance) -> None:
@@ -233,7 +250,7 @@ class SimulatedCall:
             scenario=self.scenario.name,
         )
         transcript = self.call.write_report(head, turns, error=error, messages=self.items)
-        return CallResult(turns, transcript, self.out_dir, self.events, error, self.call)
+        return CallResult(turns, transcript, self.out_dir, self.events, error, self.call, self.clock)
 
     def _write_wav(self) -> None:
         if not self.tl.caller_heard:
@@ -291,7 +308,19 @@ class SimulatedCall:
             rs = replies.get(u.index, [])
             t.agent_text = " ".join(m.text_content or "" for m in rs).strip()
             t.interrupted = any(m.interrupted for m in rs)
-            gen = self._generation_for(t.user_text, us[-1].text_content if us else None)
+            # The line times of this turn: pinned at the tick that played the agent's first
+            # sample (so the timeline's span is voice_to_voice exactly), else at the caller's end.
+            at = self.tl.line_clock(onset if onset is not None else u.end)
+            agent_first = at(onset) if at is not None and onset is not None else None
+            until = at(nxt) if at is not None and nxt is not None else None
+            bound = agent_first if agent_first is not None else until
+            gen = self._generation_for(t.user_text, us[-1].text_content if us else None, bound)
+            if at is not None and us:  # a turn the agent heard
+                mine = gen is not None and (bound is None or gen.started_at <= bound)
+                t.timeline = build_timeline(
+                    self.clock, gen if mine else None, caller_last_sample=at(u.end),
+                    agent_first_sample=agent_first, until=until, kind="line",
+                )  # fmt: skip
             if gen is not None:
                 t.cache_hit = gen.cache_hit
                 t.context_tokens = gen.context_tokens
@@ -303,13 +332,14 @@ class SimulatedCall:
                 t.tts_ttfb = first.get("tts_node_ttfb")
         return turns
 
-    def _generation_for(self, user_text: str, last_user: str | None) -> Generation | None:
+    def _generation_for(
+        self, user_text: str, last_user: str | None, before: float | None = None
+    ) -> Generation | None:
+        """The turn's generation: one for the last user message, started before the turn's
+        reply reached the line (a later same question is another turn's), else any for it."""
         if not last_user:
             return None
-        matches = [g for g in self.turn_log.generations if g.user_text.strip() == last_user.strip()]
-        done = [g for g in matches if g.completed]
-        found: list[Generation] = done or matches
-        return found[-1] if found else None
+        return generation_for(self.turn_log, last_user, before) or generation_for(self.turn_log, last_user)
 
 
 def print_result(result: CallResult, console: Console) -> None:
