@@ -127,6 +127,9 @@ def test_grounded_answers() -> None:
             assert grounded(f.answer, t), f.answer
     assert grounded("We're open Monday to Saturday from 8am to 6pm, closed on Sunday.", acme)
     assert grounded("You can return items within 30 days, with your receipt.", acme)
+    # numbers in words are the facts' numbers ("eight to six" is 8am to 6pm): the instant LLM's reply
+    assert grounded("Sure, we are open Monday to Saturday, eight to six.", acme)
+    assert not grounded("Sure, we are open Monday to Saturday, nine to five.", acme)
     assert not grounded("We're open Monday to Saturday until 9pm.", acme)  # a number the facts do not give
     assert not grounded("We also have free parking behind the store.", acme)
     assert not grounded("Your claim will be processed within 5 working days.", globex)

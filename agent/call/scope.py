@@ -571,6 +571,12 @@ saturdays sundays we're you're it's that's there's we'll you'll i'll i'm i've we
 doesn't can't won't isn't aren't unfortunately sorry however currently available information details
 answer question questions connect transfer line phone call right now yes no""".split()
 )
+# Numbers, in words or digits, are checked by `consistent_with_facts` ("eight" is "8am"), not here.
+_NUMBER_WORDS = set(
+    """zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen
+sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety hundred
+thousand noon midday midnight half quarter o'clock am pm first second third""".split()
+)
 _STEM_SUFFIXES = ("ings", "ing", "ies", "es", "s", "ed", "ly")
 
 
@@ -582,7 +588,11 @@ def _stem(word: str) -> str:
 
 
 def _content_words(text: str) -> list[str]:
-    return [w for w in normalise(text).split() if not w.isdigit() and w not in _ANSWER_GENERIC]
+    return [
+        w
+        for w in normalise(text).split()
+        if not any(c.isdigit() for c in w) and w not in _ANSWER_GENERIC and w not in _NUMBER_WORDS
+    ]
 
 
 def ungrounded_words(answer: str, tenant: Tenant) -> list[str]:
