@@ -569,7 +569,8 @@ weekdays morning afternoon evening night time times hour hours from until till t
 monday tuesday wednesday thursday friday saturday sunday mondays tuesdays wednesdays thursdays fridays
 saturdays sundays we're you're it's that's there's we'll you'll i'll i'm i've we've you've don't
 doesn't can't won't isn't aren't unfortunately sorry however currently available information details
-answer question questions connect transfer line phone call right now yes no""".split()
+answer question questions connect transfer line phone call right now yes no goodbye bye nice
+lovely wonderful care""".split()
 )
 # Numbers, in words or digits, are checked by `consistent_with_facts` ("eight" is "8am"), not here.
 _NUMBER_WORDS = set(
