@@ -35,6 +35,7 @@ from agent.call.prompt import greeting_for
 from agent.call.recovery import LLMRecovery, attach_recovery
 from agent.call.report import write_report
 from agent.call.session import TurnMode, TurnTuning, create_session
+from agent.call.timeline import SessionClock, agent_timelines
 from agent.providers import Providers
 from core.call_report import ReportHead, TurnMetrics
 from core.errors import UserError
@@ -171,6 +172,9 @@ class Call:
         )
         self.phone.attach()  # before start: the idle timeout applies from the first silence
         self.session.on("conversation_item_added", self._watch_caller)
+        # the session's timing events for the worker's per-turn timelines (the simulator times
+        # its turns on its own line: agent/sim/call.py)
+        self.clock: SessionClock | None = None
         self.recovery: LLMRecovery | None = None
         self.greeting: SpeechHandle | None = None
         self._started = False
@@ -216,6 +220,8 @@ class Call:
         if self.desk is not None and self.tools:
             await self.desk.start()  # the LLM gets the document tools: learn them now
         if room is not None:
+            self.clock = SessionClock()
+            self.clock.attach(self.session)
             opts = room_io.RoomOptions(
                 participant_identity=participant or NOT_GIVEN,
                 participant_kinds=[rtc.ParticipantKind.PARTICIPANT_KIND_SIP],
@@ -275,7 +281,23 @@ class Call:
         error: str | None = None,
         messages: list[llm.ChatMessage] | None = None,
     ) -> dict[str, Any]:
-        """Write transcript.json + metrics.json to `out_dir` and count the call in the metrics."""
+        """Write transcript.json + metrics.json (+ waterfall.png) to `out_dir` and count the
+        call in the metrics. A call started on a room (the worker) first gives each turn
+        without a timeline one on the agent clock (`timeline.agent_timelines`: turn i is the
+        i-th user message); the simulator times its turns on its line before calling this.
+
+        Args:
+            head: who and what the call was.
+            turns: one row per caller turn.
+            error: why the call failed, or None.
+            messages: the chat messages (default: the session's history).
+
+        Returns:
+            The transcript written.
+        """
+        messages = self.messages() if messages is None else messages
+        if self.clock is not None:
+            agent_timelines(turns, messages, self.turn_log, self.clock)
         extra: dict[str, Any] = {}
         if self.context is not None:
             st = self.context.stats
@@ -289,7 +311,7 @@ class Call:
         transcript = write_report(
             self.out_dir,
             head,
-            messages=self.messages() if messages is None else messages,
+            messages=messages,
             turns=turns,
             events=self.control.events,
             error=error,
