@@ -355,6 +355,11 @@ class PhoneBehaviours:
         was_speaking, self._agent_was_speaking = self._agent_was_speaking, False
         return was_speaking, self._last_agent_text.strip() == ANYTHING_ELSE
 
+    @property
+    def last_agent_text(self) -> str:
+        """The words the agent said last (the intent step reads an answer to its own question)."""
+        return self._last_agent_text
+
     def reply_for(self, action: ReplyAction, *, via: str = "voice") -> str | None:
         """The words the agent says this turn for `action`, and what follows once they have been
         played (armed here). None: nothing to do (already transferring or ending)."""

@@ -41,7 +41,8 @@ ROOM, CALLER = "call-acme-assembly", "sip_+14155550123"
 ATTRS = {"sip.callID": "SCL_9", "sip.phoneNumber": "+14155550123", "sip.trunkPhoneNumber": "+15550100100"}
 META = '{"direction":"inbound","tenant":"acme"}'
 SEARCH = "Please search the documents for mattress removal."
-ODD = "What colour is the sky above your loading dock today?"
+# in the facts (scope passes it on) and far from every FAQ entry (no cache hit): it reaches the LLM
+ODD = "Is delivery free on a sixty dollar order?"
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ from tests.support.fake_openai import FakeOpenAI, answer_for, running_fake_opena
 HERE = Path(__file__).resolve().parent
 HANG_GUARD_S = 120.0  # generous: only catches a hang, never measures speed
 ELEVEN_KEY = "eleven-dummy"
-ANSWER = "We are open from nine to six, Monday to Saturday."
+ANSWER = "We are open from eight to six, Monday to Saturday."
 
 
 # ---- fixtures and helpers ---------------------------------------------------------------------

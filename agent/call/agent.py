@@ -22,7 +22,10 @@ from livekit.agents import Agent, ModelSettings, llm
 from agent.call.context import ContextManager
 from agent.call.intents import intent_reply, link_phone
 from agent.call.prompt import instructions_for
+from agent.call.scope import grounded, scope_reply_async
+from agent.call.scope import prewarm as prewarm_scope
 from agent.providers.profiles import primary_voice_token
+from cache.policy import is_self_contained
 from core.local_tts import trim_silence
 from core.tenants import Tenant
 
@@ -60,6 +63,7 @@ class Generation:
 class TurnLog:
     generations: list[Generation] = field(default_factory=list)
     cache_bypasses: int = 0
+    scope_refusals: int = 0  # questions the tenant's facts do not cover, answered with the offer
 
 
 def _message_text(item: llm.ChatItem) -> str:
@@ -127,6 +131,7 @@ class CallAgent(Agent):
 
     async def on_enter(self) -> None:
         link_phone(self.session)  # transfer summaries get the caller's facts from the first key press
+        self._spawn(asyncio.to_thread(prewarm_scope, self.tenant))  # the scope index, off the loop
         if self.documents is not None:  # the desk speaks finished job results through the session
             self.documents.attach(self.session)
             if self.documents_as_tools:  # cloud profile: gpt-4o-mini calls the fast tools itself
@@ -197,6 +202,19 @@ class CallAgent(Agent):
                 yield hit.answer
                 return
 
+        # Not in the tenant's facts or FAQ: say so and offer a person instead of letting the model
+        # invent an answer. Only for a question that stands on its own (a follow-up's topic is in
+        # the context, which the step does not read) and when the LLM has no tools (a tool-calling
+        # model acts on requests the step would refuse: "search the documents", "transfer me").
+        if question and not tools and is_self_contained(question):
+            refusal = await scope_reply_async(question, self.tenant)  # the cache's shared embedder
+            if refusal is not None:
+                gen.used_tool = True  # fixed words: never looked up in nor stored into the cache
+                gen.answer, gen.completed = refusal, True
+                self.turn_log.scope_refusals += 1
+                yield refusal
+                return
+
         parts: list[str] = []
         llm_ctx = self.context.prepare(chat_ctx) if self.context is not None else chat_ctx
         self._generating = True
@@ -241,6 +259,9 @@ class CallAgent(Agent):
 
     async def _store(self, question: str, gen: Generation, context: list[dict[str, str]]) -> None:
         assert self.cache is not None
+        if not grounded(gen.answer, self.tenant):  # spoken already (streamed), but never replayed
+            log.info("answer not stored: not grounded in tenant %s's facts", self.tenant.name)
+            return
         await self.cache.store(
             question,
             gen.answer,

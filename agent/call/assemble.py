@@ -86,6 +86,7 @@ class CallServices:
         except UserError as e:
             log.warning("Redis unavailable; calls run without the cache and summaries: %s", e)
         cache = open_cache(url, s) if (url and use_cache and s.cache_enabled) else None
+        prewarm_scope_all()
         jobs = None
         if url:
             from agent.call.jobs import JobClient
@@ -96,6 +97,19 @@ class CallServices:
             docs_dir = Path(os.environ.get("CALLCENTER_DOCS_DIR") or REPO_ROOT / "documents")
             desk = DeskConfig(url=s.docs_mcp_url) if s.docs_mcp_url else DeskConfig(docs_dir=docs_dir)
         return cls(cache, jobs, desk, s.context_keep_recent, s.context_max_messages, sandbox_docs)
+
+
+def prewarm_scope_all() -> None:
+    """Every tenant's scope index (agent/call/scope.py) before the first call, with or without a
+    cache: built on a call's first question instead, it costs that caller ~0.1-2 s."""
+    try:
+        from agent.call.scope import prewarm
+        from core.tenants import list_tenants, load_tenant
+
+        for name in list_tenants():
+            prewarm(load_tenant(name))
+    except Exception as e:  # noqa: BLE001 - a cold scope step fails open to the LLM per turn
+        log.warning("scope prewarm failed: %s", e)
 
 
 def open_cache(url: str, settings: Settings) -> ResponseCache | None:

@@ -39,6 +39,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from agent.call.scope import REFUSAL, accepts_offer, declines_offer
+
 if TYPE_CHECKING:
     from cache.embedder import Embedder
     from sip.behaviours import PhoneBehaviours
@@ -565,6 +567,11 @@ async def intent_reply(phone: PhoneBehaviours, text: str, stt_confidence: float 
     if not phone.voice_intents or not text.strip():
         return None
     was_speaking, asked_anything_else = phone.turn_facts()
+    if phone.last_agent_text.strip() == REFUSAL:  # "...Would you like me to connect you with a person?"
+        if accepts_offer(text):
+            return phone.reply_for("transfer", via="voice")
+        if declines_offer(text):
+            return phone.reply_for("ask_end")
     menu = phone.tenant.menu
     if menu and (key := menu_choice(text, menu)) is not None:
         reply = phone.menu_reply(key, "voice")

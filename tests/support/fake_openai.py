@@ -48,10 +48,12 @@ from tests.support.fake_server import ThreadedServer
 Mode = Literal["ok", "error", "rate_limit", "hang", "break"]
 
 # keyword (regex on the lower-cased question) -> answer; first match wins
+# The answers agree with tenants/acme.yaml's facts: an answer the facts do not support is never
+# stored in the cache (cache.policy / agent.call.scope.grounded).
 FAQ: list[tuple[str, str]] = [
-    (r"\b(hours?|open|close)", "We are open from nine to six, Monday to Saturday."),
-    (r"\b(where|address|located|store)\b", "The store is at 12 Market Street, next to the bakery."),
-    (r"\bdeliver", "Yes, we deliver within ten miles for a five dollar fee."),
+    (r"\b(hours?|open|close)", "We are open from eight to six, Monday to Saturday."),
+    (r"\b(where|address|located|store)\b", "The store is at 12 Main Street in Springfield."),
+    (r"\bdeliver", "Yes, delivery is free over 50 dollars, Monday to Saturday."),
     (r"\b(bye|thanks|thank you)\b", "You're welcome, goodbye!"),
 ]
 DEFAULT_ANSWER = "I can help with opening hours, our address and deliveries."
