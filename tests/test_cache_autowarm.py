@@ -17,21 +17,17 @@ import pytest
 import redis
 import yaml
 
+from agent.call.assemble import CallServices
 from cache.admin import CacheAdmin, auto_warm_tenants, tenant_knowledge
 from cache.redis_server import EmbeddedRedis
 from cache.semantic import ResponseCache
-from core.local_tts import SAMPLE_RATE, VOICE, synthesize_pcm16
-from core.settings import REPO_ROOT, get_settings
+from core.local_tts import SAMPLE_RATE, VOICE
+from core.settings import REPO_ROOT, Settings, get_settings
 from core.tenants import load_tenant
 from tests.support.workers import free_port
 
 HOURS = "What are your opening hours?"
 ADMIN_HOURS = "Eight to six, Monday to Saturday; Sundays closed."
-
-
-def synth(text: str) -> tuple[bytes, int]:
-    """The voice `open_cache` renders with when calls speak in the local voice."""
-    return synthesize_pcm16(text), SAMPLE_RATE
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +84,8 @@ def test_fresh_install_first_call_is_answered_from_the_faq_with_audio(
     tenant = only_tenant(tenants)
     r = redis.Redis.from_url(server.url)
     assert not r.exists(f"cc:t:{tenant}")  # nothing of this tenant in the cache yet
-    # what `open_cache` (agent/call/assemble.py: worker prewarm, `callcenter call`) runs
-    auto_warm_tenants(server.url, synthesize=synth, voice=VOICE)
+    services = CallServices.open(Settings(redis_url=server.url))  # what worker prewarm runs
+    assert services.cache is not None
     hit = asyncio.run(first_lookup(server.url, tenant))
     faq = {f.question: f.answer for f in load_tenant(tenant).faq}
     assert hit is not None and hit.answer == faq[HOURS]
@@ -105,7 +101,7 @@ def test_fresh_install_first_call_is_answered_from_the_faq_with_audio(
     assert adm.auto_warm(tenant) == {"warmed": False}
     n1 = int(r.info("stats")["total_commands_processed"])
     assert n1 - n0 - 1 == 1  # the FT.SEARCH (the -1: the first INFO itself)
-    auto_warm_tenants(server.url, synthesize=synth, voice=VOICE)  # the next process start
+    CallServices.open(Settings(redis_url=server.url))  # `callcenter call` start, again
     assert snapshot(r, tenant) == before
 
 

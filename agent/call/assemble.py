@@ -113,13 +113,33 @@ def prewarm_scope_all() -> None:
 
 
 def open_cache(url: str, settings: Settings) -> ResponseCache | None:
-    """The semantic cache on `url`, its embedder loaded and index made before the first call."""
+    """The semantic cache on `url`, its embedder loaded and index made before the first call,
+    and every tenant's FAQ loaded when its knowledge version is new to the cache (auto-warm:
+    one query per tenant when it is not), so a fresh install's first call is answered from the
+    curated FAQ. Auto-warm runs here, before any call, and never in `prewarm_cache`: benchmarks
+    and cold eval scenarios prewarm private caches that must stay empty."""
     try:
         from cache.semantic import ResponseCache
     except ImportError:
         return None
     cache = ResponseCache(url, threshold=settings.cache_threshold)
     prewarm_cache(cache)
+    try:
+        from agent.providers.stages import plan_stages
+        from cache.admin import auto_warm_tenants
+        from core.local_tts import SAMPLE_RATE, VOICE, synthesize_pcm16
+
+        # Audio is pre-rendered when calls speak in the local voice; a cloud voice's audio is
+        # kept from the first hit in a call instead (no paid synthesis at start-up).
+        local = plan_stages(settings.profile, settings).tts == "local"
+        auto_warm_tenants(
+            url,
+            namespace=cache.namespace,
+            synthesize=(lambda text: (synthesize_pcm16(text), SAMPLE_RATE)) if local else None,
+            voice=VOICE if local else None,
+        )
+    except Exception as e:  # noqa: BLE001 - calls run without the warm FAQ, never fail for it
+        log.warning("cache auto-warm failed: %s", e)
     return cache
 
 
