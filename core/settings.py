@@ -108,6 +108,9 @@ class Settings(BaseSettings):
 
     # Semantic cache.
     cache_enabled: bool = True
+    # CALLCENTER_SCOPE_CHECK: answer questions the tenant's facts do not cover with an offer of a
+    # person instead of the LLM (agent/call/scope.py); off for a tenant whose facts are not curated
+    scope_check: bool = True
     # Cosine distance in (0, 1]; lower is stricter (tuned: cache/README.md). 1 already matches
     # unrelated questions; above it the cache would answer anything.
     cache_threshold: float = Field(default=0.25, gt=0, le=1)

@@ -72,14 +72,14 @@ async def test_a_folded_summary_is_read_before_the_next_turn() -> None:
     session = AgentSession(llm=LocalLLM(max_tokens=8))
     await session.start(agent, record=False)
     try:
-        await _turn(session, "Do you sell paint?")
+        await _turn(session, "Are you open on Saturday?")  # in the facts: the LLM answers
         cm.summary = SUMMARY  # as if a summary just landed, without the agent being told
-        cold = await _turn(session, "Is parking free?")
-        cm.summary = SUMMARY + " She asked about parking."
+        cold = await _turn(session, "Is delivery free over 50 dollars?")
+        cm.summary = SUMMARY + " She asked about delivery."
         assert cm.on_fold is not None
         cm.on_fold()  # what the context manager calls when a summary is folded in
         await agent.drain()
-        warm = await _turn(session, "Do you cut keys?")
+        warm = await _turn(session, "Can I return things within 30 days?")
     finally:
         await session.aclose()
     print("prompt tokens read: without prefill", cold, "with", warm)

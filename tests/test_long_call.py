@@ -30,6 +30,18 @@ TURNS = 20
 KEEP_RECENT, MAX_MESSAGES = 4, 16  # the call folds in batches of 8 (ContextManager.batch)
 
 
+@pytest.fixture(autouse=True)
+def _no_scope_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """scenarios/long-call.yaml asks for many products acme's facts do not list; this is about the
+    context bound, so every question reaches the LLM (the scope step is tested in test_scope*)."""
+    from core.settings import get_settings
+
+    monkeypatch.setenv("CALLCENTER_SCOPE_CHECK", "false")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
 @pytest.fixture
 def queue(monkeypatch: pytest.MonkeyPatch) -> str:
     q = f"test-longcall-{uuid.uuid4().hex[:6]}"

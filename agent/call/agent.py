@@ -22,11 +22,12 @@ from livekit.agents import Agent, ModelSettings, llm
 from agent.call.context import ContextManager
 from agent.call.intents import intent_reply, link_phone
 from agent.call.prompt import instructions_for
-from agent.call.scope import grounded, scope_reply_async
+from agent.call.scope import grounded, is_question, scope_reply_async
 from agent.call.scope import prewarm as prewarm_scope
 from agent.providers.profiles import primary_voice_token
 from cache.policy import is_self_contained
 from core.local_tts import trim_silence
+from core.settings import get_settings
 from core.tenants import Tenant
 
 if TYPE_CHECKING:
@@ -86,6 +87,7 @@ class CallAgent(Agent):
         super().__init__(instructions=instructions_for(tenant))
         self.tenant = tenant
         self.voice = voice
+        self.check_scope = get_settings().scope_check
         self.cache = cache
         self.turn_log = turn_log or TurnLog()
         self.context = context
@@ -206,7 +208,13 @@ class CallAgent(Agent):
         # invent an answer. Only for a question that stands on its own (a follow-up's topic is in
         # the context, which the step does not read) and when the LLM has no tools (a tool-calling
         # model acts on requests the step would refuse: "search the documents", "transfer me").
-        if question and not tools and is_self_contained(question):
+        if (
+            self.check_scope
+            and question
+            and not tools
+            and is_question(question)
+            and is_self_contained(question)
+        ):
             refusal = await scope_reply_async(question, self.tenant)  # the cache's shared embedder
             if refusal is not None:
                 gen.used_tool = True  # fixed words: never looked up in nor stored into the cache

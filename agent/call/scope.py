@@ -638,6 +638,19 @@ _NO = re.compile(
 )
 
 
+_ASKS = {
+    "what", "when", "where", "who", "whom", "whose", "why", "how", "which", "do", "does", "did", "can",
+    "could", "would", "will", "is", "are", "was", "were", "should", "may", "have", "has", "any",
+}  # fmt: skip
+
+
+def is_question(text: str) -> bool:
+    """A question the facts could answer ("?" or a question word first), not a statement such as
+    "The drill I bought is broken." (the caller telling their case is never refused)."""
+    t = normalise(text)
+    return text.strip().endswith("?") or (t.split(" ", 1)[0] in _ASKS if t else False)
+
+
 def accepts_offer(text: str) -> bool:
     """Did the caller say yes to "Would you like me to connect you with a person?"."""
     return bool(_YES.fullmatch(normalise(text)))
