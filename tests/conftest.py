@@ -32,3 +32,15 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001 - pytest 
     import logging
 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
+
+
+@pytest.fixture
+def no_scope_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Calls whose questions all reach the LLM (CALLCENTER_SCOPE_CHECK=false): for tests of the
+    context and the LLM path, not of the scope step (tests/test_scope*.py)."""
+    from core.settings import get_settings
+
+    monkeypatch.setenv("CALLCENTER_SCOPE_CHECK", "false")
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()

@@ -19,7 +19,8 @@ from core.local_llm import LocalLLMEngine
 from core.tenants import load_tenant
 from tests.support.workers import WorkerProcess
 
-pytestmark = pytest.mark.slow
+# acme's facts list none of the products this call asks about: every question reaches the LLM
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_scope_step")]
 
 ORDER = "A-483920"
 FILLERS = [
@@ -30,18 +31,6 @@ FILLERS = [
     "Can I pay by card?",
     "Do you cut keys?",
 ]
-
-
-@pytest.fixture(autouse=True)
-def _no_scope_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """scenarios/long-call.yaml asks for many products acme's facts do not list; this is about the
-    context bound, so every question reaches the LLM (the scope step is tested in test_scope*)."""
-    from core.settings import get_settings
-
-    monkeypatch.setenv("CALLCENTER_SCOPE_CHECK", "false")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

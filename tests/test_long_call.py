@@ -25,21 +25,10 @@ from agent.sim.run import run_call
 from core.settings import REPO_ROOT, Settings
 from tests.support.workers import WorkerProcess
 
-pytestmark = pytest.mark.slow
+# acme's facts list none of the products this call asks about: every question reaches the LLM
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("no_scope_step")]
 TURNS = 20
 KEEP_RECENT, MAX_MESSAGES = 4, 16  # the call folds in batches of 8 (ContextManager.batch)
-
-
-@pytest.fixture(autouse=True)
-def _no_scope_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """scenarios/long-call.yaml asks for many products acme's facts do not list; this is about the
-    context bound, so every question reaches the LLM (the scope step is tested in test_scope*)."""
-    from core.settings import get_settings
-
-    monkeypatch.setenv("CALLCENTER_SCOPE_CHECK", "false")
-    get_settings.cache_clear()
-    yield
-    get_settings.cache_clear()
 
 
 @pytest.fixture
