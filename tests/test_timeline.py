@@ -2,7 +2,7 @@
 
 One call through the real `AgentSession` (instant profile: the framework, VAD and endpointing are
 real, the models answer at once) against the real semantic cache in the embedded Redis Stack,
-warmed with the tenant's FAQ: two FAQ questions (hits) around one it does not know (a miss). Its
+warmed with the tenant's FAQ: two FAQ questions (hits) around one in no FAQ entry (a miss). Its
 report must give every answered turn a complete, ordered timeline whose gaps add up to the
 turn's voice_to_voice, a valid waterfall.png, and the dashboard must show the chart only with the
 read token. The worker's way of building turns (`agent.worker.turn_metrics`, agent clock) is run
@@ -34,7 +34,8 @@ from core.settings import get_settings
 from core.tenants import load_tenant
 from tests.test_dashboard_security import READ, app_for, bearer, serve
 
-LINES = ["What are your opening hours?", "Can I bring my dog into the shop?", "Where is the store?"]
+# two FAQ questions (hits) around one in the facts but in no FAQ entry (a miss the LLM answers)
+LINES = ["What are your opening hours?", "Is delivery free on a sixty dollar order?", "Where is the store?"]
 CALL_ID = "20261202-sim-timeline"
 PNG = b"\x89PNG\r\n\x1a\n"
 _done: dict[str, CallResult] = {}
