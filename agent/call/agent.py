@@ -64,7 +64,6 @@ class Generation:
 class TurnLog:
     generations: list[Generation] = field(default_factory=list)
     cache_bypasses: int = 0
-    scope_refusals: int = 0  # questions the tenant's facts do not cover, answered with the offer
 
 
 def _message_text(item: llm.ChatItem) -> str:
@@ -219,7 +218,6 @@ class CallAgent(Agent):
             if refusal is not None:
                 gen.used_tool = True  # fixed words: never looked up in nor stored into the cache
                 gen.answer, gen.completed = refusal, True
-                self.turn_log.scope_refusals += 1
                 yield refusal
                 return
 
