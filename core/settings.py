@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # expected to take at most this long (it costs 1.3-1.5 s on busy cores). Unset: always redo;
     # a latency gain of e.g. 0.8 could not be shown on our load runs (README, Load).
     stt_fallback_budget_s: float | None = Field(default=None, ge=0, le=30)
+    # Noise suppression on the caller's audio, in front of the VAD and the STT (agent/call/
+    # denoise.py): off, dtln or dfn3; the default is chosen by bench-results/denoise.json.
+    denoise: Literal["off", "dtln", "dfn3"] = "off"
 
     # Semantic cache.
     cache_enabled: bool = True

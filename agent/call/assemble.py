@@ -30,6 +30,7 @@ from livekit.agents.voice import SpeechHandle, room_io
 from agent import observability
 from agent.call.agent import CallAgent, TurnLog
 from agent.call.context import ContextManager
+from agent.call.denoise import DenoisedAudioInput, DenoiseMode, make_denoiser
 from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
 from agent.call.prompt import greeting_for
 from agent.call.recovery import LLMRecovery, attach_recovery
@@ -160,6 +161,7 @@ class CallOptions:
     tuning: TurnTuning = field(default_factory=TurnTuning)
     idle: IdlePolicy = field(default_factory=IdlePolicy)
     bounded_context: bool = True  # False only for `bench context`'s unmanaged reference run
+    denoise: DenoiseMode | None = None  # uplink noise suppression; None: CALLCENTER_DENOISE
 
 
 class Call:
@@ -181,6 +183,8 @@ class Call:
         # Only an LLM that calls tools reliably gets them (gpt-4o-mini); local models use rules.
         self.tools = providers.llm_tools
         self.turn_log = TurnLog()
+        # one stateful noise suppressor per call, in front of the VAD and the STT (denoise.py)
+        self.denoiser = make_denoiser(options.denoise or get_settings().denoise)
         self.session: AgentSession = create_session(
             providers, turn_mode=options.turn_mode, tuning=options.tuning
         )
@@ -261,10 +265,14 @@ class Call:
                 participant_kinds=[rtc.ParticipantKind.PARTICIPANT_KIND_SIP],
                 close_on_disconnect=True,
                 delete_room_on_close=True,  # drops the SIP leg and ends the job with the session
+                audio_input=room_io.AudioInputOptions(noise_cancellation=self.denoiser),
             )
             await self.session.start(self.agent, room=room, room_options=opts)
             room.on("sip_dtmf_received", lambda ev: self.phone.on_dtmf(ev.digit))
         else:
+            source = self.session.input.audio
+            if self.denoiser is not None and source is not None:
+                self.session.input.audio = DenoisedAudioInput(source, self.denoiser)
             await self.session.start(self.agent, record=False)
         self._started = True
         observability.call_started(self.tenant.name, self.providers.name)
@@ -297,6 +305,8 @@ class Call:
                 await asyncio.wait_for(coro, CLOSE_TIMEOUT_S)
             except Exception as e:  # noqa: BLE001 - closing must not hide the call's own result
                 log.warning("closing %s: %s", what, e)
+        if self.denoiser is not None:
+            self.denoiser._close()  # room_io leaves a processor it was given open
         if self._started:
             observability.call_ended(self.tenant.name, self.providers.name)
 
