@@ -6,6 +6,7 @@ import hashlib
 import json
 import re
 from pathlib import Path
+from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, ValidationError, field_validator
@@ -33,6 +34,26 @@ class CacheOptions(BaseModel):
     auto_serve: StrictBool = False
 
 
+class WarmTransfer(BaseModel):
+    """The tenant's `warm_transfer:` block: brief a human on the phone before bridging the caller
+    (livekit's WarmTransferTask on LiveKit, a simulated human leg in `callcenter call`). Without
+    it transfers stay cold (SIP REFER to `transfer_number`). Unknown keys are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+    to: str | None = Field(
+        default=None, description="the human's number or sip: URI (default: transfer_number)"
+    )
+    # LiveKit outbound trunk that places the call to the human (default: LIVEKIT_SIP_OUTBOUND_TRUNK)
+    outbound_trunk_id: str | None = None
+    caller_id: str | None = Field(
+        default=None, description="number the human sees (default: the tenant's first)"
+    )
+    ringing_timeout_s: float = Field(default=20.0, gt=0, le=120)
+    # when the human does not answer, is busy or rejects: cold-transfer to transfer_number, or
+    # promise the caller a call back (recorded as a `callback` event)
+    fallback: Literal["cold", "callback"] = "cold"
+
+
 class Tenant(BaseModel):
     name: str
     business_name: str
@@ -45,6 +66,14 @@ class Tenant(BaseModel):
     # Optional keypad menu: {"1": "billing", "2": "human"}; "human" routes to the transfer.
     menu: dict[str, str] = Field(default_factory=dict, description="keypad digit -> choice")
     cache: CacheOptions = Field(default_factory=CacheOptions)
+    warm_transfer: WarmTransfer | None = None
+
+    @property
+    def warm_transfer_to(self) -> str | None:
+        """Who a warm transfer dials: the block's `to`, else the transfer number; None = cold."""
+        if self.warm_transfer is None:
+            return None
+        return self.warm_transfer.to or self.transfer_number
 
     @field_validator("menu", mode="before")
     @classmethod
@@ -65,8 +94,9 @@ class Tenant(BaseModel):
     @property
     def knowledge_version(self) -> str:
         """Changes whenever anything the agent may say about this tenant changes."""
-        # `cache` is how answers are served, not what is said: changing it keeps the entries
-        blob = json.dumps(self.model_dump(exclude={"numbers", "cache"}), sort_keys=True)
+        # `cache` / `warm_transfer` are how answers are served and calls routed, not what is
+        # said: changing them keeps the entries
+        blob = json.dumps(self.model_dump(exclude={"numbers", "cache", "warm_transfer"}), sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
     def facts_block(self) -> str:

@@ -5,8 +5,10 @@ agent must do besides answering: keypad "0" -> transfer to a human, keypad digit
 "are you still there?" then hang up on silence, a maximum call duration, and hanging up after
 the caller says goodbye. Everything that touches the phone line goes through a `CallControl`:
 
-* `LiveKitCallControl` - the real line: SIP REFER / room deletion via `sip.telephony`.
-* `SimCallControl` - the simulator: no network, a configurable transfer outcome.
+* `LiveKitCallControl` - the real line: SIP REFER / room deletion via `sip.telephony`, warm
+  transfers by livekit's WarmTransferTask (`sip/warm.py`).
+* `SimCallControl` - the simulator: no network, a simulated human leg with a configurable outcome
+  (answers / busy / no answer / rejects) and hold audio on the caller's channel while it rings.
 
 Every action is appended to `control.events` ({"type", "t", ...}) so the call report/transcript
 shows transfers and hang-ups next to the conversation.
@@ -22,7 +24,9 @@ have one action implementation here, whoever decided them:
   `transfer_to_human`), which arm the same follow-ups and let the LLM word the reply.
 
 What follows runs once the reply has been played: a transfer (`transfer_to_human`, a summary of
-the call recorded in the `transfer` event), or, after the agent's goodbye, a short grace period
+the call recorded in the `transfer` event; warm when the tenant has a `warm_transfer` block: the
+human is briefed with the summary before the caller is bridged, and a human who does not answer
+falls back to a cold transfer or a callback promise), or, after the agent's goodbye, a short grace period
 (`GOODBYE_GRACE_S`) for the caller to hang up first, then the agent hangs up.
 """
 
@@ -46,7 +50,7 @@ from livekit.agents.voice.events import (
     UserStateChangedEvent,
 )
 
-from core.tenants import Tenant
+from core.tenants import Tenant, WarmTransfer
 from sip.telephony import (
     DtmfCollector,
     DtmfOutcome,
@@ -56,11 +60,16 @@ from sip.telephony import (
     end_call,
     transfer_cold,
 )
+from sip.warm import briefing_for
 
 log = logging.getLogger("callcenter.telephony")
 
 OPERATOR_DIGIT = "0"
 TRANSFER_ANNOUNCEMENT = "Transferring you to a colleague, one moment please."
+WARM_ANNOUNCEMENT = "I'm connecting you with a colleague now. Please hold while I tell them about your call."
+COLD_FALLBACK = "I'll put you through to our team's line instead."
+CALLBACK_PROMISE = "A colleague will call you back at this number as soon as they can."
+SIM_HUMAN_RING_S = 2.0  # the simulated human's phone rings this long before the outcome
 MAX_DURATION_GOODBYE = "We've reached the time limit for this call. Please call back anytime. Goodbye."
 ANYTHING_ELSE = "Is there anything else I can help with?"
 START_OVER = "Sure, let's start over. How can I help?"
@@ -94,6 +103,13 @@ class CallControl(Protocol):
         """Hand the caller to `to_number`; `summary` (what the human should know) is recorded."""
         ...
 
+    async def transfer_warm(
+        self, tenant: Tenant, *, summary: str, briefing: str, session: AgentSession
+    ) -> TransferResult:
+        """Put the caller on hold, call the tenant's warm-transfer human, brief them with
+        `briefing` and bridge the caller; the attempt is recorded as a `warm: true` transfer."""
+        ...
+
     async def hangup(self, reason: str) -> None: ...
 
 
@@ -118,10 +134,27 @@ class _EventLog:
         self.events.append(ev)
         return ev
 
-    def _record_transfer(self, to_number: str | None, r: TransferResult, summary: str | None = None) -> None:
+    def _record_transfer(
+        self,
+        to_number: str | None,
+        r: TransferResult,
+        summary: str | None = None,
+        *,
+        warm: WarmTransfer | None = None,
+        **extra: Any,
+    ) -> None:
         fields: dict[str, Any] = {"summary": summary} if summary is not None else {}
+        if warm is not None and not r.ok:
+            fields["fallback"] = warm.fallback  # what PhoneBehaviours does next
         self.record(
-            "transfer", to=to_number, ok=r.ok, reason=r.reason.value, sip_status=r.sip_status, **fields
+            "transfer",
+            to=to_number,
+            ok=r.ok,
+            reason=r.reason.value,
+            sip_status=r.sip_status,
+            warm=warm is not None,
+            **fields,
+            **extra,
         )
 
 
@@ -148,6 +181,31 @@ class LiveKitCallControl(_EventLog):
         self._record_transfer(to_number, result, summary)
         return result
 
+    async def transfer_warm(
+        self, tenant: Tenant, *, summary: str, briefing: str, session: AgentSession
+    ) -> TransferResult:
+        # livekit's WarmTransferTask: hold audio, the human dialed on the outbound trunk into a
+        # side room, briefed, moved into the caller's room (sip/warm.py)
+        from livekit.agents.beta.workflows import WarmTransferResult
+
+        from sip.warm import BriefedWarmTransfer, keep_room_after_close, run_task, warm_result
+
+        try:
+            task = BriefedWarmTransfer(tenant, briefing)
+        except ValueError as e:  # no outbound trunk anywhere: the operator's to fix
+            result = TransferResult(False, TransferReason.NOT_CONFIGURED, detail=str(e))
+        else:
+            outcome: WarmTransferResult | Exception
+            try:
+                outcome = await run_task(session, task)
+            except Exception as e:  # noqa: BLE001 - the task's ToolError says the human was not reached
+                outcome = e
+            result = warm_result(task, outcome)
+            if result.ok:
+                keep_room_after_close(session)  # the caller and the human talk in our room now
+        self._record_transfer(tenant.warm_transfer_to, result, summary, warm=tenant.warm_transfer)
+        return result
+
     async def hangup(self, reason: str) -> None:
         try:
             deleted = await end_call(self.lkapi, self.room_name)
@@ -166,8 +224,20 @@ _SIM_RESULTS: dict[str, TransferResult] = {
 }
 
 
+class HoldPlayer(Protocol):
+    """Plays hold audio into the caller's channel (the simulator's downlink)."""
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 class SimCallControl(_EventLog):
-    """The simulator's line: typed transfer results without a network."""
+    """The simulator's line: typed transfer results without a network. A warm transfer rings
+    the simulated human for `human_ring_s` (hold audio on `hold`, the caller's speech not
+    heard, as WarmTransferTask does), then answers, is busy, rejects or never answers
+    (`human_outcome`, default `transfer_outcome`); an answering human gets the briefing
+    (recorded in the event). Cold transfers (SIP REFER) end as `transfer_outcome`."""
 
     def __init__(
         self,
@@ -176,11 +246,17 @@ class SimCallControl(_EventLog):
         events: list[dict[str, Any]] | None = None,
         clock: Callable[[], float] | None = None,
         call_id: str | None = None,
+        hold: HoldPlayer | None = None,
+        human_ring_s: float = SIM_HUMAN_RING_S,
+        human_outcome: SimTransferOutcome | None = None,
     ) -> None:
         super().__init__(events, clock, call_id=call_id)
-        if transfer_outcome not in _SIM_RESULTS:
-            raise ValueError(f"transfer_outcome must be one of {', '.join(_SIM_RESULTS)}")
-        self.transfer_outcome = transfer_outcome
+        human_outcome = human_outcome or transfer_outcome
+        for outcome in (transfer_outcome, human_outcome):
+            if outcome not in _SIM_RESULTS:
+                raise ValueError(f"transfer_outcome must be one of {', '.join(_SIM_RESULTS)}")
+        self.transfer_outcome, self.human_outcome = transfer_outcome, human_outcome
+        self.hold, self.human_ring_s = hold, human_ring_s
         self.hung_up = False
 
     async def transfer(self, to_number: str | None, *, summary: str | None = None) -> TransferResult:
@@ -190,6 +266,41 @@ class SimCallControl(_EventLog):
             else TransferResult(False, TransferReason.NOT_CONFIGURED, detail="no transfer number")
         )
         self._record_transfer(to_number, result, summary)
+        return result
+
+    async def transfer_warm(
+        self, tenant: Tenant, *, summary: str, briefing: str, session: AgentSession
+    ) -> TransferResult:
+        to, cfg = tenant.warm_transfer_to, tenant.warm_transfer
+        assert cfg is not None
+        ring_s = min(self.human_ring_s, cfg.ringing_timeout_s)
+        audio_in = session.input
+        was_enabled = audio_in.audio_enabled
+        held_at = self.now()
+        if audio_in.audio is not None:
+            audio_in.set_audio_enabled(False)
+        if self.hold is not None:
+            self.hold.start()
+        try:
+            # the human's phone rings and the caller is on hold, on the call's own clock (the
+            # simulator's line time, which falls behind the wall clock when the CPU is busy)
+            backstop = time.monotonic() + 5 * ring_s + 10  # the line stopped (caller gone)
+            while self.now() - held_at < ring_s and time.monotonic() < backstop:
+                await asyncio.sleep(0.02)
+        finally:
+            if self.hold is not None:
+                self.hold.stop()
+            if audio_in.audio is not None:
+                audio_in.set_audio_enabled(was_enabled)
+        result = (
+            _SIM_RESULTS[self.human_outcome]
+            if to
+            else TransferResult(False, TransferReason.NOT_CONFIGURED, detail="no transfer number")
+        )
+        extra: dict[str, Any] = {"hold_s": round(self.now() - held_at, 3)}
+        if result.ok:
+            extra["briefing"] = briefing  # what the human heard before the caller was bridged
+        self._record_transfer(to, result, summary, warm=cfg, **extra)
         return result
 
     async def hangup(self, reason: str) -> None:
@@ -365,12 +476,12 @@ class PhoneBehaviours:
         played (armed here). None: nothing to do (already transferring or ending)."""
         if self._ending or self._transferring:
             return None
-        if action == "transfer" and not self.tenant.transfer_number:
+        if action == "transfer" and not self._can_transfer:
             # nobody to hand over to: say so at once instead of announcing a transfer that fails
             text = TransferResult(False, TransferReason.NOT_CONFIGURED).caller_message()
         elif action == "transfer":
             self._arm("transfer", via)
-            text = TRANSFER_ANNOUNCEMENT
+            text = self._announcement
         elif action == "end_call":
             self._arm("hangup", via)
             text = CLOSING.format(business=self.tenant.business_name)
@@ -408,11 +519,11 @@ class PhoneBehaviours:
         async def transfer_to_human() -> str:
             """Transfer the caller to a human colleague. Call when the caller asks for a person,
             an agent, a representative or a manager."""
-            if not self.tenant.transfer_number:
+            if not self._can_transfer:
                 return "No colleague can take calls on this line: tell the caller and keep helping."
             self._arm("transfer", "tool")
             self._record("intent", action="transfer", via="tool")
-            return f"Tell the caller exactly: {TRANSFER_ANNOUNCEMENT}"
+            return f"Tell the caller exactly: {self._announcement}"
 
         return [
             llm.function_tool(end_call, name="end_call", description=END_CALL_DESCRIPTION),
@@ -460,6 +571,34 @@ class PhoneBehaviours:
         return _clip(" ".join(parts), SUMMARY_MAX_CHARS)
 
     # ---- transfer ------------------------------------------------------------------------
+    @property
+    def _can_transfer(self) -> bool:
+        return bool(self.tenant.transfer_number or self.tenant.warm_transfer_to)
+
+    @property
+    def _announcement(self) -> str:
+        """What the caller hears before the transfer: a warm one says the human is being told."""
+        return WARM_ANNOUNCEMENT if self.tenant.warm_transfer_to else TRANSFER_ANNOUNCEMENT
+
+    async def _transfer_warm(self, summary: str) -> tuple[TransferResult, bool]:
+        """Warm transfer, then the tenant's fallback when the human was not reached: a cold
+        transfer to the transfer number, or a callback promise. (result, caller already told)."""
+        cfg = self.tenant.warm_transfer
+        assert cfg is not None
+        briefing = briefing_for(self.tenant, summary)
+        result = await self.control.transfer_warm(
+            self.tenant, summary=summary, briefing=briefing, session=self.session
+        )
+        if result.ok or self.ended.is_set():
+            return result, False
+        if cfg.fallback == "cold" and self.tenant.transfer_number:
+            await self._say(f"{result.why()} {COLD_FALLBACK}", interruptible=False)
+            return await self.control.transfer(self.tenant.transfer_number, summary=summary), False
+        self._record("callback", reason=result.reason.value, summary=summary)
+        await self._say(f"{result.why()} {CALLBACK_PROMISE}")
+        await self._say(ANYTHING_ELSE)
+        return result, True
+
     async def transfer_to_human(self, *, announce: bool = True, via: str = "keypad") -> TransferResult | None:
         """Announce (unless the reply already did), transfer with a call summary; on failure tell
         the caller why and carry on. One implementation for keypad, menu, voice and tool."""
@@ -469,15 +608,19 @@ class PhoneBehaviours:
         try:
             if announce:
                 self._interrupt()  # the caller asked for a person: stop the current answer
-                await self._say(TRANSFER_ANNOUNCEMENT, interruptible=False)
+                await self._say(self._announcement, interruptible=False)
             summary = self.call_summary(via)
-            result = await self.control.transfer(self.tenant.transfer_number, summary=summary)
+            told = False
+            if self.tenant.warm_transfer_to:
+                result, told = await self._transfer_warm(summary)
+            else:
+                result = await self.control.transfer(self.tenant.transfer_number, summary=summary)
             self.last_transfer = result
             if result.ok:
                 # The caller's SIP leg now belongs to the human; our part of the call is over.
                 self._ending = True
                 self.session.shutdown(drain=False)
-            else:
+            elif not told:
                 await self._say(result.caller_message())
             return result
         finally:

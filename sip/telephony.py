@@ -244,7 +244,11 @@ class TransferResult:
         """What the agent tells the caller before continuing the conversation."""
         if self.ok:
             return "I'm transferring you now, please hold."
-        return f"{_CALLER_MESSAGES[self.reason]} I can keep helping you, or take a message."
+        return f"{self.why()} I can keep helping you, or take a message."
+
+    def why(self) -> str:
+        """Why the transfer did not go through, in the caller's words ("Nobody picked up just now.")."""
+        return _CALLER_MESSAGES.get(self.reason, _CALLER_MESSAGES[TransferReason.FAILED])
 
 
 def reason_for_sip_status(code: int | None, transfer_reason: str | None = None) -> TransferReason:

@@ -132,6 +132,7 @@ async def test_dtmf_zero_transfers_in_the_simulator(globex: Tenant) -> None:
         "ok": True,
         "reason": "completed",
         "sip_status": 200,
+        "warm": False,  # globex has no warm_transfer block: cold (SIP REFER)
     }
     assert summary.startswith("Caller (name not given), Globex Insurance line, asked for a person by keypad.")
     assert call.closed  # the caller went to the human: our session is over

@@ -32,11 +32,12 @@ from agent.providers import Providers
 from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_frame
 from agent.sim.caller import ScriptedCaller, Utterance
 from agent.sim.caller_voice import synthesize_caller
+from agent.sim.hold import HoldMusic
 from agent.sim.line import LINE_RATE, LineModel
 from agent.sim.scenario import Scenario
 from core.call_report import ReportHead, TurnMetrics
 from core.tenants import Tenant
-from sip.behaviours import SimCallControl, SimTransferOutcome
+from sip.behaviours import SIM_HUMAN_RING_S, SimCallControl, SimTransferOutcome
 
 log = logging.getLogger("callcenter.sim")
 MAX_CALL_S = 600
@@ -126,7 +127,7 @@ class SimulatedCall:
         options: CallOptions | None = None,
         console: Console | None = None,
         greet: bool = True,
-        transfer_outcome: SimTransferOutcome = "completed",
+        transfer_outcome: SimTransferOutcome | None = None,
     ) -> None:
         self.scenario, self.tenant, self.providers, self.out_dir = scenario, tenant, providers, out_dir
         self.greet = greet
@@ -136,11 +137,18 @@ class SimulatedCall:
         self.items: list[llm.ChatMessage] = []
         self.tick = 0
         # Phone behaviours on the simulated line; their events go straight into transcript.json.
+        # A warm transfer rings the scenario's simulated human (else `transfer_outcome`) with
+        # hold audio on the caller's channel meanwhile; a cold one ends as `transfer_outcome`.
+        human = scenario.human
+        self.hold = HoldMusic() if tenant.warm_transfer_to else None
         self.control = SimCallControl(
-            transfer_outcome,
+            transfer_outcome or "completed",
             events=self.events,
             clock=lambda: self.tick * TICK / TL_RATE,
             call_id=f"sim-{uuid.uuid4().hex[:12]}",
+            hold=self.hold,
+            human_ring_s=human.ring_s if human else SIM_HUMAN_RING_S,
+            human_outcome=human.outcome if human else transfer_outcome,
         )
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.call: Call = build_call(
@@ -220,6 +228,8 @@ class SimulatedCall:
                 agent_in.push(to_frame(heard))
                 played = agent_out.tick(TICK)
                 caller.activity.observe(self.tick, played)
+                if self.hold is not None and self.hold.playing:
+                    played = played + self.hold.tick(TICK)  # on hold: what the caller hears
                 self.tl.caller_heard.append(heard)
                 self.tl.agent_clean.append(played)
                 self.tick += 1

@@ -25,6 +25,7 @@ Expectations (judged by `callcenter eval`, ignored by `callcenter call`; all opt
 expect: {hangup: caller, events: [dtmf], events_absent: [transfer], max_turns_unanswered: 0}
 quick: true                      # part of `callcenter eval --quick`
 cache: warm                      # eval only: warm (tenant FAQ stored) | cold (empty cache)
+human: {outcome: no-answer, ring_s: 3}   # the simulated human of a warm transfer (default: answers after 2 s)
 """
 
 from __future__ import annotations
@@ -173,10 +174,19 @@ class Turn(BaseModel):
         return [" ".join(words[: self.hesitate_after]), " ".join(words[self.hesitate_after :])]
 
 
+class HumanLeg(BaseModel):
+    """The simulated human a warm transfer calls (tenants with a `warm_transfer` block)."""
+
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["completed", "busy", "no-answer", "rejected"] = "completed"
+    ring_s: float = Field(default=2.0, ge=0, le=60, description="rings this long before the outcome")
+
+
 class Scenario(BaseModel):
     model_config = ConfigDict(extra="forbid")
     tenant: str | None = None
     line: LineConfig = Field(default_factory=LineConfig)
+    human: HumanLeg | None = None
     turns: list[Turn] = Field(min_length=1)
     name: str = "scenario"
     expect: CallExpect | None = None

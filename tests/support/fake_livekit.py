@@ -114,6 +114,9 @@ class FakeLiveKit:
     requests: list[Received] = field(default_factory=list)
     # Set to a key of SIP_FAILURES to make TransferSIPParticipant fail like a real trunk would.
     transfer_failure: str | None = None
+    # Set to a key of SIP_FAILURES to make an outbound call placed with wait_until_answered
+    # (CreateSIPParticipant, e.g. WarmTransferTask dialing the human) fail the same way.
+    dial_failure: str | None = None
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -280,6 +283,17 @@ class FakeLiveKit:
                 self._list_participants,
                 (_room_admin(lambda x: x.room), "roomAdmin"),
             ),
+            ("RoomService", "MoveParticipant"): (
+                r.MoveParticipantRequest,
+                self._move_participant,
+                (
+                    lambda q, c: (
+                        _room_admin(lambda x: x.room)(q, c)
+                        and bool(c.video and c.video.destination_room == q.destination_room)
+                    ),
+                    "roomAdmin + destinationRoom",
+                ),
+            ),
             ("RoomService", "RemoveParticipant"): (
                 r.RoomParticipantIdentity,
                 self._remove_participant,
@@ -429,6 +443,10 @@ class FakeLiveKit:
         if not req.sip_call_to or not req.room_name:
             raise TwirpError("invalid_argument", "sip_call_to and room_name are required")
         call_id = self._id("SCL_")
+        if self.dial_failure and req.wait_until_answered:
+            status, phrase, code, _reason = SIP_FAILURES[self.dial_failure]
+            meta = {"sip_status_code": str(status), "sip_status": phrase, "sip_call_id": call_id}
+            raise TwirpError(code, f"call to {req.sip_call_to} failed: {status} {phrase}", meta)
         identity = req.participant_identity or f"sip_{req.sip_call_to}"
         attrs = dict(req.participant_attributes)
         attrs.update(
@@ -507,6 +525,16 @@ class FakeLiveKit:
         return pb_room.ListParticipantsResponse(
             participants=list(self.participants.get(req.room, {}).values())
         )
+
+    def _move_participant(self, req: pb_room.MoveParticipantRequest, _c: Claims) -> Message:
+        p = self.participants.get(req.room, {}).pop(req.identity, None)
+        if p is None:
+            raise TwirpError("not_found", f"participant {req.identity} not in {req.room}")
+        if req.destination_room not in self.rooms:
+            self.participants[req.room][req.identity] = p
+            raise TwirpError("not_found", f"room {req.destination_room} not found")
+        self.participants[req.destination_room][req.identity] = p
+        return pb_room.MoveParticipantResponse()
 
     def _remove_participant(self, req: pb_models.RoomParticipantIdentity, _c: Claims) -> Message:
         if self.participants.get(req.room, {}).pop(req.identity, None) is None:
