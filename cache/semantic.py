@@ -35,6 +35,7 @@ import math
 import re
 import threading
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -47,7 +48,10 @@ from redis.commands.search.query import Query
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from cache import policy
-from cache.embedder import DIM, Embedder
+from cache.embedder import DIM
+from cache.embedder import MODEL_NAME as MINILM_NAME
+from cache.embedders import TextEmbedder, get_cache_embedder
+from core.errors import UserError
 from core.settings import get_settings
 
 log = logging.getLogger("callcenter.cache")
@@ -102,6 +106,7 @@ class Keys:
         self.prefix = f"{ns}:e:"
         self.stats = f"{ns}:stats"
         self.lat = f"{ns}:lat"
+        self.meta = f"{ns}:meta"  # HASH: model, dim, state of the vector index (ensure_index)
 
     def entry(self, eid: str) -> str:
         return f"{self.ns}:e:{eid}"
@@ -116,7 +121,7 @@ class Keys:
         return f"{self.ns}:t:{tenant}"
 
 
-def index_schema() -> list[Any]:
+def index_schema(dim: int = DIM) -> list[Any]:
     return [
         TagField("tenant"),
         TagField("language"),
@@ -131,7 +136,7 @@ def index_schema() -> list[Any]:
         NumericField("created"),
         TextField("question", no_stem=True),
         VectorField(
-            "vec", "HNSW", {"TYPE": "FLOAT32", "DIM": DIM, "DISTANCE_METRIC": "COSINE", "M": 16,
+            "vec", "HNSW", {"TYPE": "FLOAT32", "DIM": dim, "DISTANCE_METRIC": "COSINE", "M": 16,
                             "EF_CONSTRUCTION": 200, "EF_RUNTIME": 64},
         ),
     ]  # fmt: skip
@@ -142,18 +147,86 @@ def index_schema() -> list[Any]:
 LATER_FIELDS = ("status", "source")
 
 
-def ensure_index(r: redis.Redis, keys: Keys) -> None:
+class IndexModelError(UserError):
+    """The index was built with another embedding model than the configured one (or a re-embed
+    did not finish): vectors of two models must never be compared, so the cache is not used."""
+
+
+def create_index(r: redis.Redis, keys: Keys, name: str, dim: int) -> None:
+    """FT.CREATE with `dim`-dimensional vectors and record the model in `{ns}:meta`."""
+    try:
+        r.ft(keys.index).create_index(
+            index_schema(dim), definition=IndexDefinition(prefix=[keys.prefix], index_type=IndexType.HASH)
+        )
+    except redis.ResponseError as e:
+        if "already exists" not in str(e).lower():
+            raise
+        return  # another process created it (and records its model)
+    r.hset(keys.meta, mapping={"model": name, "dim": dim, "state": "ok", "built": time.time()})
+
+
+def index_dim(info: dict[str, Any]) -> int | None:
+    """The vector field's dimension from FT.INFO."""
+    for a in info.get("attributes", []):
+        flat = [_s(x) for x in a]
+        if "vec" in flat[:2]:
+            low = [x.lower() for x in flat]
+            if "dim" in low and low.index("dim") + 1 < len(flat):
+                return int(flat[low.index("dim") + 1])
+    return None
+
+
+def ensure_index(r: redis.Redis, keys: Keys, embedder: Any = None) -> None:
+    """Create the index for the configured embedder, or check that it was built with it.
+
+    Args:
+        r: a sync client.
+        keys: the namespace.
+        embedder: the model vectors come from (`name`, `dim`), or a callable returning it, or
+            None: the configured one (cache/embedders.py), loaded only if the index is created.
+
+    Raises:
+        IndexModelError: the index holds another model's vectors, or a re-embed did not finish
+            (`callcenter cache reembed` fixes both; nothing is lost meanwhile).
+    """
+    from cache.embedders import configured_dim, configured_name
+
+    def model() -> Any:
+        if embedder is None:
+            if (dim := configured_dim()) is not None:  # a local model: no need to load it here
+                return SimpleNamespace(name=configured_name(), dim=dim)
+            return get_cache_embedder()
+        return embedder() if callable(embedder) and not hasattr(embedder, "dim") else embedder
+
+    want = _s(model().name) if embedder is not None else configured_name()
+    meta = {_s(k): _s(v) for k, v in r.hgetall(keys.meta).items()}
+    if meta.get("state") == "reembedding":
+        raise IndexModelError(
+            f"a re-embed of cache namespace '{keys.ns}' to {meta.get('target', '?')} did not finish: "
+            "run `callcenter cache reembed` (entries are intact)"
+        )
     try:
         info = r.ft(keys.index).info()
     except redis.ResponseError:
-        try:
-            r.ft(keys.index).create_index(
-                index_schema(), definition=IndexDefinition(prefix=[keys.prefix], index_type=IndexType.HASH)
-            )
-        except redis.ResponseError as e:
-            if "already exists" not in str(e).lower():
-                raise
+        m = model()
+        create_index(r, keys, m.name, int(m.dim))
         return
+    dim = index_dim(info)
+    # an index from before models were recorded was built by MiniLM, the only model then
+    built_with = meta.get("model") or (MINILM_NAME if dim == DIM else f"an unknown model ({dim} dims)")
+    if built_with != want:
+        empty = int(info.get("num_docs", 0) or 0) == 0 and next(r.scan_iter(match=f"{keys.prefix}*", count=1000), None) is None
+        if not empty:
+            raise IndexModelError(
+                f"the cache index of namespace '{keys.ns}' was built with {built_with} ({dim} dims), the configured "
+                f"embedder is {want}: run `callcenter cache reembed` to re-embed its entries (nothing is lost)"
+            )
+        r.ft(keys.index).dropindex(delete_documents=False)  # nothing stored: rebuild for the new model
+        m = model()
+        create_index(r, keys, m.name, int(m.dim))
+        return
+    if not meta.get("model"):
+        r.hset(keys.meta, mapping={"model": built_with, "dim": dim or DIM, "state": "ok"})
     have = {_s(a[1]) for a in info.get("attributes", []) if len(a) > 1}
     for name in LATER_FIELDS:
         if name not in have:
@@ -306,7 +379,7 @@ class ResponseCache:
         *,
         threshold: float | None = None,
         namespace: str = "cc",
-        embedder: Embedder | None = None,
+        embedder: TextEmbedder | None = None,
         budget_ms: float | None = None,
         ttl_s: int | None = None,
         max_entries: int | None = None,
@@ -318,7 +391,8 @@ class ResponseCache:
             redis_url: the Redis Stack server.
             threshold: cosine distance a hit must be within (default: settings).
             namespace: key namespace.
-            embedder: the embedding model (default: the shared one, loaded in the background).
+            embedder: the embedding model (default: the configured one, cache/embedders.py,
+                loaded in the background).
             budget_ms: lookup budget; over it the lookup is a bypass.
             ttl_s: default entry TTL.
             max_entries: per-tenant cap (eviction).
@@ -343,13 +417,13 @@ class ResponseCache:
         if self._embedder is None and kw.get("preload", True):
             # Load the model off the event loop now, so the first caller turn does not pay ~1-2 s
             # (a lookup before it is ready times out against the budget and bypasses).
-            threading.Thread(target=Embedder.shared, name="cache-embedder-load", daemon=True).start()
+            threading.Thread(target=_preload_embedder, name="cache-embedder-load", daemon=True).start()
 
     # ---- plumbing --------------------------------------------------------------------------
     @property
-    def embedder(self) -> Embedder:
+    def embedder(self) -> TextEmbedder:
         if self._embedder is None:
-            self._embedder = Embedder.shared()
+            self._embedder = get_cache_embedder()
         return self._embedder
 
     def _client(self) -> aredis.Redis:
@@ -376,7 +450,7 @@ class ResponseCache:
     def _ensure_index_sync(self) -> None:
         r = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=0.5)
         try:
-            ensure_index(r, self.keys)
+            ensure_index(r, self.keys, lambda: self.embedder)
             self._index_ready = True  # also when called directly to prewarm (agent/sim/run.py)
         finally:
             r.close()
@@ -397,6 +471,18 @@ class ResponseCache:
 
     def _ok(self) -> None:
         self._failures = 0
+
+    def _unusable(self, e: UserError) -> str:
+        """The configured embedder or the index's model cannot serve (not installed, endpoint
+        down, index built with another model): one clear log line per message, then bypass.
+        Checked again after a while (an admin may re-embed meanwhile)."""
+        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        if msg != getattr(self, "_unusable_logged", None):
+            log.error("cache not used: %s", msg)
+            self._unusable_logged = msg
+        self._index_ready = False
+        self._down_until = time.monotonic() + 30.0
+        return "index_model" if isinstance(e, IndexModelError) else "embedder"
 
     async def close(self) -> None:
         if self._r is not None:
@@ -465,6 +551,8 @@ class ResponseCache:
         except TimeoutError:
             await self._count(lookups=1, bypasses=1, bypass_budget=1)
             return None, "bypass:budget"
+        except UserError as e:  # another model's index, mpnet not installed, endpoint down
+            return None, f"bypass:{self._unusable(e)}"
         except (redis.RedisError, OSError) as e:
             self._failed(e)
             self._bump_local_bypass()
@@ -618,7 +706,7 @@ class ResponseCache:
             eid = entry_id or stable_id(tenant, language, knowledge_version, question)
             old = await r.hmget(
                 self.keys.entry(eid), "paraphrases", "voices", "hits", "last_hit", "answer", "tenant",
-                "status", "source", "reviewed",
+                "status", "source", "reviewed", "gen_paraphrases", "negatives", "question",
             )  # fmt: skip
             if old[5] is not None and _s(old[5]) != tenant:  # never replace another tenant's entry
                 await self._count(not_stored_id_conflict=1)
@@ -632,9 +720,16 @@ class ResponseCache:
                 else await asyncio.to_thread(tenant_auto_serve, tenant)
             )
             status = APPROVED if serve else PENDING
+            # the same question stored again (a re-warm) keeps its generated phrasings
+            # (cache/paraphrase.py); a changed question drops them, they were about the old one
+            keep_gen = old[9] is not None and old[11] is not None and _s(old[11]) == question.strip()
+            gen = [p for p in json.loads(_s(old[9])) if p not in paraphrases] if keep_gen else []
+            paraphrases = [*paraphrases, *gen]
             vecs = await asyncio.to_thread(self.embedder.embed_many, [question, *paraphrases])
             m = entry_mapping(eid, question.strip(), answer.strip(), tenant, language, knowledge_version, ttl,
                               vecs[0], paraphrases, source=source, status=status)  # fmt: skip
+            if keep_gen:
+                m["gen_paraphrases"], m["negatives"] = json.dumps(gen), _s(old[10] or b"[]")
             pipe = r.pipeline(transaction=False)
             if old[0] is not None:  # same question again: replace, keep its usefulness record
                 stale = related_keys(self.keys, eid, old[0], old[1])
@@ -653,6 +748,9 @@ class ResponseCache:
             return eid
         except (redis.RedisError, OSError) as e:
             self._failed(e)
+            return None
+        except UserError as e:
+            self._unusable(e)
             return None
         except Exception:  # noqa: BLE001
             log.exception("cache store failed")
@@ -711,6 +809,13 @@ class ResponseCache:
             self._failed(e)
         except Exception:  # noqa: BLE001
             log.exception("cache attach_audio failed")
+
+
+def _preload_embedder() -> None:
+    try:
+        get_cache_embedder()
+    except Exception as e:  # noqa: BLE001 - the first lookup reports it (ResponseCache._unusable)
+        log.warning("cache embedder not loaded: %s", str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 async def _close_quietly(r: aredis.Redis) -> None:

@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     # Per-tenant cap (least useful evicted first); below 100 a warm-up silently evicts its own FAQ.
     cache_max_entries: int = Field(default=10_000, ge=100, le=10_000_000)
     cache_lookup_budget_ms: float = Field(default=150.0, gt=0, le=10_000)
+    # The cache's embedding model (cache/embedders.py): minilm, mpnet (optional extra) or openai
+    # (CALLCENTER_EMBEDDINGS_* endpoint). Unset: openai when CALLCENTER_EMBEDDINGS_PROVIDER=openai,
+    # else minilm. A change needs `callcenter cache reembed` (the index records its model).
+    cache_embedder: Literal["minilm", "mpnet", "openai"] | None = None
 
     # Celery workers run at this niceness (0-19): on a box shared with agent processes, a
     # summary or document job must not take CPU from a caller's turn (tasks/celery_app.py).
@@ -192,7 +196,7 @@ class Settings(BaseSettings):
             raise ValueError("too short: use at least 16 random characters (openssl rand -hex 24)")
         return v
 
-    @field_validator("stt_provider", "llm_provider", "tts_provider", "embeddings_provider", mode="before")
+    @field_validator("stt_provider", "llm_provider", "tts_provider", "embeddings_provider", "cache_embedder", mode="before")
     @classmethod
     def _stage_provider(cls, v: Any) -> Any:
         if isinstance(v, str):

@@ -50,7 +50,7 @@ from agent.dashboard.calls import (
     pct,
     series,
 )
-from agent.observability import STAGES, Experiment, Metrics, compare
+from agent.observability import STAGES, Experiment, Metrics, compare, safe_label
 from core.call_report import WATERFALL
 from core.errors import UserError
 
@@ -142,6 +142,13 @@ class Dashboard:
             "call reports in the calls directory skipped as malformed or unreadable",
             registry=self.metrics.registry,
         )
+        self.pending_candidates = Gauge(
+            "callcenter_cache_pending_candidates",
+            "cache answers the LLM wrote that wait for an admin's review (never served before)",
+            ["tenant"],
+            registry=self.metrics.registry,
+        )
+        self._pending_tenants: set[str] = set()
         self.recorded: set[str] = set()
         self.alerts = Alerts()
         self.templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -184,6 +191,22 @@ class Dashboard:
         self.metrics.active_calls.labels(**Metrics.labels(None, None, None)).set(
             sum(not c.finished for c in calls)
         )
+        self.sync_pending()
+
+    def sync_pending(self) -> None:
+        """Pending review candidates per tenant; a tenant whose queue emptied reads 0, not its
+        last value. Without Redis the gauge keeps its last values (the scrape still answers)."""
+        try:
+            counts = self.admin().pending_by_tenant()
+        except Exception as e:  # noqa: BLE001 - /metrics must answer without the cache
+            log.warning("pending candidates unavailable: %s", type(e).__name__)
+            return
+        seen = {safe_label(t): n for t, n in counts.items()}
+        for tenant in self._pending_tenants - seen.keys():  # reported before, none pending now
+            self.pending_candidates.labels(tenant=tenant).set(0)
+        for tenant, n in seen.items():
+            self.pending_candidates.labels(tenant=tenant).set(n)
+        self._pending_tenants |= seen.keys()
 
     def guard(self, fn: Handler) -> Handler:
         """Aggregates only (no caller text, no call ids): may be open on loopback."""

@@ -5,7 +5,14 @@ Speaks the real wire protocol for:
   chunk when `stream_options.include_usage`, `data: [DONE]`) and non-streaming;
 - `POST /v1/audio/transcriptions` — multipart upload, transcribed with the real local whisper
   model (`agent.providers.whisper_stt.load_whisper()`), so transcripts are real, not canned;
+- `POST /v1/embeddings` — real sentence vectors (the local all-MiniLM-L6-v2) spread by a fixed
+  signed permutation over `EMBED_DIM` (1536, text-embedding-3-small's size) dimensions: cosines are
+  MiniLM's, the vectors and their dimension are not; `encoding_format` float or base64;
 - `GET /v1/models`.
+
+A chat request with `response_format: {"type": "json_object"}` whose prompt asks for paraphrases
+(cache/paraphrase.py) gets `{"paraphrases": [...], "negatives": [...]}`: the authored phrasings in
+`PARAPHRASES` for acme's FAQ questions, else templated ones, as many as the prompt asks for.
 
 Chat answers are deterministic from the last user message (keyword lookup in `FAQ`, else
 `DEFAULT_ANSWER`). Every request is recorded (`FakeOpenAI.requests`) for assertions. Fault modes
@@ -33,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import io
 import json
 import re
@@ -57,6 +65,44 @@ FAQ: list[tuple[str, str]] = [
     (r"\b(bye|thanks|thank you)\b", "You're welcome, goodbye!"),
 ]
 DEFAULT_ANSWER = "I can help with opening hours, our address and deliveries."
+
+# FAQ question (normalised) -> (paraphrases, near-miss negatives), for `cache warm --paraphrase`
+PARAPHRASES: dict[str, tuple[list[str], list[str]]] = {
+    "what are your opening hours": (
+        ["Till when can I come by today?", "Are you guys around on a Saturday morning?",
+         "What time do you open up in the morning?", "How late do you stay open?"],
+        ["Are you open on Christmas Day?", "What time does the pharmacy next door open?"],
+    ),
+    "where is the store": (
+        ["How do I find your shop?", "Which street are you on?", "Where exactly are you located?"],
+        ["Where is my order?", "Where can I park?"],
+    ),
+    "do you deliver": (
+        ["Can you bring it to my house?", "Is home delivery an option?", "Do you ship stuff out to people?"],
+        ["Do you deliver on Sundays?", "Can I pick it up instead?"],
+    ),
+    "what is your return policy": (
+        ["Can I bring something back?", "How do returns work?", "What if I need to return an item?"],
+        ["Can I return it without a receipt?", "What is your price match policy?"],
+    ),
+}
+EMBED_DIM = 1536
+
+
+def paraphrase_reply(prompt: str) -> str:
+    """The JSON a cloud LLM would give for cache/paraphrase.py's prompt (deterministic)."""
+    m = re.search(r"FAQ question: (.+)", prompt)
+    question = m.group(1).strip() if m else ""
+    n_m = re.search(r"Write (\d+) different ways", prompt)
+    n = int(n_m.group(1)) if n_m else 3
+    key = " ".join(question.lower().split()).strip(" ?.!")
+    paras, negs = PARAPHRASES.get(key, ([], []))
+    base = question.rstrip("?.! ")
+    if not paras:
+        low = base[:1].lower() + base[1:]
+        paras = [f"Could you tell me {low}?", f"I was wondering, {low}?", f"Quick question: {low}?"]
+        negs = [f"{base} on Christmas Day?"]
+    return json.dumps({"paraphrases": [paras[i % len(paras)] for i in range(n)], "negatives": negs})
 
 
 def answer_for(question: str) -> str:
@@ -167,6 +213,11 @@ class FakeOpenAI(ThreadedServer):
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/audio/transcriptions", self._transcribe)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
+
+    def embedding_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.path.endswith("/embeddings")]
 
     # ---- helpers -------------------------------------------------------------------------
     def _record(self, request: web.Request, body: dict[str, Any]) -> RecordedRequest:
@@ -229,7 +280,8 @@ class FakeOpenAI(ThreadedServer):
             return _error(400, "'model' and 'messages' are required.", "invalid_request_error")
 
         question = _last_user_text(messages)
-        answer = answer_for(question)
+        wants_json = (body.get("response_format") or {}).get("type") == "json_object"
+        answer = paraphrase_reply(question) if wants_json and "paraphrases" in question else answer_for(question)
         rec.answer = answer
         fault = self._fault(question)
         if fault is not None and fault.mode == "error":
@@ -326,6 +378,39 @@ class FakeOpenAI(ThreadedServer):
         rec.outcome = "ok"
         return resp
 
+    async def _embeddings(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            self._record(request, {}).outcome = "error 400"
+            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
+        rec = self._record(request, body)
+        if (denied := self._unauthorized(request)) is not None:
+            rec.outcome = "error 401"
+            return denied
+        texts = body.get("input")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not body.get("model") or not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+            rec.outcome = "error 400"
+            return _error(400, "'model' and 'input' (a string or a list of strings) are required.", "invalid_request_error")
+        fault = self._fault(" ".join(texts))  # chat fault settings apply (mode "error" only)
+        if fault is not None and fault.mode == "error":
+            rec.outcome = f"error {fault.status}"
+            return _error(fault.status, "The server had an error while processing your request.", "server_error")
+        vecs = await asyncio.to_thread(_embed, texts)
+        b64 = body.get("encoding_format") == "base64"
+        data = [
+            {"object": "embedding", "index": i,
+             "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if b64 else v.tolist()}
+            for i, v in enumerate(vecs)
+        ]  # fmt: skip
+        rec.outcome = "ok"
+        tokens = sum(_count_tokens(t) for t in texts)
+        return web.json_response(
+            {"object": "list", "data": data, "model": body["model"],
+             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        )  # fmt: skip
+
     async def _transcribe(self, request: web.Request) -> web.Response:
         form = await request.post()
         fields = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -392,6 +477,27 @@ def _whisper(audio: bytes, language: str) -> tuple[str, float]:
         condition_on_previous_text=False,
     )
     return " ".join(s.text.strip() for s in segments).strip(), len(mono) / 16000
+
+
+_SPREAD: Any = None
+
+
+def _embed(texts: list[str]) -> Any:
+    """MiniLM vectors spread over EMBED_DIM dimensions: each of the 384 goes, sign-flipped at
+    random, to its own fixed position (an isometry: cosines kept; cheaper than a dense rotation)."""
+    import numpy as np
+
+    from cache.embedder import get_embedder
+
+    global _SPREAD
+    if _SPREAD is None:
+        rng = np.random.default_rng(20)
+        _SPREAD = (rng.permutation(EMBED_DIM)[:384], rng.choice([-1.0, 1.0], 384).astype(np.float32))
+    pos, sign = _SPREAD
+    v = get_embedder().encode(texts)
+    out = np.zeros((len(texts), EMBED_DIM), dtype=np.float32)
+    out[:, pos] = v * sign
+    return out
 
 
 def _error(status: int, message: str, type_: str, code: str | None = None) -> web.Response:
