@@ -125,9 +125,17 @@ async def test_off_passes_the_line_bit_exact(
     assert np.array_equal(np.concatenate([np.frombuffer(f.data, np.int16) for f in frames]), sent)
 
 
-@pytest.mark.parametrize("mode", ["dtln", "dfn3"])
+# (mode, pause noise at least this many dB lower, speech-over-pause ratio up by at least this):
+# DTLN is mixed half and half with the line (agent/call/denoise.py: DTLN_STRENGTH), so its
+# pauses can drop 6 dB at most (measured 6.0, ratio 6.6 -> 9.9 dB); DFN3 may attenuate 20 dB
+# (measured 20.0, ratio 6.6 -> 20.2 dB).
+@pytest.mark.parametrize(("mode", "quieter_db", "snr_gain_db"), [("dtln", 5.0, 2.5), ("dfn3", 15.0, 10.0)])
 async def test_stage_cleans_what_the_vad_hears_without_added_delay(
-    mode: str, noisy_line: tuple[np.ndarray, slice, slice], tmp_path: Path
+    mode: str,
+    quieter_db: float,
+    snr_gain_db: float,
+    noisy_line: tuple[np.ndarray, slice, slice],
+    tmp_path: Path,
 ) -> None:
     audio, pause, speech = noisy_line
     frames, installed = await _session_frames(mode, audio, tmp_path)
@@ -142,8 +150,8 @@ async def test_stage_cleans_what_the_vad_hears_without_added_delay(
     noise_in, noise_out = _db(audio[pause]), _db(aligned[pause])
     snr_in = _db(audio[speech]) - noise_in
     snr_out = _db(aligned[speech.start : speech.stop - lag]) - noise_out
-    assert noise_in - noise_out >= 10.0, (noise_in, noise_out)  # pauses at least 10 dB quieter
-    assert snr_out - snr_in >= 6.0, (snr_in, snr_out)  # speech over pause improves by 6 dB
+    assert noise_in - noise_out >= quieter_db, (noise_in, noise_out)
+    assert snr_out - snr_in >= snr_gain_db, (snr_in, snr_out)
 
 
 def test_a_bad_setting_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -51,9 +51,13 @@ PAD_S = 0.6  # line noise alone before and after each sentence
 TURN_CONDITIONS = {"clean": "clean", "babble-10": "babble-10"}
 
 
+FILLERS = {"um", "uh", "er", "erm", "hmm"}
+
+
 def words(text: str) -> list[str]:
-    """Lower-case words without punctuation ("I'd" stays one word)."""
-    return re.findall(r"[a-z0-9']+", text.lower().replace("-", " "))
+    """Lower-case words without punctuation ("I'd" stays one word) and without fillers: the
+    corpus's hesitations say "um", whisper never writes it, and it carries no meaning."""
+    return [w for w in re.findall(r"[a-z0-9']+", text.lower().replace("-", " ")) if w not in FILLERS]
 
 
 def edit_distance(ref: list[str], hyp: list[str]) -> int:
@@ -94,11 +98,15 @@ async def through_stage(audio: np.ndarray, mode: DenoiseMode) -> tuple[np.ndarra
     return np.concatenate(out), cpu
 
 
-def pause_db(audio: np.ndarray, lag: int) -> float:
-    """Level of the line noise in the pads (the caller silent), in dBFS, skipping the lag."""
+def pause_energy(audio: np.ndarray) -> float:
+    """Mean energy of the line noise in the pads (the caller silent), past the stage's delay."""
     p = int(PAD_S * TL_RATE)
-    quiet = np.concatenate([audio[lag + p // 4 : lag + p], audio[len(audio) - p + p // 4 :]])
-    return float(10 * np.log10(np.mean(quiet**2) + 1e-12))
+    quiet = np.concatenate([audio[p // 4 : p], audio[len(audio) - p + p // 4 :]])
+    return float(np.mean(quiet**2))
+
+
+def _db(energy: float) -> float:
+    return float(10 * np.log10(energy + 1e-12))
 
 
 async def measure_words(modes: list[DenoiseMode], lines: list[str], seeds: int) -> dict[str, Any]:
@@ -121,8 +129,8 @@ async def measure_words(modes: list[DenoiseMode], lines: list[str], seeds: int) 
                     audio = line_audio(text, line, seed)
                     out, c = await through_stage(audio, mode)
                     cpu, secs = cpu + c, secs + len(out) / TL_RATE
-                    pauses.append(pause_db(out, 0))
-                    raw_pauses.append(pause_db(audio[: len(out)], 0))
+                    pauses.append(pause_energy(out))
+                    raw_pauses.append(pause_energy(audio[: len(out)]))
                     frame = to_frame(out)
                     ev = await stt.recognize(buffer=frame)
                     heard = ev.alternatives[0].text if ev.alternatives else ""
@@ -133,8 +141,10 @@ async def measure_words(modes: list[DenoiseMode], lines: list[str], seeds: int) 
                 "wer": round(errs / total, 4),
                 "words": total,
                 "cpu_s_per_audio_s": round(cpu / secs, 4),
-                "pause_noise_dbfs": round(float(np.mean(pauses)), 1),
-                "pause_noise_reduction_db": round(float(np.mean(raw_pauses) - np.mean(pauses)), 1),
+                "pause_noise_dbfs": round(_db(float(np.mean(pauses))), 1),
+                "pause_noise_reduction_db": round(
+                    _db(float(np.mean(raw_pauses))) - _db(float(np.mean(pauses))), 1
+                ),
             }
             print(f"{line:<10} {mode:<5} {json.dumps(table[line][mode])}", flush=True)
     return {"table": table, "rows": rows}
