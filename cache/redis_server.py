@@ -20,6 +20,7 @@ Production sets REDIS_URL to a redis-stack server instead, and none of this runs
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import logging
 import os
 import re
@@ -312,7 +313,19 @@ def ensure_redis(settings: Settings | None = None) -> str:
     s = settings or get_settings()
     if s.redis_url:
         return s.redis_url
-    redis_dir = Path(s.data_dir) / "redis"
+    private_dir(Path(s.data_dir))
+    redis_dir = private_dir(Path(s.data_dir) / "redis")
+    # Two processes starting on a fresh data dir at once (the worker and a `cache warm`) must end
+    # up on one server: the check-then-start runs under an exclusive lock on the data dir.
+    fd = os.open(redis_dir / "start.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return _running_or_start(s, redis_dir)
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _running_or_start(s: Settings, redis_dir: Path) -> str:
     port = _port(redis_dir)
     if port is not None:
         private_dir(Path(s.data_dir))  # a server left running by an older version: tighten now

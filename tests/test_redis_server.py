@@ -196,3 +196,36 @@ def test_shared_fixture_url_carries_the_password(redis_url: str) -> None:
     assert ":***@" in redacted(redis_url)
     assert redis.Redis.from_url(redis_url).ping()
     assert not ping(bare(redis_url))
+
+
+def test_processes_starting_at_once_share_one_server(tmp_path: Path) -> None:
+    """A fresh data dir and three processes asking for the embedded server at the same moment
+    (the worker, a Celery worker, `cache warm`): one server is started and all three use it."""
+    import psutil
+
+    go = tmp_path / "go"
+    code = (
+        "import pathlib, time; from cache.redis_server import ensure_redis\n"
+        f"go = pathlib.Path({str(go)!r})\n"
+        "while not go.exists(): time.sleep(0.005)\n"
+        "print(ensure_redis().rsplit('@', 1)[1])"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True, cwd=ROOT, env=env_for(tmp_path)) for _ in range(3)]  # fmt: skip
+    time.sleep(3)  # all three imported and waiting (the race needs them to start together)
+    go.write_text("")
+    outs = [p.communicate(timeout=60) for p in procs]
+    # redis rewrites its process title; it runs in its --dir, so find the servers by cwd
+    servers = [
+        p for p in psutil.process_iter(["name", "cwd"])
+        if "redis-server" in (p.info["name"] or "") and p.info["cwd"] == str(tmp_path / "redis")
+    ]  # fmt: skip
+    try:
+        assert all(p.returncode == 0 for p in procs), [err for _, err in outs]
+        hosts = {out.strip() for out, _ in outs}
+        assert len(hosts) == 1, hosts
+        assert len(servers) == 1, servers
+    finally:
+        for s in servers:
+            s.terminate()
+        psutil.wait_procs(servers, timeout=10)
