@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from core.errors import UserError
 from core.settings import get_settings
@@ -284,7 +285,7 @@ def show(entry_id: str, json_out: JSON_OUT = False, namespace: NS = "cc") -> Non
             v = "; ".join(f"{n.get('text')} [{n.get('source')}]" for n in v if isinstance(n, dict)) or "-"
         elif k == "generated_paraphrases":
             continue  # marked in the paraphrases row
-        t.add_row(k, str(v))
+        t.add_row(k, Text(str(v)))  # plain text: "[generated]" or an answer's brackets are not markup
     console.print(t)
 
 
@@ -370,7 +371,7 @@ def stats(json_out: JSON_OUT = False, namespace: NS = "cc") -> None:
     for k, v in s.items():
         if k == "pending_review_by_tenant":
             for tenant, n in v.items():
-                t.add_row(f"pending_review[{tenant}]", str(n))
+                t.add_row(Text(f"pending_review[{tenant}]"), str(n))  # not markup
         elif k != "detail":
             t.add_row(k, str(v))
     for k, v in s["detail"].items():
