@@ -50,7 +50,8 @@ class WarmTransfer(BaseModel):
     )
     ringing_timeout_s: float = Field(default=20.0, gt=0, le=120)
     # when the human does not answer, is busy or rejects: cold-transfer to transfer_number, or
-    # promise the caller a call back (recorded as a `callback` event)
+    # promise the caller a call back (recorded as a `callback` event; also what `cold` does
+    # when the tenant has no transfer_number)
     fallback: Literal["cold", "callback"] = "cold"
 
 
