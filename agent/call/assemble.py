@@ -30,7 +30,7 @@ from livekit.agents.voice import SpeechHandle, room_io
 from agent import observability
 from agent.call.agent import CallAgent, TurnLog
 from agent.call.context import ContextManager
-from agent.call.denoise import DenoisedAudioInput, DenoiseMode, make_denoiser
+from agent.call.denoise import DENOISE_INPUT_RATE, DenoisedAudioInput, DenoiseMode, make_denoiser
 from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
 from agent.call.prompt import greeting_for
 from agent.call.recovery import LLMRecovery, attach_recovery
@@ -265,7 +265,11 @@ class Call:
                 participant_kinds=[rtc.ParticipantKind.PARTICIPANT_KIND_SIP],
                 close_on_disconnect=True,
                 delete_room_on_close=True,  # drops the SIP leg and ends the job with the session
-                audio_input=room_io.AudioInputOptions(noise_cancellation=self.denoiser),
+                audio_input=room_io.AudioInputOptions(
+                    noise_cancellation=self.denoiser, sample_rate=DENOISE_INPUT_RATE
+                )
+                if self.denoiser is not None
+                else room_io.AudioInputOptions(),
             )
             await self.session.start(self.agent, room=room, room_options=opts)
             room.on("sip_dtmf_received", lambda ev: self.phone.on_dtmf(ev.digit))

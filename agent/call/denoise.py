@@ -33,6 +33,10 @@ MODES: tuple[DenoiseMode, ...] = ("off", "dtln", "dfn3")
 # start reserve; DFN3's 10 ms hops with a 20 ms window, two hops of look-ahead and a hop of
 # slack. On the worker's 50 ms, 24 kHz frames both add one frame more (~0.12 / 0.08 s).
 BLOCK_LATENCY_S: dict[str, float] = {"dtln": 0.065, "dfn3": 0.070}
+# The worker's room input rate when a stage runs: the SIP leg carries 8 kHz, the VAD and whisper
+# work at 16 kHz, and at room_io's default 24 kHz the DTLN plugin's own resamplers cost 124 ms
+# and 0.10 core instead of 74 ms and 0.065 (50 ms frames, measured).
+DENOISE_INPUT_RATE = 16000
 # Chosen on word errors of the local whisper (python -m agent.bench.denoise): whisper hears a
 # fully suppressed line worse than the noisy one (DTLN alone: 47 % WER at 10 dB babble vs 38 %
 # off), half the model's output mixed with the line is best (28 %); DFN3 hurt at every limit
