@@ -217,7 +217,9 @@ def _text(v: bytes | str) -> str:
 
 
 class CacheAdmin:
-    def __init__(self, redis_url: str | None = None, namespace: str = "cc", *, check_model: bool = True) -> None:
+    def __init__(
+        self, redis_url: str | None = None, namespace: str = "cc", *, check_model: bool = True
+    ) -> None:
         """
         Args:
             redis_url: the cache's Redis (None: the embedded server).

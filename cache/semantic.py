@@ -215,7 +215,10 @@ def ensure_index(r: redis.Redis, keys: Keys, embedder: Any = None) -> None:
     # an index from before models were recorded was built by MiniLM, the only model then
     built_with = meta.get("model") or (MINILM_NAME if dim == DIM else f"an unknown model ({dim} dims)")
     if built_with != want:
-        empty = int(info.get("num_docs", 0) or 0) == 0 and next(r.scan_iter(match=f"{keys.prefix}*", count=1000), None) is None
+        empty = (
+            int(info.get("num_docs", 0) or 0) == 0
+            and next(r.scan_iter(match=f"{keys.prefix}*", count=1000), None) is None
+        )
         if not empty:
             raise IndexModelError(
                 f"the cache index of namespace '{keys.ns}' was built with {built_with} ({dim} dims), the configured "
@@ -481,8 +484,9 @@ class ResponseCache:
             log.error("cache not used: %s", msg)
             self._unusable_logged = msg
         self._index_ready = False
-        self._down_until = time.monotonic() + 30.0
-        return "index_model" if isinstance(e, IndexModelError) else "embedder"
+        self._unusable_reason = "index_model" if isinstance(e, IndexModelError) else "embedder"
+        self._unusable_until = time.monotonic() + 30.0
+        return self._unusable_reason
 
     async def close(self) -> None:
         if self._r is not None:
@@ -541,6 +545,8 @@ class ResponseCache:
         if not ok:
             await self._count(lookups=1, bypasses=1, **{f"bypass_{reason}": 1})
             return None, f"bypass:{reason}"
+        if time.monotonic() < getattr(self, "_unusable_until", 0.0):  # not Redis: the model
+            return None, f"bypass:{self._unusable_reason}"
         if not self._available():
             self._bump_local_bypass()
             return None, "bypass:redis_down"
@@ -693,7 +699,7 @@ class ResponseCache:
         if not ok:
             await self._count(**{f"not_stored_{reason}": 1})
             return None
-        if not self._available():
+        if not self._available() or time.monotonic() < getattr(self, "_unusable_until", 0.0):
             return None
         if isinstance(paraphrases, str):
             paraphrases = [paraphrases]  # one phrasing, not its characters
