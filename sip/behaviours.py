@@ -190,6 +190,8 @@ class LiveKitCallControl(_EventLog):
 
         from sip.warm import BriefedWarmTransfer, keep_room_after_close, run_task, warm_result
 
+        held_at = self.now()
+        extra: dict[str, Any] = {}
         try:
             task = BriefedWarmTransfer(tenant, briefing)
         except ValueError as e:  # no outbound trunk anywhere: the operator's to fix
@@ -201,9 +203,12 @@ class LiveKitCallControl(_EventLog):
             except Exception as e:  # noqa: BLE001 - the task's ToolError says the human was not reached
                 outcome = e
             result = warm_result(task, outcome)
+            # the caller was on hold (the task's hold audio) while the human was dialed and briefed
+            extra["hold_s"] = round(self.now() - held_at, 3)
             if result.ok:
+                extra["briefing"] = briefing
                 keep_room_after_close(session)  # the caller and the human talk in our room now
-        self._record_transfer(tenant.warm_transfer_to, result, summary, warm=tenant.warm_transfer)
+        self._record_transfer(tenant.warm_transfer_to, result, summary, warm=tenant.warm_transfer, **extra)
         return result
 
     async def hangup(self, reason: str) -> None:

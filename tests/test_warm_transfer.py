@@ -280,6 +280,7 @@ async def test_the_worker_falls_back_to_a_cold_transfer_when_the_warm_one_fails(
         await lk.aclose()
     warm, cold = (e for e in call.control.events if e["type"] == "transfer")
     assert warm["warm"] is True and warm["ok"] is False and warm["fallback"] == "cold"
+    assert warm["hold_s"] >= 0 and "briefing" not in warm  # nobody was reached
     assert cold["warm"] is False and cold["ok"] is True
     (refer,) = fake.calls("TransferSIPParticipant")
     assert refer.transfer_to == "tel:+15550100200"
