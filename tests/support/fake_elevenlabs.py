@@ -25,7 +25,8 @@ Faults, changed at runtime with `FakeElevenLabs.configure(...)`:
 Requests with another `xi-api-key` than `api_key` (when set) get a 401. Every connection and
 request is recorded (`FakeElevenLabs.requests`). Use from tests:
 `with running_fake_elevenlabs(api_key="k", mode="error") as fake: fake.base_url`.
-Standalone: `python -m tests.support.fake_elevenlabs --port 8912 [--mode drop]`.
+Standalone: `python -m tests.support.fake_elevenlabs --port 8912 [--mode drop]`
+(`--first-audio-delay 0.3`: a provider's first-byte latency, for `scripts/bench-cloud-overhead`).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class Behaviour:
     mode: Mode = "ok"
     fail_times: int | None = None  # None: every connection/request fails while mode != "ok"
     status: int = 500  # for mode="error"
+    first_audio_delay_s: float = 0.0  # a context's first audio no sooner than this after its flush
 
 
 @dataclass
@@ -191,13 +193,19 @@ class FakeElevenLabs(ThreadedServer):
         await ws.prepare(request)
         rec.outcome = "drop" if fault is not None else "ok"  # a faulted socket never speaks
         pending: dict[str, list[str]] = {}  # context_id -> text not yet spoken
+        spoken: set[str] = set()  # contexts that already sent audio
 
         async def speak(context_id: str) -> None:
             text = "".join(pending.get(context_id, [])).strip()
             pending[context_id] = []
             if not text:
                 return
+            flushed = time.monotonic()
             audio = await asyncio.to_thread(encode, tone(text, rate), output_format)
+            if context_id not in spoken:  # a provider's first-byte latency (bench overhead)
+                spoken.add(context_id)
+                if (wait := self.behaviour.first_audio_delay_s - (time.monotonic() - flushed)) > 0:
+                    await asyncio.sleep(wait)
             rec.texts.append(text)
             # several messages per chunk, as the real server streams audio as it is made
             step = max(1, len(audio) // 3)
@@ -269,9 +277,12 @@ def main() -> None:
     p.add_argument("--mode", default="ok", choices=["ok", "error", "drop"])
     p.add_argument("--fail-times", type=int, default=None)
     p.add_argument("--status", type=int, default=500)
+    p.add_argument("--first-audio-delay", type=float, default=0.0, help="seconds to a context's first audio")
     a = p.parse_args()
     fake = FakeElevenLabs(a.host, a.port, api_key=a.api_key)
-    fake.configure(mode=a.mode, fail_times=a.fail_times, status=a.status)
+    fake.configure(
+        mode=a.mode, fail_times=a.fail_times, status=a.status, first_audio_delay_s=a.first_audio_delay
+    )
     try:
         asyncio.run(fake.serve_forever())
     except KeyboardInterrupt:

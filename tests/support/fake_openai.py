@@ -33,7 +33,8 @@ Transcriptions have their own, independent fault settings (chat faults never tou
 
 Use from tests: `with running_fake_openai(mode="error", fail_times=1) as fake: fake.base_url`
 (a background thread runs the server, so it works from sync and async tests alike). Standalone:
-`python -m tests.support.fake_openai --port 8911 [--mode error --fail-times 2]`.
+`python -m tests.support.fake_openai --port 8911 [--mode error --fail-times 2]`
+(`--first-chunk-delay 0.4 --stt-latency 0.1`: a provider's latencies, for `scripts/bench-cloud-overhead`).
 """
 
 from __future__ import annotations
@@ -69,8 +70,12 @@ DEFAULT_ANSWER = "I can help with opening hours, our address and deliveries."
 # FAQ question (normalised) -> (paraphrases, near-miss negatives), for `cache warm --paraphrase`
 PARAPHRASES: dict[str, tuple[list[str], list[str]]] = {
     "what are your opening hours": (
-        ["Till when can I come by today?", "Are you guys around on a Saturday morning?",
-         "What time do you open up in the morning?", "How late do you stay open?"],
+        [
+            "Till when can I come by today?",
+            "Are you guys around on a Saturday morning?",
+            "What time do you open up in the morning?",
+            "How late do you stay open?",
+        ],
         ["Are you open on Christmas Day?", "What time does the pharmacy next door open?"],
     ),
     "where is the store": (
@@ -127,6 +132,7 @@ class Behaviour:
     stt_status: int | None = None  # transcriptions answer this HTTP status (None: transcribe)
     stt_drop: bool = False  # transcriptions: drop the connection without an answer
     stt_fail_times: int | None = None  # only the first N transcriptions fail; None: all
+    stt_latency_s: float = 0.0  # answer a transcription no sooner than this after its upload
 
 
 @dataclass
@@ -214,6 +220,7 @@ class FakeOpenAI(ThreadedServer):
         app.router.add_post("/v1/audio/transcriptions", self._transcribe)
         app.router.add_get("/v1/models", self._models)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_get("/v1/_fake/stats", self._stats)
 
     def embedding_requests(self) -> list[RecordedRequest]:
         with self._lock:
@@ -259,6 +266,12 @@ class FakeOpenAI(ThreadedServer):
             return b
 
     # ---- handlers ------------------------------------------------------------------------
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Not OpenAI's: how long each transcription took here (a bench checks that the fake's
+        own whisper stayed inside the latency it was told to answer with)."""
+        times = [r.body["server_s"] for r in self.transcription_requests() if "server_s" in r.body]
+        return web.json_response({"stt_server_s": times})
+
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response(
             {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "fake"}]}
@@ -281,7 +294,9 @@ class FakeOpenAI(ThreadedServer):
 
         question = _last_user_text(messages)
         wants_json = (body.get("response_format") or {}).get("type") == "json_object"
-        answer = paraphrase_reply(question) if wants_json and "paraphrases" in question else answer_for(question)
+        answer = (
+            paraphrase_reply(question) if wants_json and "paraphrases" in question else answer_for(question)
+        )
         rec.answer = answer
         fault = self._fault(question)
         if fault is not None and fault.mode == "error":
@@ -392,11 +407,17 @@ class FakeOpenAI(ThreadedServer):
         texts = [texts] if isinstance(texts, str) else texts
         if not body.get("model") or not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
             rec.outcome = "error 400"
-            return _error(400, "'model' and 'input' (a string or a list of strings) are required.", "invalid_request_error")
+            return _error(
+                400,
+                "'model' and 'input' (a string or a list of strings) are required.",
+                "invalid_request_error",
+            )
         fault = self._fault(" ".join(texts))  # chat fault settings apply (mode "error" only)
         if fault is not None and fault.mode == "error":
             rec.outcome = f"error {fault.status}"
-            return _error(fault.status, "The server had an error while processing your request.", "server_error")
+            return _error(
+                fault.status, "The server had an error while processing your request.", "server_error"
+            )
         vecs = await asyncio.to_thread(_embed, texts)
         b64 = body.get("encoding_format") == "base64"
         data = [
@@ -423,6 +444,7 @@ class FakeOpenAI(ThreadedServer):
             rec.outcome = "error 400"
             return _error(400, "'file' and 'model' are required.", "invalid_request_error")
         audio = upload.file.read()
+        received = time.monotonic()
         rec.body["file_bytes"] = len(audio)
         if (fault := self._stt_fault()) is not None:
             if fault.stt_drop:
@@ -441,6 +463,10 @@ class FakeOpenAI(ThreadedServer):
             rec.outcome = "error 400"
             return _error(400, f"Invalid file format: {e}", "invalid_request_error")
         rec.outcome, rec.answer = "transcribed", text
+        # a provider's recorded latency (bench overhead): whisper's own time counts toward it
+        if (wait := self.behaviour.stt_latency_s - (time.monotonic() - received)) > 0:
+            await asyncio.sleep(wait)
+        rec.body["server_s"] = round(time.monotonic() - received, 4)
         fmt = fields.get("response_format", "json")
         if fmt == "text":
             return web.Response(text=text, content_type="text/plain")
@@ -455,6 +481,15 @@ class FakeOpenAI(ThreadedServer):
                 }
             )
         return web.json_response({"text": text, "usage": {"type": "duration", "seconds": round(duration)}})
+
+
+def _silence_wav() -> bytes:
+    import numpy as np
+    import soundfile as sf
+
+    buf = io.BytesIO()
+    sf.write(buf, np.zeros(16000, np.float32), 16000, format="WAV")
+    return buf.getvalue()
 
 
 def _whisper(audio: bytes, language: str) -> tuple[str, float]:
@@ -523,6 +558,8 @@ def main() -> None:
     p.add_argument("--stt-status", type=int, default=None, help="transcriptions answer this status")
     p.add_argument("--stt-drop", action="store_true", help="transcriptions drop the connection")
     p.add_argument("--stt-fail-times", type=int, default=None)
+    p.add_argument("--first-chunk-delay", type=float, default=0.0, help="chat: seconds to the first chunk")
+    p.add_argument("--stt-latency", type=float, default=0.0, help="transcriptions: seconds to answer")
     a = p.parse_args()
     fake = FakeOpenAI(a.host, a.port, api_key=a.api_key)
     fake.configure(
@@ -535,7 +572,11 @@ def main() -> None:
         stt_status=a.stt_status,
         stt_drop=a.stt_drop,
         stt_fail_times=a.stt_fail_times,
+        first_chunk_delay_s=a.first_chunk_delay,
+        stt_latency_s=a.stt_latency,
     )
+    if a.stt_latency > 0:
+        _whisper(_silence_wav(), "en")  # load the model now: a latency bench's first turn is not cold
     try:
         asyncio.run(fake.serve_forever())
     except KeyboardInterrupt:
