@@ -11,12 +11,13 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import redis
 
-from cache.embedder import DIM
+from cache.embedder import DIM, MODEL_NAME
 from cache.semantic import Keys, ensure_index, entry_mapping, knn_query, write_entry
 
 
@@ -44,7 +45,8 @@ def run_bench(
         out.update(emb)
     try:
         mem0 = int(r.info("memory")["used_memory"])
-        ensure_index(r, keys)
+        # synthetic MiniLM-sized vectors, whatever CALLCENTER_CACHE_EMBEDDER is (the index records it)
+        ensure_index(r, keys, SimpleNamespace(name=MODEL_NAME, dim=DIM))
         n = 0
         answer = "We're open Monday to Friday from 8 am to 8 pm, and on Saturdays from 9 to 5."
         for size in sorted(sizes):

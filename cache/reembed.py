@@ -75,6 +75,24 @@ def _docs(r: redis.Redis, keys: Keys) -> list[tuple[str, str, str]]:
     return out
 
 
+def _wait_indexed(
+    r: redis.Redis, keys: Keys, progress: Callable[[str, int, int], None] | None, timeout_s: float = 600.0
+) -> None:
+    """FT.CREATE scans existing documents in the background: return when the index serves them
+    all (lookups right after the command would otherwise miss), or after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    shown = -1
+    while time.monotonic() < deadline:
+        info = r.ft(keys.index).info()
+        done = float(info.get("percent_indexed", 1) or 0)
+        if not int(info.get("indexing", 0) or 0) and done >= 1.0:
+            return
+        if progress and int(done * 100) != shown:
+            shown = int(done * 100)
+            progress("indexing", shown, 100)
+        time.sleep(0.2)
+
+
 def reembed(
     r: redis.Redis, keys: Keys, embedder: TextEmbedder, progress: Callable[[str, int, int], None] | None = None,
     fail_after: int | None = None,
@@ -139,6 +157,7 @@ def reembed(
     # the index is created only now: FT.CREATE indexes every document that already has a vector
     # of the new dimension in one scan (created before the swap, each HSET would re-index)
     create_index(r, keys, embedder.name, int(embedder.dim))
+    _wait_indexed(r, keys, progress)
     r.hset(
         keys.meta,
         mapping={"model": embedder.name, "dim": int(embedder.dim), "state": "ok", "built": time.time()},
