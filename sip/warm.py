@@ -11,7 +11,7 @@ is kept so the caller is told why (`warm_result`).
 
 livekit runs an AgentTask only inside a tool or an agent's `on_enter`; `run_task` runs one from
 anywhere (keypad, the intent step, a tool's follow-up) through a short-lived host agent and hands
-the call back to the previous agent when the task fails.
+the call back to the previous agent when the task is done.
 """
 
 from __future__ import annotations
@@ -137,20 +137,28 @@ class _TaskHost(Agent):
         self.outcome: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
 
     async def on_enter(self) -> None:
+        if self.outcome.done():  # entered again (a later hand-off): the task ran once already
+            return
         try:
             self.outcome.set_result(await self._task)
+        except asyncio.CancelledError:  # the session closed under the task (the caller hung up)
+            if not self.outcome.done():
+                self.outcome.set_exception(ToolError("the call ended during the transfer"))
+            raise
         except Exception as e:  # noqa: BLE001 - the task's failure is the caller's to handle
             self.outcome.set_exception(e)
 
 
 async def run_task(session: AgentSession, task: AgentTask[T]) -> T:
-    """Run `task` on `session` from outside a tool; the previous agent resumes if it fails.
+    """Run `task` on `session` from outside a tool; the previous agent takes the call back when
+    the task is done (it failed, or it succeeded and the caller is about to be let go).
 
     Returns:
         The task's result.
 
     Raises:
-        Exception: whatever the task completed with (a ToolError when the human was not reached).
+        Exception: whatever the task completed with (a ToolError when the human was not reached
+            or the call ended meanwhile).
     """
     previous = session.current_agent
     host = _TaskHost(task)
@@ -158,15 +166,18 @@ async def run_task(session: AgentSession, task: AgentTask[T]) -> T:
     try:
         result: T = await host.outcome
         return result
-    except BaseException:
-        session.update_agent(previous)
-        # what follows (telling the caller) must reach the previous agent's activity, not the
-        # closing host's: wait for the hand-back (no public handle in 1.8)
-        pending = getattr(session, "_update_activity_atask", None)
-        if pending is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(pending)
-        raise
+    finally:
+        try:
+            session.update_agent(previous)
+        except RuntimeError as e:  # the session is closing: nobody to hand back to
+            log.debug("warm transfer: no hand-back: %s", e)
+        else:
+            # what follows (telling the caller) must reach the previous agent's activity, not
+            # the closing host's: wait for the hand-back (no public handle in 1.8)
+            pending = getattr(session, "_update_activity_atask", None)
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pending)
 
 
 def keep_room_after_close(session: AgentSession) -> None:

@@ -22,11 +22,14 @@ import pytest
 import soundfile as sf
 import yaml
 from livekit import api
+from livekit.agents import Agent, AgentSession
 from livekit.agents.beta.workflows import WarmTransferResult
 from livekit.agents.llm import ToolError
 from livekit.agents.testing import fake_job_context
 from livekit.agents.utils import http_context
+from livekit.agents.voice.agent import AgentTask
 
+from agent.call.session import create_session
 from agent.providers import build_providers
 from agent.sim.audio_io import TICK, TL_RATE, SimAudioInput, SimAudioOutput, to_frame
 from agent.sim.call import SimulatedCall
@@ -35,7 +38,7 @@ from agent.worker import PhoneCall, WorkerConfig, setup_call
 from core.settings import get_settings
 from core.tenants import Tenant, WarmTransfer, load_tenant
 from sip.behaviours import ANYTHING_ELSE, CALLBACK_PROMISE, COLD_FALLBACK, WARM_ANNOUNCEMENT
-from sip.warm import HOLD_AUDIO, BriefedWarmTransfer, briefing_for, warm_result
+from sip.warm import HOLD_AUDIO, BriefedWarmTransfer, briefing_for, run_task, warm_result
 from tests.support.fake_livekit import FakeLiveKit
 
 HUMAN = "+15550100777"
@@ -288,3 +291,55 @@ async def test_the_worker_falls_back_to_a_cold_transfer_when_the_warm_one_fails(
     assert WARM_ANNOUNCEMENT in said and any(COLD_FALLBACK in (s or "") for s in said)
     transcript = json.loads((tmp_path / room / "transcript.json").read_text())
     assert [e["warm"] for e in _events(transcript, "transfer")] == [True, False]
+
+
+# ---------------------------------------------------------------------------- run_task
+
+
+class _Quick(AgentTask[str]):
+    """Completes in on_enter, as WarmTransferTask does once the human is bridged or lost."""
+
+    def __init__(self, fail: bool) -> None:
+        super().__init__(instructions="test task")
+        self.fail = fail
+
+    async def on_enter(self) -> None:
+        await asyncio.sleep(0.05)
+        self.complete(ToolError("human not reached") if self.fail else "bridged")
+
+
+class _Never(AgentTask[str]):
+    def __init__(self) -> None:
+        super().__init__(instructions="test task")
+
+
+async def _running_session() -> tuple[AgentSession, Agent, SimAudioInput]:
+    session = create_session(build_providers("instant", get_settings()))
+    inp = SimAudioInput()
+    session.input.audio, session.output.audio = inp, SimAudioOutput()
+    agent = Agent(instructions="the call's agent")
+    await session.start(agent, record=False)
+    return session, agent, inp
+
+
+async def test_run_task_runs_an_agent_task_outside_a_tool_and_hands_back_on_failure() -> None:
+    session, agent, inp = await _running_session()
+    try:
+        assert await asyncio.wait_for(run_task(session, _Quick(fail=False)), 10) == "bridged"
+        assert session.current_agent is agent
+        with pytest.raises(ToolError, match="human not reached"):
+            await asyncio.wait_for(run_task(session, _Quick(fail=True)), 10)
+        assert session.current_agent is agent  # the call's agent talks to the caller again
+    finally:
+        inp.close()
+        await session.aclose()
+
+
+async def test_run_task_ends_when_the_call_ends_during_the_task() -> None:
+    session, _agent, inp = await _running_session()
+    running = asyncio.create_task(run_task(session, _Never()))
+    await asyncio.sleep(0.3)
+    inp.close()
+    await session.aclose()  # the caller hung up while on hold
+    with pytest.raises(ToolError):  # livekit cancels the task: not left waiting for it
+        await asyncio.wait_for(running, 10)
