@@ -62,6 +62,7 @@ TOKENS_PER_S = 30.0
 PROMPT_TOKENS_EST = 250
 LAT_KEEP = 10_000
 STATS_TIMEOUT_S = 0.2  # stats are best effort and must not slow a turn
+MODEL_RECHECK_S = 60.0  # how often a serving process re-reads which model built the index
 
 
 # Provenance (`source`) and review state (`status`) of an entry.
@@ -448,7 +449,21 @@ class ResponseCache:
                 with attempt:
                     await asyncio.to_thread(self._ensure_index_sync)
             self._index_ready = True
+            self._model_checked = time.monotonic()
+        elif time.monotonic() - getattr(self, "_model_checked", 0.0) > MODEL_RECHECK_S:
+            # a `reembed` in another process may have changed the index's model meanwhile: check
+            # off the lookup path (two models' vectors of the same size would compare silently)
+            self._model_checked = time.monotonic()
+            self._recheck = asyncio.get_running_loop().create_task(self._recheck_model())
         return r
+
+    async def _recheck_model(self) -> None:
+        try:
+            await asyncio.to_thread(self._ensure_index_sync)
+        except UserError as e:
+            self._unusable(e)
+        except Exception:  # noqa: BLE001 - Redis trouble shows on the next lookup
+            pass
 
     def _ensure_index_sync(self) -> None:
         r = redis.Redis.from_url(self.url, socket_timeout=2, socket_connect_timeout=0.5)

@@ -234,3 +234,44 @@ def test_bad_embedder_settings_are_one_line(redis_url: str, ns: str, monkeypatch
     p = cli("reembed", "--namespace", ns, redis_url=redis_url,
             env={"CALLCENTER_CACHE_EMBEDDER": "openai", "OPENAI_API_KEY": ""})  # fmt: skip
     one_line_error(p, "needs OPENAI_API_KEY")
+
+
+class _Flipped:
+    """Another 384-dim model (MiniLM's vectors negated): same size, so only the recorded model
+    name tells the two apart."""
+
+    name, dim = "flipped-minilm", 384
+
+    def embed_many(self, texts: list[str]) -> object:
+        from cache.embedder import get_embedder
+
+        return -get_embedder().encode(list(texts))
+
+
+def test_a_serving_process_notices_a_reembed_elsewhere(
+    redis_url: str, ns: str, monkeypatch: pytest.MonkeyPatch, use
+) -> None:  # type: ignore[no-untyped-def]
+    use(None)
+    hours = CacheAdmin(redis_url, namespace=ns).warm(tenant="acme")["ids"][0]
+    monkeypatch.setattr("cache.semantic.MODEL_RECHECK_S", 0.0)  # shipped: once a minute
+    r = redis.Redis.from_url(redis_url)
+
+    async def go() -> tuple[str, list[str]]:
+        c = ResponseCache(redis_url, namespace=ns, budget_ms=10_000, preload=False)
+        try:
+            first = (await c.lookup_detailed("When are you open?", **scope()))[1]
+            await asyncio.to_thread(reembed, r, Keys(ns), _Flipped())  # another process's reembed
+            outs = []
+            for _ in range(4):
+                outs.append((await c.lookup_detailed("When are you open?", **scope()))[1])
+                await asyncio.sleep(0.2)  # the re-check runs off the lookup path
+            return first, outs
+        finally:
+            await c.close()
+
+    try:
+        first, outs = asyncio.run(go())
+    finally:
+        r.close()
+    assert first == "hit" and hours
+    assert "hit" not in outs and outs[-1] == "bypass:index_model", outs
