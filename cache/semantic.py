@@ -504,6 +504,9 @@ class ResponseCache:
         return self._unusable_reason
 
     async def close(self) -> None:
+        recheck = getattr(self, "_recheck", None)
+        if recheck is not None and not recheck.done():
+            recheck.cancel()  # not left pending on a loop that is about to close
         if self._r is not None:
             await _close_quietly(self._r)
             self._r = None
