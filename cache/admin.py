@@ -1020,6 +1020,8 @@ class CacheAdmin:
                 status=v["status"], reviewed=v["reviewed"],
             )  # fmt: skip
             m["expiry"] = v["expiry"]
+            m["gen_paraphrases"] = json.dumps([p for p in v["gen"] if p in v["paraphrases"]])
+            m["negatives"] = json.dumps(v["negatives"])
             if v["audio"]:
                 m["voices"] = ",".join(sorted(v["audio"]))
             write_entry(pipe, self.keys, m, list(v["pvecs"]), v["left"])
@@ -1174,6 +1176,16 @@ def _import_row(
     if not isinstance(para, list) or not all(isinstance(p, str) for p in para):
         raise UserError(f"{where}: 'paraphrases' must be a list of strings")
     para = [p for p in para if p.strip()]
+    # provenance of extra phrasings (cache/paraphrase.py), kept through export/import
+    gen = row.get("generated_paraphrases") or []
+    negs = row.get("negatives") or []
+    if not isinstance(gen, list) or not all(isinstance(p, str) for p in gen):
+        raise UserError(f"{where}: 'generated_paraphrases' must be a list of strings")
+    if not isinstance(negs, list) or not all(
+        isinstance(n, dict) and isinstance(n.get("text"), str) and isinstance(n.get("source"), str)
+        for n in negs
+    ):
+        raise UserError(f"{where}: 'negatives' must be a list of {{text, source}} objects")
     model_ok = row.get("model") == model[0]
     pv = row.get("paraphrase_vecs")
     if pv is not None and (not isinstance(pv, list) or not all(isinstance(x, str) for x in pv)):
@@ -1203,6 +1215,8 @@ def _import_row(
         "status": status, "reviewed": reviewed, "paraphrases": para, "vec": _vector(row.get("vec"), model_ok, model[1]),
         "pvecs": pvecs if pvecs and all(x is not None for x in pvecs) else ([] if not para else None),
         "audio": audio,
+        "gen": gen,
+        "negatives": [{"text": n["text"], "source": n["source"]} for n in negs],
     }  # fmt: skip
 
 

@@ -61,7 +61,7 @@ def look(url: str, ns: str, q: str) -> str | None:
 
 
 def test_warm_paraphrase_stores_generated_phrasings_that_hit_and_can_be_dropped(
-    redis_url: str, ns: str, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, ns: str, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     p = cli("warm", "--tenant", "acme", "--namespace", ns, redis_url=redis_url)
     assert p.exit_code == 0, p.stderr
@@ -116,6 +116,14 @@ def test_warm_paraphrase_stores_generated_phrasings_that_hit_and_can_be_dropped(
     paras = adm.show(hours)["paraphrases"]
     assert len(paras) == len(set(paras))
     gen = adm.show(hours)["generated_paraphrases"]
+
+    # export / import keeps which phrasings were generated
+    adm.export(tmp_path / "x.jsonl", tenant="acme")
+    other = CacheAdmin(redis_url, namespace=ns + "-copy")
+    other.import_(tmp_path / "x.jsonl")
+    copy = other.show(hours)
+    assert (copy["generated_paraphrases"], copy["negatives"]) == (gen, adm.show(hours)["negatives"])
+    other.invalidate(everything=True)
 
     p = cli("drop-generated", hours, "--namespace", ns, redis_url=redis_url)
     assert p.exit_code == 0 and f"dropped {len(gen) + 2} generated" in p.stdout, p.stdout
