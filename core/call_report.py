@@ -63,7 +63,9 @@ class TurnTimeline(BaseModel):
     or could not be seen (a cache hit has no LLM token; no cache, no cache decision).
 
     - caller_last_sample: the caller's last speech sample of the turn on the line.
-    - vad_end: the session's VAD declared the end of speech (user state -> listening).
+    - vad_end: the session's VAD declared the end of speech (user state -> listening), after its
+      minimum silence (livekit back-dates that event to its estimate of the last speech; the
+      stage is the moment of the decision).
     - final_transcript: the turn's last final transcript arrived (before the agent acted on it).
     - reply_started: the agent began the reply (`llm_node` entered: the turn was committed, or a
       preemptive generation started on that transcript and was kept).

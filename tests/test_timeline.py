@@ -24,6 +24,7 @@ import pytest
 from PIL import Image
 
 from agent.call.assemble import CallServices
+from agent.call.session import TurnTuning
 from agent.call.timeline import agent_timelines
 from agent.call.waterfall import MAX_ROWS, render
 from agent.providers import build_providers
@@ -94,6 +95,9 @@ def test_every_answered_turn_has_an_ordered_timeline(call: CallResult) -> None:
         times = [v for _, v in tl.stages()]
         assert times == sorted(times), (t.index, tl.stages())
         assert tl.ordered()
+        # the VAD decides after its minimum silence (livekit's event is back-dated; not used)
+        assert tl.vad_end is not None and tl.caller_last_sample is not None
+        assert tl.vad_end - tl.caller_last_sample >= TurnTuning().vad_min_silence, tl
 
 
 def test_the_gaps_add_up_to_voice_to_voice(call: CallResult) -> None:

@@ -10,6 +10,7 @@ which know no line (see `TurnTimeline.clock`).
 from __future__ import annotations
 
 import bisect
+import time
 from typing import Any, Literal
 
 from livekit.agents import AgentSession, llm
@@ -19,7 +20,8 @@ from core.call_report import TurnMetrics, TurnTimeline
 
 
 class SessionClock:
-    """The session's timing events, each at its event's `created_at` (time.time())."""
+    """The session's timing events on `time.time()`: when the VAD ended speech, when each final
+    transcript arrived."""
 
     def __init__(self) -> None:
         self.vad_ends: list[float] = []  # user state speaking -> listening: the VAD's end of speech
@@ -31,7 +33,9 @@ class SessionClock:
 
     def _user_state(self, ev: Any) -> None:
         if ev.old_state == "speaking" and ev.new_state != "speaking":
-            bisect.insort(self.vad_ends, ev.created_at)
+            # now, not ev.created_at: livekit back-dates this event to its estimate of the last
+            # speech (by the VAD's min silence, ~0.25 s), but the stage is when the VAD decided
+            bisect.insort(self.vad_ends, time.time())
 
     def _transcribed(self, ev: Any) -> None:
         if ev.is_final and ev.transcript.strip():
