@@ -36,19 +36,25 @@ HANG_GUARD_S = 60.0
 
 
 class RecordingVAD(vad.VAD):
-    """The instant profile's VAD, keeping a copy of every frame the session pushes to it."""
+    """The instant profile's VAD, keeping a copy of every frame the session pushes to each of
+    its streams (the session may open more than one; each gets the whole uplink)."""
 
     def __init__(self, inner: vad.VAD) -> None:
         super().__init__(capabilities=inner.capabilities)
         self.inner = inner
-        self.frames: list[rtc.AudioFrame] = []
+        self.streams: list[list[rtc.AudioFrame]] = []
+
+    @property
+    def frames(self) -> list[rtc.AudioFrame]:
+        return self.streams[0] if self.streams else []
 
     def stream(self) -> vad.VADStream:
         s = self.inner.stream()
-        push = s.push_frame
+        push, frames = s.push_frame, list[rtc.AudioFrame]()
+        self.streams.append(frames)
 
         def record(frame: rtc.AudioFrame) -> None:
-            self.frames.append(frame)
+            frames.append(frame)
             push(frame)
 
         s.push_frame = record  # type: ignore[method-assign]

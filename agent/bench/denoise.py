@@ -150,7 +150,9 @@ async def measure_words(modes: list[DenoiseMode], lines: list[str], seeds: int) 
     return {"table": table, "rows": rows}
 
 
-def run_turns(mode: DenoiseMode, conditions: list[str], concurrency: int, out_dir: Path) -> dict[str, Any]:
+def run_turns(
+    mode: DenoiseMode, conditions: list[str], concurrency: int, out_dir: Path, tag: str = ""
+) -> dict[str, Any]:
     """`callcenter bench turns --configs shipped` with CALLCENTER_DENOISE=mode, in a child."""
     exe = Path(sys.executable).with_name("callcenter")
     cmd = [
@@ -164,7 +166,7 @@ def run_turns(mode: DenoiseMode, conditions: list[str], concurrency: int, out_di
         "--concurrency",
         str(concurrency),
         "--out",
-        str(out_dir / f"turns-{mode}"),
+        str(out_dir / f"turns-{mode}{tag}"),
         "--json",
     ]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -218,6 +220,8 @@ def main() -> None:
     ap.add_argument("--conditions", default="clean,babble-10")
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--turns", action="store_true", help="also run bench turns per mode")
+    ap.add_argument("--skip-words", action="store_true", help="turns only (a repeat round)")
+    ap.add_argument("--tag", default="", help="suffix of the turns output dirs (repeat rounds)")
     ap.add_argument("--concurrency", type=int, default=3)
     ap.add_argument("--out", type=Path, default=Path("bench-results/denoise.json"))
     a = ap.parse_args()
@@ -236,13 +240,14 @@ def main() -> None:
         "command": "python -m agent.bench.denoise " + " ".join(sys.argv[1:]),
         "stt": "faster-whisper tiny.en (local), whole utterance after the line model and the stage",
         "cpus": os.cpu_count(),
-        "words": asyncio.run(measure_words(modes, lines, a.seeds)),  # type: ignore[arg-type]
     }
+    if not a.skip_words:
+        doc["words"] = asyncio.run(measure_words(modes, lines, a.seeds))  # type: ignore[arg-type]
     if a.turns:
         conds = [c for c in lines if c in TURN_CONDITIONS]
         doc["turns"] = {}
         for mode in modes:
-            doc["turns"][mode] = run_turns(mode, conds, a.concurrency, a.out.parent / "denoise")  # type: ignore[arg-type]
+            doc["turns"][mode] = run_turns(mode, conds, a.concurrency, a.out.parent / "denoise", a.tag)  # type: ignore[arg-type]
             print(f"turns {mode}: {json.dumps(doc['turns'][mode])}", flush=True)
     a.out.write_text(json.dumps(doc, indent=1))
     print(f"wrote {a.out}", file=sys.stderr)
