@@ -233,6 +233,8 @@ async def test_cloud_tts_speaks_elevenlabs_when_healthy(eleven: FakeElevenLabs) 
 
     assert frames and tone_share(frames) > 0.8
     assert eleven.spoken() == [ANSWER]
+    # raw PCM, not MP3 (whose encoder priming is ~50 ms of silence before every reply)
+    assert {r.query["output_format"] for r in eleven.requests} == {"pcm_16000"}
     assert events == [] and fallbacks("tts", "elevenlabs") == before
     assert token is not None and primary_voice_token(t) == token  # audio may be cached under it
 

@@ -89,6 +89,7 @@ STT_MAX_RETRY_REALTIME = 1
 # a second failure means ElevenLabs is down, and the caller hears the local voice. The
 # per-attempt timeout is the session's TTS timeout (`AgentSession` conn_options, 10 s).
 TTS_MAX_RETRY = 1
+ELEVENLABS_ENCODING = "pcm_16000"
 
 
 class BatchFallbackSTT(stt.FallbackAdapter):
@@ -244,8 +245,14 @@ def _elevenlabs_tts(settings: Settings) -> tuple[tts.TTS, str, tts.TTS]:
     extra: dict[str, Any] = {}
     if settings.elevenlabs_base_url:
         extra["base_url"] = settings.elevenlabs_base_url
+    # Raw 16 kHz PCM, not the plugin's default MP3: an MP3 stream starts with ~50 ms of encoder
+    # priming silence the caller waits through on every reply (measured: bench-cloud-overhead),
+    # and the phone line is 8 kHz, so 16 kHz loses nothing the caller could hear.
     primary = elevenlabs.TTS(
-        api_key=settings.elevenlabs_api_key, voice_id=settings.elevenlabs_voice_id, **extra
+        api_key=settings.elevenlabs_api_key,
+        voice_id=settings.elevenlabs_voice_id,
+        encoding=ELEVENLABS_ENCODING,
+        **extra,
     )
     local_tts = HibariTTS()
     fallback = VoiceFallbackTTS(primary, LocalVoice(local_tts), max_retry_per_tts=TTS_MAX_RETRY)
