@@ -1,27 +1,10 @@
 """What may be cached and served: pure, fast rules (no I/O, no model), used by store AND lookup.
 
-Design of context safety (`is_self_contained`)
------------------------------------------------
-An answer is only reusable by another caller if the question that produced it means the same
-thing without the earlier turns of the call. A classifier would need training data we do not
-have and would add latency on the turn path, so we use conservative rules that reject anything
-that *may* lean on earlier turns. Both sides are gated by the same rule: a dependent question is
-never stored, and a dependent question is never answered from the cache (bypass). So even if a
-follow-up ("and on Sundays?") were close in embedding space to a stored self-contained question
-("Are you open on Sundays?"), it would go to the LLM, which sees the real conversation.
-
-A question is NOT self-contained when it
-  * starts with a continuation ("and …", "but …", "also …", "what about …", "how about …",
-    "same for …", "then …", "so …", "what if …", "why", "which one");
-  * contains a demonstrative or anaphoric reference (this/that/these/those, they/them/their,
-    "the other", "the same", "that one", "which one", "else", "instead", "either", "as well",
-    trailing "too"/"again"), or "it" not followed by an infinitive/clause ("how much does it
-    cost?" refers back; "how long does it take to ship?" does not);
-  * is a fragment: fewer than two words, or no content word at all ("how much?", "yes please").
-The rules are applied whether or not the call has earlier turns: a question that needs context
-is just as unsafe to store from the first turn. False negatives (a self-contained question
-judged dependent) cost only a cache miss; false positives could give a caller a wrong answer,
-so every ambiguous case falls on the safe side.
+Context safety (`is_self_contained`) lives in cache/context_rules.py (its docstring has the
+rules and the numbers); both store and lookup use it, so a dependent question ("and on
+Sundays?") is never stored and never answered from the cache, even when it is close in embedding
+space to a stored standalone question. The one exception is a follow-up keyed on the cache entry
+that answered the previous turn (cache/followups.py): `is_cacheable(..., followup=True)`.
 """
 
 from __future__ import annotations
@@ -29,57 +12,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-_WORD = re.compile(r"[a-z0-9']+")
-
-_CONTINUATION_STARTS = (
-    "and", "but", "or", "also", "plus", "so", "then", "what about", "how about", "same",
-    "what if", "why", "which one", "which ones", "the other", "ok and", "okay and", "what else",
-    "anything else", "really", "even", "except", "instead", "otherwise", "besides",
-)  # fmt: skip
-
-_ANAPHORA = re.compile(
-    r"\b(this|that|these|those|they|them|their|theirs|there's|the other|the same|else|instead|"
-    r"either|neither|as well|former|latter|aforementioned|such)\b"
-    r"|\b(which|that|this|the|other|another|first|second|last|cheaper|cheapest|bigger|biggest|"
-    r"smaller|smallest|new|same|blue|red|black|white) ones?\b"
-    r"|\b(too|again)\W*$"
-)
-# "that" as a relative/complementiser after a content word ("is there a store that sells …")
-# would also be caught above; we accept that loss.
-
-_IT = re.compile(r"\b(it|its|it's)\b")
-_IT_DUMMY = re.compile(r"\b(it|it's)\b.*\b(to|if|that|whether|for me to)\b")
-
-_FUNCTION_WORDS = frozenset(
-    """a an the and or but so to of in on at by for with from about as into than then too
-    very i me my mine we us our you your yours he him his she her it its they them their
-    this that these those here there what which who whom whose when where why how
-    is are was were be been being am do does did done have has had can could will would
-    shall should may might must not no yes yeah yep ok okay sure please thanks thank
-    much many more most less any some all other another one ones same else also just
-    really well oh um uh hmm hi hello hey right alright again what's where's how's it's
-    that's there's i'm i'd i'll don't can't won't isn't aren't doesn't didn't""".split()
-)
-
-
-def _norm(text: str) -> str:
-    return " ".join(_WORD.findall(text.lower().replace("’", "'")))
-
-
-def is_self_contained(text: str, context: list[dict] | None = None) -> bool:
-    """True when `text` can be understood without earlier turns (see module docstring)."""
-    t = _norm(text)
-    words = t.split()
-    if len(words) < 2:
-        return False
-    if not any(w not in _FUNCTION_WORDS for w in words):
-        return False
-    if any(t == s or t.startswith(s + " ") for s in _CONTINUATION_STARTS):
-        return False
-    if _ANAPHORA.search(t):
-        return False
-    return not (_IT.search(t) and not _IT_DUMMY.search(t))
-
+from cache.context_rules import FUNCTION_WORDS as _FUNCTION_WORDS
+from cache.context_rules import is_self_contained as is_self_contained  # callers import it from here
 
 # ---- personal data ------------------------------------------------------------------------
 # Rules, not a model: a personal-data NER model would have to ship offline and costs tens of ms
