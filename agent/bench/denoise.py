@@ -240,6 +240,9 @@ def main() -> None:
         "command": "python -m agent.bench.denoise " + " ".join(sys.argv[1:]),
         "stt": "faster-whisper tiny.en (local), whole utterance after the line model and the stage",
         "cpus": os.cpu_count(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
+        ).stdout.strip(),
     }
     if not a.skip_words:
         doc["words"] = asyncio.run(measure_words(modes, lines, a.seeds))  # type: ignore[arg-type]
