@@ -16,8 +16,9 @@ domains, tuned on 4 and tested on the other 4): `python -m cache.policy_eval`. W
   * a fragment: under two words, nothing but function/acknowledgement words ("sounds good"), a
     short phrase led by a preposition ("on Sundays?", "per month?"), a short verbless phrase
     with a time, number, choice or ordinal in it ("saturday morning?", "monthly or yearly",
-    "the second option"), or one whose only content words need an argument ("what's the price?",
-    "what's the difference?"), a comparative with no "than" ("anything cheaper?");
+    "the second option"), one whose only content words need an argument ("what's the price?",
+    "what's the difference?", "how many should I take?"), a comparative with no "than"
+    ("anything cheaper?");
   * a reference to something said before: "the other", "the same", "else", "instead" (not "instead of"), "one(s)"
     as a pronoun ("the bigger one", not "one of your staff"); "this/that/these/those" used as a
     pronoun ("does that include tax", "do you have those in stock", "that day") but NOT as a
@@ -63,7 +64,9 @@ _CONTINUATION_STARTS = (
     "why so", "how come", "how so", "like what", "such as", "for example", "what do you mean",
     "say again", "come again", "are you sure", "is that right", "anything cheaper", "something cheaper",
 )  # fmt: skip
-_BE = frozenset("is are was were will would might may could should has have had isn't aren't wasn't won't be used".split())
+_BE = frozenset(
+    "is are was were will would might may could should has have had isn't aren't wasn't won't be used".split()
+)
 _TRAILING = ("too", "again", "then", "instead", "as well", "also", "though", "either")
 _ANAPHORA = re.compile(
     r"\b(the other|the same|else|instead(?! of)|either|neither|as well|former|latter|aforementioned|such)\b"
@@ -98,8 +101,12 @@ _NUMBERS = frozenset(
 )
 # Where a new clause starts: an antecedent of "it" must be in an earlier clause ("my card got
 # stuck, how do I get it back?"), not the same phrase ("is there a fee for changing it").
-_CLAUSE = frozenset("and but so because if then how what where when why can could will would should do does did is are was".split())
-_TIME_NOUNS = frozenset("day days week weeks time times date dates morning afternoon evening night slot month year".split())
+_CLAUSE = frozenset(
+    "and but so because if then how what where when why can could will would should do does did is are was".split()
+)
+_TIME_NOUNS = frozenset(
+    "day days week weeks time times date dates morning afternoon evening night slot month year".split()
+)
 _FRAGMENT_MARKERS = frozenset(
     """today tomorrow tonight morning afternoon evening night day days week weekend weekends month year
     am pm once twice daily weekly monthly yearly hourly or both either just only first second third fourth last next one two three four five six seven
@@ -165,7 +172,14 @@ def _demonstrative_is_pronoun(words: list[str], i: int) -> bool:
     for w in nxt:
         if w in _ADJ:
             continue
-        return not _content(w) or w in _VERBS or w in _NOT_NOUN or w.endswith("ed") or w in _NUMBERS or w in _PREPS
+        return (
+            not _content(w)
+            or w in _VERBS
+            or w in _NOT_NOUN
+            or w.endswith("ed")
+            or w in _NUMBERS
+            or w in _PREPS
+        )
     return True
 
 
@@ -193,15 +207,23 @@ def _refers_back(t: str, words: list[str]) -> bool:
             return True
         if w in ("that's", "this's"):
             return True
-        if w in ("one", "ones") and prev not in ("no", "every", "any", "some") and (
-            not nxt or (not _content(nxt) and nxt != "of")
+        if (
+            w in ("one", "ones")
+            and prev not in ("no", "every", "any", "some")
+            and (not nxt or (not _content(nxt) and nxt != "of"))
         ):
             return True  # "the bigger one", "which one", "the one with the sea view"
-        if w == "there" and prev not in ("is", "are", "was", "were", "be", "been", "isn't", "aren't", "wasn't") and (
-            nxt not in _BE
+        if (
+            w == "there"
+            and prev not in ("is", "are", "was", "were", "be", "been", "isn't", "aren't", "wasn't")
+            and (nxt not in _BE)
         ):
             return True  # "how do I get there" (a place), not "is there parking"
-        if w in ("it", "its", "it's") and not _IT_DUMMY.search(t) and not _has_antecedent(words, i, False, False):
+        if (
+            w in ("it", "its", "it's")
+            and not _IT_DUMMY.search(t)
+            and not _has_antecedent(words, i, False, False)
+        ):
             return True
         if w in ("they", "them", "their", "theirs", "they're") and not _has_antecedent(words, i, True, False):
             return True
@@ -216,12 +238,16 @@ def _is_fragment(words: list[str]) -> bool:
         return True
     if words[0] in _PREPS and len(words) <= 5:
         return True  # "on Sundays?", "for how long?", "with the same doctor?"
-    if len(words) <= 5 and not any(w in _AUX for w in words) and any(
-        w in _FRAGMENT_MARKERS or w.isdigit() for w in words
+    if (
+        len(words) <= 5
+        and not any(w in _AUX for w in words)
+        and any(w in _FRAGMENT_MARKERS or w.isdigit() for w in words)
     ):
         return True  # "saturday morning?", "monthly or yearly", "two adults and a child"
-    if all(w in _RELATIONAL or w in _VERBS for w in content):
+    if any(w in _RELATIONAL for w in content) and all(w in _RELATIONAL or w in _VERBS for w in content):
         return True  # "what's the price?", "what's the difference?"
+    if words[:2] in (["how", "many"], ["how", "much"]) and all(w in _VERBS for w in content):
+        return True  # "how many should I take?": many what? ("how much is a flu jab" names it)
     for i, w in enumerate(words[1:], 1):
         nxt = words[i + 1] if i + 1 < len(words) else ""
         if w in _RELATIONAL and words[i - 1] == "the" and nxt not in _OF:

@@ -422,6 +422,7 @@ def is_cacheable(
     facts: str | None = None,
     steered: bool = False,
     known: str | None = None,
+    followup: bool = False,
 ) -> tuple[bool, str]:
     """May this question/answer pair be stored for other callers?
 
@@ -438,6 +439,8 @@ def is_cacheable(
             been folded since).
         known: the business's own text for the PII rule only (defaults to `facts`); used by
             admin warm-up, where operator-written answers are not checked against the facts.
+        followup: the pair is stored under the cache entry that answered the previous turn
+            (cache/followups.py): every rule applies except the self-contained one.
 
     Returns:
         (ok, reason): reason is "ok" or the first rule that refused the pair.
@@ -458,7 +461,7 @@ def is_cacheable(
         return False, "pii_question"
     if contains_pii(answer, known=facts if known is None else known):
         return False, "pii_answer"
-    if not is_self_contained(question, context):
+    if not followup and not is_self_contained(question, context):
         return False, "not_self_contained"
     if is_refusal_or_apology(answer):
         return False, "refusal_or_apology"

@@ -12,6 +12,8 @@ Key layout (namespace `ns`, default "cc"):
                        source (provenance: faq / warm / call / generated; "" before it existed),
                        status (approved / pending; none before review existed = approved),
                        reviewed (when an admin approved or edited it, 0 if never)
+  {ns}:e:{id}          kind=f: a follow-up keyed on its parent entry (cache/followups.py: parent,
+                       parent_answer; no vector, so no KNN returns it)
   {ns}:e:{id}:p{n}     extra vector doc, kind=p (a paraphrase), same tags, entry={id}
   {ns}:a:{id}:{voice}  cached audio: pcm (16-bit mono), sr
   {ns}:t:{tenant}      ZSET of entry ids of a tenant (eviction, listing)
@@ -47,7 +49,7 @@ from redis.commands.search.index_definition import IndexDefinition, IndexType
 from redis.commands.search.query import Query
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
-from cache import policy
+from cache import followups, policy
 from cache.embedder import DIM
 from cache.embedder import MODEL_NAME as MINILM_NAME
 from cache.embedders import TextEmbedder, get_cache_embedder
@@ -540,10 +542,11 @@ class ResponseCache:
         knowledge_version: str,
         context: list[dict] | None = None,
         voice: str | None = None,
+        parent: CacheHit | None = None,
     ) -> CacheHit | None:
         hit, _reason = await self.lookup_detailed(
             text, tenant=tenant, language=language, knowledge_version=knowledge_version,
-            context=context, voice=voice,
+            context=context, voice=voice, parent=parent,
         )  # fmt: skip
         return hit
 
@@ -556,10 +559,18 @@ class ResponseCache:
         knowledge_version: str,
         context: list[dict] | None = None,
         voice: str | None = None,
+        parent: CacheHit | None = None,
     ) -> tuple[CacheHit | None, str]:
-        """(hit, outcome) where outcome is hit / miss / bypass:<reason>. Never raises."""
+        """(hit, outcome) where outcome is hit / miss / bypass:<reason>. Never raises.
+
+        `parent`: the hit that answered the call's previous turn. A dependent question ("and on
+        Sundays?") is then looked up among that entry's follow-ups only (cache/followups.py);
+        without a parent it is a bypass."""
         t0 = time.perf_counter()
         ok, reason = policy.lookup_allowed(text, context)
+        followup = not ok and reason == "not_self_contained" and parent is not None
+        if followup:
+            ok = True
         if not ok:
             await self._count(lookups=1, bypasses=1, **{f"bypass_{reason}": 1})
             return None, f"bypass:{reason}"
@@ -569,9 +580,11 @@ class ResponseCache:
             self._bump_local_bypass()
             return None, "bypass:redis_down"
         try:
-            hit = await asyncio.wait_for(
-                self._lookup(text, tenant, language, knowledge_version, voice), timeout=self.budget_ms / 1000
-            )
+            if followup and parent is not None:
+                coro = followups.lookup(self, text, parent, tenant, language, knowledge_version, voice)
+            else:
+                coro = self._lookup(text, tenant, language, knowledge_version, voice)
+            hit = await asyncio.wait_for(coro, timeout=self.budget_ms / 1000)
         except TimeoutError:
             await self._count(lookups=1, bypasses=1, bypass_budget=1)
             return None, "bypass:budget"
@@ -587,8 +600,10 @@ class ResponseCache:
         self._ok()
         ms = (time.perf_counter() - t0) * 1000
         if hit is None:
-            await self._record(ms, misses=1)
+            await self._record(ms, misses=1, **({"followup_misses": 1} if followup else {}))
             return None, "miss"
+        if followup:
+            await self._count(followup_hits=1)
         saved_tokens = PROMPT_TOKENS_EST + answer_tokens(hit.answer)
         saved_s = SAVED_BASE_S + answer_tokens(hit.answer) / TOKENS_PER_S
         await self._record(ms, hits=1, saved_tokens=saved_tokens, saved_s=round(saved_s, 3) + 1e-9)
@@ -682,6 +697,7 @@ class ResponseCache:
         steered: bool = False,
         known: str | None = None,
         source: str = "call",
+        parent: CacheHit | None = None,
     ) -> str | None:
         """Store a question/answer pair for other callers if `policy.is_cacheable` allows it.
 
@@ -700,10 +716,18 @@ class ResponseCache:
                 and "generated" are answers the LLM wrote: stored as pending candidates an
                 admin reviews, unless the tenant auto-serves; and they never replace an entry a
                 person wrote or reviewed (`replaceable_by_llm`).
+            parent: the hit that answered the previous turn: a dependent question is then
+                stored as that entry's follow-up (cache/followups.py), never as a question.
 
         Returns:
             The entry id, or None when not stored (policy, bad argument, Redis down). Never raises.
         """
+        if followups.is_followup(question, parent) and parent is not None and source == "call":
+            return await self._store_followup(
+                question, answer, parent, tenant=tenant, language=language, kver=knowledge_version,
+                ttl=self.ttl_s if ttl_s is None else ttl_s, context=context, used_tool=used_tool,
+                call_error=call_error, facts=facts, steered=steered, known=known,
+            )  # fmt: skip
         ok, reason = policy.is_cacheable(
             question, answer, context, used_tool, call_error, facts=facts, steered=steered, known=known
         )
@@ -778,6 +802,30 @@ class ResponseCache:
             return None
         except Exception:  # noqa: BLE001
             log.exception("cache store failed")
+            return None
+
+    async def _store_followup(self, question: str, answer: str, parent: CacheHit, **kw: Any) -> str | None:
+        """`store` for a dependent question after a hit (cache/followups.py). Never raises."""
+        ttl = kw["ttl"]
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1:
+            await self._count(not_stored_bad_ttl=1)
+            return None
+        if not self._available() or time.monotonic() < getattr(self, "_unusable_until", 0.0):
+            return None
+        try:
+            eid, reason = await followups.store(self, question, answer, parent, **kw)
+            if eid is None:
+                await self._count(**{f"not_stored_{reason}": 1})
+                return None
+            r = await self._ready()
+            await self._evict(r, kw["tenant"], keep=eid)
+            self._ok()
+            return eid
+        except (redis.RedisError, OSError) as e:
+            self._failed(e)
+            return None
+        except Exception:  # noqa: BLE001
+            log.exception("cache follow-up store failed")
             return None
 
     async def _evict(self, r: aredis.Redis, tenant: str, keep: str | None = None) -> int:

@@ -95,6 +95,8 @@ class CallAgent(Agent):
         self.call_flags = call_flags if call_flags is not None else {}
         self.documents, self.documents_as_tools = documents, documents_as_tools
         self._pending_hit: CacheHit | None = None
+        # cache hits served in this call by what the caller heard: parents for follow-ups
+        self._served: dict[str, CacheHit] = {}
         # the generation whose text the next tts_node speaks (its first frame is timed there)
         self._tts_gen: Generation | None = None
         self._background: set[asyncio.Task[Any]] = set()
@@ -173,6 +175,7 @@ class CallAgent(Agent):
                 yield doc.text
                 return
 
+        parent = self._parent_hit(context)
         if self.cache is not None and question:
             t0 = time.perf_counter()
             try:
@@ -185,6 +188,7 @@ class CallAgent(Agent):
                         knowledge_version=self.tenant.knowledge_version,
                         context=context,
                         voice=self.voice,
+                        parent=parent,
                     ),
                     timeout=LOOKUP_HARD_TIMEOUT_S,
                 )
@@ -200,6 +204,7 @@ class CallAgent(Agent):
                 gen.answer = hit.answer
                 gen.completed = True
                 self._pending_hit = hit
+                self._served[" ".join(hit.answer.split())] = hit  # a parent for the next turn
                 yield hit.answer
                 return
 
@@ -263,6 +268,13 @@ class CallAgent(Agent):
                 gen.llm_first_token_at = time.time()
             yield chunk
 
+    def _parent_hit(self, context: list[dict[str, str]]) -> CacheHit | None:
+        """The cache hit that was the agent's previous turn, word for word as the chat history has
+        it (not interrupted, nothing said since): a follow-up is keyed on it (cache/followups.py)."""
+        if not context or context[-1]["role"] != "assistant":
+            return None
+        return self._served.get(" ".join(context[-1]["text"].split()))
+
     async def _store(self, question: str, gen: Generation, context: list[dict[str, str]]) -> None:
         assert self.cache is not None
         if not grounded(gen.answer, self.tenant):  # spoken already (streamed), but never replayed
@@ -281,6 +293,8 @@ class CallAgent(Agent):
             # to steer the agent, nothing the tenant's own knowledge does not support
             steered=bool(self.call_flags.get("steered")),
             facts=knowledge_text(self.tenant),
+            # a dependent question right after a hit: stored as that entry's follow-up
+            parent=self._parent_hit(context),
         )
 
     # ---- TTS stage -------------------------------------------------------------------------
