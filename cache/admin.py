@@ -766,9 +766,9 @@ class CacheAdmin:
         emb = get_cache_embedder()
         total = {"entries": 0, "added": 0, "duplicate": 0, "refused": 0, "ambiguous": 0, "negatives": 0}
         for i, eid in enumerate(ids, 1):
-            q, a = self.r.hmget(self.keys.entry(eid), "question", "answer")
-            if q is None or a is None:
-                continue
+            q, a, kind = self.r.hmget(self.keys.entry(eid), "question", "answer", "kind")
+            if q is None or a is None or _s(kind or b"q") != "q":
+                continue  # a follow-up (kind f) gets no phrasings: their vectors would let KNN find it
             paras, negs = generate(client, model, _s(q), _s(a), n)
             for k, v in add_generated(self.r, self.keys, emb, eid, paras, negs).items():
                 total[k] += v
