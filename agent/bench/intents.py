@@ -3,6 +3,7 @@ the real local STT, classified by the call's intent step.
 
     python -m agent.bench.intents --out bench-results/intents.json [--data tests/data/intents.jsonl]
     python -m agent.bench.intents --rescore bench-results/intents.json   # re-classify saved transcripts
+    python -m agent.bench.intents --rescore ... --record tests/data/whisper_intents.yaml  # dev test data
 
 Each utterance (text, label, split dev|heldout, during_agent for backchannels) is synthesized
 with the simulated caller's voice (piper joe, deterministic), padded with 0.3 s of line on each
@@ -51,8 +52,21 @@ def load_rows(path: Path = DATA) -> list[dict[str, Any]]:
     return rows
 
 
-def transcribe_all(rows: Sequence[dict[str, Any]], condition: dict[str, Any]) -> list[str]:
-    """Each row's text spoken by the caller voice through the line and transcribed by whisper."""
+def transcribe_all(
+    rows: Sequence[dict[str, Any]], condition: dict[str, Any], known: Sequence[str | None] = ()
+) -> list[str]:
+    """Each row's text spoken by the caller voice through the line and transcribed by whisper.
+
+    Args:
+        rows: the authored set.
+        condition: one of `CONDITIONS`.
+        known: a transcript per row already made by an earlier run of this condition (None:
+            transcribe it); voice and noise are seeded by the row's index, so a reused one is
+            what this run would have heard.
+
+    Returns:
+        One transcript per row.
+    """
     import soxr
 
     from agent.providers.profiles import local_stt
@@ -64,6 +78,9 @@ def transcribe_all(rows: Sequence[dict[str, Any]], condition: dict[str, Any]) ->
     stt = local_stt(get_settings())
     out = []
     for i, r in enumerate(rows):
+        if i < len(known) and (k := known[i]) is not None:
+            out.append(k)
+            continue
         speech = synthesize_caller(r["text"])
         pad = np.zeros(int(PAD_S * 8000), np.float32)
         # a fresh line per utterance, seeded by its index: the same noise every run
@@ -135,6 +152,49 @@ def score(
     return res
 
 
+def record_dev(rows: Sequence[dict[str, Any]], transcripts: dict[str, list[str]], path: Path) -> int:
+    """Write what the STT heard for the DEV rows (never the held-out ones) as YAML test data.
+
+    Args:
+        rows: the authored set.
+        transcripts: condition -> one transcript per row (as saved by a run).
+        path: the YAML file to write (tests/data/whisper_intents.yaml).
+
+    Returns:
+        How many transcripts were written.
+    """
+    import yaml
+
+    clf = IntentClassifier()
+    heard: list[dict[str, Any]] = []
+    for cond, texts in transcripts.items():
+        if cond == "exact_text":
+            continue
+        for r, text in zip(rows, texts, strict=True):
+            if r["split"] != "dev":
+                continue
+            during = bool(r.get("during_agent"))
+            action = decide(clf.classify(text), TurnContext(agent_was_speaking=during))
+            # what the shipped step gets wrong on this transcript: tests skip the label check
+            miss = (r["label"] == "human") != (action == "transfer") or (
+                r["label"] == "end_call" and action not in ("end_call", "ask_end")
+            )
+            item = {"line": cond, "spoken": r["text"], "heard": text, "label": r["label"]}
+            if during:
+                item["during_agent"] = True
+            item["known_miss"] = miss
+            heard.append(item)
+    about = (
+        "What faster-whisper tiny.en (the local STT) wrote for the DEV part of tests/data/intents.jsonl, "
+        "spoken by the caller voice through the line model (conditions in agent/bench/intents.py). "
+        "Recorded with `python -m agent.bench.intents --record tests/data/whisper_intents.yaml`. The "
+        "intent rules were tuned on these; the held-out part is not here. known_miss: the step did not "
+        "get the label (or, for a closing, neither hung up nor asked) when this was recorded."
+    )
+    path.write_text(yaml.safe_dump({"about": about, "heard": heard}, sort_keys=False, width=100))
+    return len(heard)
+
+
 def _fmt(v: float | None) -> str:
     return "  -  " if v is None else f"{100 * v:5.1f}%"
 
@@ -146,22 +206,54 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, default=REPO_ROOT / "bench-results" / "intents.json")
     ap.add_argument("--rescore", type=Path, help="re-classify the transcripts saved in this JSON")
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
+    ap.add_argument("--record", type=Path, help="also write the dev transcripts as YAML test data")
+    ap.add_argument(
+        "--reuse",
+        type=Path,
+        help="take the transcripts of unchanged rows (same text, same place) from this JSON",
+    )
     args = ap.parse_args(argv)
 
-    rows = load_rows(args.data)
+    try:
+        rows = load_rows(args.data)
+        saved = json.loads(args.rescore.read_text()) if args.rescore else None
+        reuse = json.loads(args.reuse.read_text()) if args.reuse else None
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     names = [c for c in args.conditions.split(",") if c]
+    if unknown := [c for c in names if c not in CONDITIONS]:
+        print(
+            f"error: unknown condition {', '.join(unknown)} (known: {', '.join(CONDITIONS)})", file=sys.stderr
+        )
+        return 2
     transcripts: dict[str, list[str]] = {"exact_text": [r["text"] for r in rows]}
     stt_s: dict[str, float] = {}
-    if args.rescore:
-        saved = json.loads(args.rescore.read_text())
+    stt_fresh: dict[str, int] = {}
+    saved_fresh: dict[str, int] = {}  # how many were transcribed (the rest reused) in stt_s seconds
+    if saved is not None:
+        if [r["text"] for r in saved.get("rows", [])] != [r["text"] for r in rows]:
+            print(f"error: {args.rescore} was recorded on other rows than {args.data}", file=sys.stderr)
+            return 2
         transcripts.update({k: v for k, v in saved["transcripts"].items() if k in names})
         stt_s = saved.get("stt_seconds", {})
+        saved_fresh = saved.get("stt_transcribed", {})
     else:
         for name in names:
+            known: list[str | None] = []
+            if reuse is not None and name in reuse.get("transcripts", {}):
+                old_rows, old_texts = reuse.get("rows", []), reuse["transcripts"][name]
+                known = [
+                    old_texts[i] if i < len(old_rows) and old_rows[i]["text"] == r["text"] else None
+                    for i, r in enumerate(rows)
+                ]
             t0 = time.perf_counter()
-            transcripts[name] = transcribe_all(rows, CONDITIONS[name])
+            transcripts[name] = transcribe_all(rows, CONDITIONS[name], known)
             stt_s[name] = round(time.perf_counter() - t0, 1)
-            print(f"{name}: {len(rows)} utterances transcribed in {stt_s[name]} s", file=sys.stderr)
+            fresh = stt_fresh[name] = len(rows) - sum(k is not None for k in known)
+            print(
+                f"{name}: {fresh} of {len(rows)} utterances transcribed in {stt_s[name]} s", file=sys.stderr
+            )
 
     shipped = IntentClassifier()
     shipped._index()  # exemplars embedded before the clock starts, as a call's prewarm does
@@ -203,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
                 "n": len(rows),
                 "conditions": {k: CONDITIONS[k] for k in names},
                 "stt_seconds": stt_s,
+                "stt_transcribed": stt_fresh or saved_fresh,
                 "results": results,
                 "transcripts": transcripts,
                 "rows": rows,
@@ -211,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         )
     )
     print(f"wrote {args.out}")
+    if args.record:
+        print(f"wrote {record_dev(rows, transcripts, args.record)} dev transcripts to {args.record}")
     return 0
 
 

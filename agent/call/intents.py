@@ -115,7 +115,28 @@ _HUMAN_RULES = [
     re.compile(rf"\bis there {_DET}{_PERSON}\b"),
     re.compile(r"\bhuman\b"),
     re.compile(r"\b(?:press(?:ed|ing)?|dial) (?:zero|0)\b"),
+    # whisper's phone-line versions of the requests above (recorded in tests/data/whisper_intents.yaml)
+    re.compile(rf"\bthrough to {_DET}{_PERSON}\b"),  # "help me through to someone" (put me ...)
+    re.compile(r"\b(?:put|but) me (?:too|two)\b"),  # "but me too, someone who can help"
+    re.compile(rf"\bgiv(?:e|ing) (?:me )?{_DET}{_PERSON}$"),  # "I'm tired of giving a person"
+    re.compile(
+        r"\b(?:need|want|like|get|give me|speak to|talk to) (?:\w+ ){0,3}"
+        r"(?:customer (?:service|support)|your support|support (?:team|desk))$"
+    ),
+    re.compile(rf"^(?:(?:{_DET}{_PERSON})s?(?: please)? ?)+$"),  # "agents" / "representatives x3"
+    re.compile(r"\bsomeone (?:who|that) can help(?: me)?$"),
 ]
+# A garbled request that still ends on its object: "...need to someone", "...to a person?".
+# Only for short turns that are no wh-question: "how do I give it to someone" asks the agent, and a
+# long turn ending "to someone" is more likely a story.
+_HUMAN_TAIL = re.compile(
+    r"^(?!(?:how|what|where|when|why|who|which) )"
+    r".*\bto (?:(?:a|an|the) (?:real |live |actual )?(?:person|human|agent|representative|operator)|someone|somebody)$"
+)
+_HUMAN_TAIL_MAX_WORDS = 7
+# "representative" as whisper spells it on a noisy line ("refresentive"), in a short turn
+_REPRESENTATIVE = re.compile(r"\bre[pf]+r?es[ae]nt(?:at|it)?ives?\b")
+_REPRESENTATIVE_MAX_WORDS = 5
 # Asking *about* the agent is a question for the agent, not a request for a person.
 _HUMAN_NOT = re.compile(
     r"^(?:are you|is this|am i (?:talking|speaking) (?:to|with)|is that|are they|is it) "
@@ -150,6 +171,9 @@ _SLOW_RULES = [
     ),
     re.compile(r"\btoo fast\b"),
     re.compile(r"^(?:slower|more slowly|slowly)(?: please)?$"),
+    # whisper on a phone line: "say that floor?", "well, go down"
+    re.compile(r"\bsay (?:that|it) (?:a (?:bit|little) )?(?:slower|flower|flow|floor|lower)$"),
+    re.compile(r"^(?:(?:whoa|woah|well|wow|oh|hey|okay|ok) )?(?:slow|flow|low|go) down(?: please)?$"),
 ]
 _START_RULES = [
     re.compile(r"\bstart (?:over|again|from scratch|from the (?:beginning|top)|all over)\b"),
@@ -222,7 +246,7 @@ _FILLER = [
     r"actually",
     r"really",
     r"just",
-    r"for (?:now|today)",
+    r"(?:for|from) (?:now|today)",  # "that's all from now": whisper's "for now"
     r"sir",
     r"ma'?am",
     r"you too",
@@ -231,8 +255,8 @@ _FILLER = [
     r"cheers",
     r"thanks?(?: you)?(?: (?:very|so) much| a lot| again| a bunch| anyway)?",
     r"thank you(?: (?:very|so) much)?(?: again)?",
-    r"thanks for (?:all )?(?:your|the) (?:help|time)",
-    r"thank you for (?:all )?(?:your|the) (?:help|time)",
+    r"thanks for (?:all )?(?:your|the) (?:help|time|health)",  # "health": whisper's "help" in babble
+    r"thank you for (?:all )?(?:your|the) (?:help|time|health)",
     r"thanks for (?:helping|calling|that)",
     r"thank you for (?:helping|that)",
     r"(?:i |much )?appreciate(?:d)?(?: it| that)?",
@@ -277,6 +301,10 @@ def rule_intent(text: str) -> Intent:
     for i, r in enumerate(_HUMAN_RULES):
         if r.search(t):
             return Intent("human", 0.95, f"human rule {i}")
+    if _words(t) <= _HUMAN_TAIL_MAX_WORDS and _HUMAN_TAIL.search(t):
+        return Intent("human", 0.85, "ends on a person")
+    if _words(t) <= _REPRESENTATIVE_MAX_WORDS and _REPRESENTATIVE.search(t):
+        return Intent("human", 0.85, "representative, misheard")
     for i, r in enumerate(_SLOW_RULES):
         if r.search(t):
             return Intent("slow_down", 0.9, f"slow rule {i}")
