@@ -170,6 +170,11 @@ def test_whisper_transcripts_of_the_dev_set(clf: IntentClassifier) -> None:
         ("Representatives, Representatives, Representatives.", "human"),
         ("Refresentive test. Refresentive test.", "human"),
         ("Then you can actually need to someone.", "human"),  # connect me to someone
+        ("Can you put me through an agent?", "human"),
+        ("I'll ask to someone, please.", "human"),  # talk to someone
+        ("I'd like to represent it.", "human"),  # a representative
+        ("I need a speaker of real humans.", "human"),
+        ("Nothing more. Thanks. Goodbye.", "end_call"),
         ("Could you say that floor?", "slow_down"),
         ("Well, go down.", "slow_down"),
         ("Great, thanks for your health. Bye.", "end_call"),
@@ -185,6 +190,8 @@ def test_rules_for_whisper_transcripts(heard: str, label: str) -> None:
     "text",
     [
         "Is your customer service desk open on Sundays?",
+        "Is there someone at the store on Sunday?",
+        "Do you have human-safe paint?",
         "Can somebody deliver it to my house?",
         "I talked to someone yesterday and they said it was in stock.",
         "I gave the receipt to someone at the till last week.",  # long: a story, not a request

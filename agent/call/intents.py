@@ -102,22 +102,27 @@ _HUMAN_RULES = [
         r"\b(?:need|want|like|prefer|rather have) (?:to have )?(?:a|an|the|your) (?:real |live |actual )?"
         r"(?:person|human|agent|representative|operator|manager|supervisor)\b"
     ),
-    re.compile(r"\b(?:transfer|connect|put|but) me (?:through )?(?:to|with)\b"),
+    # "but"/"too"/"two": whisper's "put"/"to"; "put me through" alone asks for a transfer too
+    re.compile(r"\b(?:transfer|connect|put|but) me (?:through|to|with|too|two)\b"),
     re.compile(rf"\b(?:connect(?:ing)?|transfer(?:ring)?) (?:me )?(?:to|with) {_DET}{_PERSON}\b"),
     re.compile(r"\b(?:speak|talk)(?:ing)? (?:to|with) (?:\w+ ){0,2}(?:real|live|actual) \w+"),
     re.compile(r"^(?:a )?represent(?:ative|atives| it)?(?: please)?$"),
     re.compile(r"\b(?:transfer|connect) me\b"),
-    re.compile(r"\b(?:real|live|actual) (?:person|human|agent|people|operator)\b"),
+    re.compile(r"\b(?:real|live|actual) (?:persons?|humans?|agents?|people|operators?)\b"),
     re.compile(rf"^(?:{_DET}{_PERSON})(?: please)?$"),
     re.compile(
         r"\b(?:not|no more|stop talking to|don't want) (?:a |an |this |the )?(?:robot|bot|machine|computer|ai)\b"
     ),
-    re.compile(rf"\bis there {_DET}{_PERSON}\b"),
-    re.compile(r"\bhuman\b"),
+    # "is there someone I can talk to / there?", not "is there someone at the store on Sunday?"
+    re.compile(
+        rf"\bis there {_DET}{_PERSON}(?:$| (?:there|here|available|on the (?:line|phone)|i (?:can|could)|"
+        r"we can|to (?:talk|speak)|(?:who|that) i (?:can|could)))"
+    ),
+    re.compile(r"\bhuman\b(?! (?:safe|friendly|grade|error|rights|nature|body|hair))"),
     re.compile(r"\b(?:press(?:ed|ing)?|dial) (?:zero|0)\b"),
     # whisper's phone-line versions of the requests above (recorded in tests/data/whisper_intents.yaml)
     re.compile(rf"\bthrough to {_DET}{_PERSON}\b"),  # "help me through to someone" (put me ...)
-    re.compile(r"\b(?:put|but) me (?:too|two)\b"),  # "but me too, someone who can help"
+    re.compile(r"\b(?:put|but) me (?:too|two)\b"),  # "but me too, someone who can help" (see rule 3)
     re.compile(rf"\bgiv(?:e|ing) (?:me )?{_DET}{_PERSON}$"),  # "I'm tired of giving a person"
     re.compile(
         r"\b(?:need|want|like|get|give me|speak to|talk to) (?:\w+ ){0,3}"
@@ -131,11 +136,11 @@ _HUMAN_RULES = [
 # long turn ending "to someone" is more likely a story.
 _HUMAN_TAIL = re.compile(
     r"^(?!(?:how|what|where|when|why|who|which) )"
-    r".*\bto (?:(?:a|an|the) (?:real |live |actual )?(?:person|human|agent|representative|operator)|someone|somebody)$"
+    r".*\bto (?:(?:a|an|the) (?:real |live |actual )?(?:person|human|agent|representative|operator)|someone|somebody)(?: please)?$"
 )
 _HUMAN_TAIL_MAX_WORDS = 7
 # "representative" as whisper spells it on a noisy line ("refresentive"), in a short turn
-_REPRESENTATIVE = re.compile(r"\bre[pf]+r?es[ae]nt(?:at|it)?ives?\b")
+_REPRESENTATIVE = re.compile(r"\bre[pf]+r?es[ae]nt(?:(?:at|it)?ives?| it$)")  # "I'd like to represent it"
 _REPRESENTATIVE_MAX_WORDS = 5
 # Asking *about* the agent is a question for the agent, not a request for a person.
 _HUMAN_NOT = re.compile(
@@ -195,7 +200,7 @@ _TERMINAL = [
     r"that is (?:all|everything|it)",
     r"that'?ll be (?:all|it)",
     r"that will be (?:all|it)",
-    r"(?:there'?s )?nothing else",
+    r"(?:there'?s )?nothing (?:else|more)",
     r"(?:i'?m|i am|we'?re|we are) (?:all )?(?:done|set|finished|sorted)",
     r"(?:i'?m|we'?re) all said",  # whisper's "all set" on a phone line
     r"to buy",  # whisper's "goodbye" on a noisy line
