@@ -381,6 +381,10 @@ class PhoneBehaviours:
     def _record(self, type_: str, **fields: Any) -> None:
         self.control.events.append({"type": type_, "t": round(self.control.now(), 3), **fields})
 
+    def record(self, type_: str, **fields: Any) -> None:
+        """Add an event of the agent layer (e.g. `speculation_dropped`) to the call's events."""
+        self._record(type_, **fields)
+
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)

@@ -64,6 +64,9 @@ class Generation:
 class TurnLog:
     generations: list[Generation] = field(default_factory=list)
     cache_bypasses: int = 0
+    # complete replies the caller never heard: a preemptive generation for a transcript the
+    # caller went on from (livekit drops it), or a reply cut before it was played
+    speculations_dropped: int = 0
 
 
 def _message_text(item: llm.ChatItem) -> str:
@@ -100,6 +103,9 @@ class CallAgent(Agent):
         # the generation whose text the next tts_node speaks (its first frame is timed there)
         self._tts_gen: Generation | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        # complete LLM replies waiting to be heard before they are stored (see _on_item)
+        self._unheard: list[tuple[str, Generation, list[dict[str, str]]]] = []
+        self._listening = False
         self._generating = False  # the LLM is producing a reply of this call
         self._prefill_due = False  # a prefill was asked for meanwhile (see _prefill)
 
@@ -129,11 +135,40 @@ class CallAgent(Agent):
 
     async def drain(self) -> None:
         """Wait for cache writes still in flight (call end)."""
+        self._drop_unheard(len(self._unheard))
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
 
+    def _on_item(self, ev: Any) -> None:
+        """A reply entered the chat history: it was played. Only now is an LLM answer stored.
+        With preemptive generation the LLM answers each final transcript before the turn is
+        committed; when the caller goes on, livekit drops that reply unheard, and storing it
+        would cache an answer to half a question."""
+        item = ev.item
+        if not isinstance(item, llm.ChatMessage) or item.role != "assistant" or not self._unheard:
+            return
+        said = " ".join((item.text_content or "").split())
+        for k, (question, gen, context) in enumerate(self._unheard):
+            if " ".join(gen.answer.split()) == said:
+                self._drop_unheard(k)  # replies started before the one heard were never played
+                self._unheard.pop(0)
+                if self.cache is not None and not item.interrupted:
+                    self._spawn(self._store(question, gen, context))
+                return
+
+    def _drop_unheard(self, n: int) -> None:
+        for question, _gen, _ctx in self._unheard[:n]:
+            self.turn_log.speculations_dropped += 1
+            phone = link_phone(self.session)
+            if phone is not None:
+                phone.record("speculation_dropped", user_text=question)
+        del self._unheard[:n]
+
     async def on_enter(self) -> None:
         link_phone(self.session)  # transfer summaries get the caller's facts from the first key press
+        if not self._listening:  # on_enter runs again when a transfer task hands the call back
+            self._listening = True
+            self.session.on("conversation_item_added", self._on_item)
         self._spawn(asyncio.to_thread(prewarm_scope, self.tenant))  # the scope index, off the loop
         if self.documents is not None:  # the desk speaks finished job results through the session
             self.documents.attach(self.session)
@@ -240,8 +275,8 @@ class CallAgent(Agent):
                 self._prefill(chat_ctx)
         gen.answer = "".join(parts).strip()
         gen.completed = True  # reached only when not interrupted (generator not closed early)
-        if self.cache is not None and question and gen.answer:
-            self._spawn(self._store(question, gen, context))
+        if question and gen.answer:
+            self._unheard.append((question, gen, context))  # stored once heard (_on_item)
 
     async def _generate(
         self,
