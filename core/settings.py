@@ -196,7 +196,9 @@ class Settings(BaseSettings):
             raise ValueError("too short: use at least 16 random characters (openssl rand -hex 24)")
         return v
 
-    @field_validator("stt_provider", "llm_provider", "tts_provider", "embeddings_provider", "cache_embedder", mode="before")
+    @field_validator(
+        "stt_provider", "llm_provider", "tts_provider", "embeddings_provider", "cache_embedder", mode="before"
+    )
     @classmethod
     def _stage_provider(cls, v: Any) -> Any:
         if isinstance(v, str):
