@@ -197,8 +197,10 @@ def warm(
     if file is not None and from_calls is not None:
         raise UserError("give either FILE or --from-calls, not both")
     if paraphrase is not None:
-        from cache.paraphrase import llm_client
+        from cache.paraphrase import MAX_N, llm_client
 
+        if not 1 <= paraphrase <= MAX_N:  # before the warm-up stores anything
+            raise UserError(f"--paraphrase must be between 1 and {MAX_N}, got {paraphrase}")
         if from_calls is not None:
             raise UserError("--paraphrase works with FILE or --tenant warm-up, not --from-calls")
         llm_client()  # the local profile is refused before anything is stored

@@ -46,6 +46,7 @@ class Embedder:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # no "Loading weights" bar on the CLI's stderr
+        hf_logging.set_verbosity_error()  # nor config notes ("loss_type=None ... unrecognized")
 
         from core.settings import get_settings
 

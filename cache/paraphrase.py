@@ -99,6 +99,15 @@ def generate(client: Any, model: str, question: str, answer: str, n: int) -> tup
     return _strings(data.get("paraphrases"))[:n], _strings(data.get("negatives"))[:NEGATIVES]
 
 
+def _entry(r: redis.Redis, keys: Keys, eid: str) -> tuple[str, dict[str, Any]]:
+    """The entry's key and fields; UserError if there is no such entry."""
+    ekey = keys.entry(eid)
+    h = {_s(k): v for k, v in r.hgetall(ekey).items()}
+    if not h:
+        raise UserError(f"no cache entry '{eid}'")
+    return ekey, h
+
+
 def _norm(t: str) -> str:
     return " ".join(t.lower().split()).strip(" ?.!")
 
@@ -115,10 +124,7 @@ def add_generated(
     Raises:
         UserError: no such entry.
     """
-    ekey = keys.entry(eid)
-    h = {_s(k): v for k, v in r.hgetall(ekey).items()}
-    if not h:
-        raise UserError(f"no cache entry '{eid}'")
+    ekey, h = _entry(r, keys, eid)
     have = json.loads(_s(h.get("paraphrases", b"[]")))
     gen = json.loads(_s(h.get("gen_paraphrases", b"[]")))
     seen = {_norm(x) for x in [_s(h["question"]), *have]}
@@ -178,10 +184,7 @@ def drop_generated(r: redis.Redis, keys: Keys, eid: str) -> int:
     Raises:
         UserError: no such entry.
     """
-    ekey = keys.entry(eid)
-    h = {_s(k): v for k, v in r.hgetall(ekey).items()}
-    if not h:
-        raise UserError(f"no cache entry '{eid}'")
+    ekey, h = _entry(r, keys, eid)
     have = json.loads(_s(h.get("paraphrases", b"[]")))
     gen = set(json.loads(_s(h.get("gen_paraphrases", b"[]"))))
     negs = json.loads(_s(h.get("negatives", b"[]")))

@@ -155,6 +155,7 @@ def test_local_profile_refuses_paraphrases_and_stores_nothing(redis_url: str, ns
     p = cli("warm", "--tenant", "acme", "--paraphrase", "0", "--namespace", ns, redis_url=redis_url,
             env={"CALLCENTER_PROFILE": "cloud", "OPENAI_API_KEY": "dummy"})  # fmt: skip
     one_line_error(p, "--paraphrase must be between 1 and 20")
+    assert CacheAdmin(redis_url, namespace=ns).list() == []  # refused before the warm-up stored
 
 
 def test_pending_candidates_gauge_and_stats(redis_url: str, ns: str, tmp_path: Path) -> None:

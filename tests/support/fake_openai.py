@@ -277,7 +277,10 @@ class FakeOpenAI(ThreadedServer):
             {"object": "list", "data": [{"id": "gpt-4o-mini", "object": "model", "owned_by": "fake"}]}
         )
 
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def _json_request(
+        self, request: web.Request
+    ) -> tuple[RecordedRequest, dict[str, Any]] | web.Response:
+        """The recorded request and its JSON body, or the error answer (bad JSON: 400, key: 401)."""
         try:
             body = await request.json()
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -287,6 +290,12 @@ class FakeOpenAI(ThreadedServer):
         if (denied := self._unauthorized(request)) is not None:
             rec.outcome = "error 401"
             return denied
+        return rec, body
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        if isinstance(got := await self._json_request(request), web.Response):
+            return got
+        rec, body = got
         messages = body.get("messages")
         if not isinstance(messages, list) or not body.get("model"):
             rec.outcome = "error 400"
@@ -394,15 +403,9 @@ class FakeOpenAI(ThreadedServer):
         return resp
 
     async def _embeddings(self, request: web.Request) -> web.Response:
-        try:
-            body = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            self._record(request, {}).outcome = "error 400"
-            return _error(400, "We could not parse the JSON body of your request.", "invalid_request_error")
-        rec = self._record(request, body)
-        if (denied := self._unauthorized(request)) is not None:
-            rec.outcome = "error 401"
-            return denied
+        if isinstance(got := await self._json_request(request), web.Response):
+            return got
+        rec, body = got
         texts = body.get("input")
         texts = [texts] if isinstance(texts, str) else texts
         if not body.get("model") or not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
