@@ -33,8 +33,10 @@ def load_set(path: str | Path = DEFAULT_DATA) -> dict[str, Any]:
         ValueError: the file is not in that shape.
     """
     data = yaml.safe_load(Path(path).read_text())
-    if not isinstance(data, dict) or not isinstance(data.get("splits"), dict) or not isinstance(
-        data.get("domains"), dict
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("splits"), dict)
+        or not isinstance(data.get("domains"), dict)
     ):
         raise ValueError(f"{path}: expected 'splits' and 'domains' mappings")
     for split, domains in data["splits"].items():
