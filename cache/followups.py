@@ -74,7 +74,7 @@ async def lookup(
     voice: str | None,
 ) -> CacheHit | None:
     """The follow-up entry for (parent, text), if one is stored and approved (else None)."""
-    from cache.semantic import PENDING, CacheHit, _s
+    from cache.schema import PENDING, CacheHit, _s
 
     r = await cache._ready()
     eid = followup_id(tenant, language, kver, parent, text)
@@ -121,7 +121,7 @@ async def store(
         checks: `policy.is_cacheable`'s keywords (context, used_tool, call_error, facts, steered,
             known): every rule but the self-contained one applies.
     """
-    from cache.semantic import APPROVED, PENDING, _s, entry_mapping, replaceable_by_llm, tenant_auto_serve
+    from cache.schema import APPROVED, PENDING, _s, entry_mapping, replaceable_by_llm, tenant_auto_serve
 
     ok, reason = policy.is_cacheable(
         question, answer, checks.pop("context", None), checks.pop("used_tool", False),
