@@ -80,7 +80,9 @@ _NOT_A_NAME = frozenset(
     based moving planning going wanting thinking wondering getting having hoping looking
     missing waiting buying ordering phoning ringing writing asking enquiring inquiring
     told sent given charged billed locked interested stuck able unable glad happy sorry
-    it's its there's what's that's""".split()
+    it's its there's what's that's
+    every each all both either neither none no yes daily weekly monthly yearly nightly twice once
+    included extra possible true half mostly usually normally generally""".split()
 )
 _STREET_WORDS = (
     r"street|st|road|rd|avenue|ave|av|lane|ln|boulevard|blvd|terrace|crescent|highway|hwy|parkway|"

@@ -89,6 +89,9 @@ CLEAN = _tenant_questions() + [
     "It's about my claim, how long does it take?",
     "We open at 9 am in 2026",
     "Standard shipping is 4.99, free on orders over 50.",
+    "Yes, it is every day.",  # an answer's "it is ...": a quantity word, not a name
+    "Yes, it's daily, and twice on Saturdays.",
+    "It is both.",
 ]
 
 
