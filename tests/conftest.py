@@ -34,6 +34,15 @@ def pytest_sessionfinish(session, exitstatus) -> None:  # noqa: ANN001 - pytest 
     logging.getLogger("asyncio").setLevel(logging.CRITICAL)
 
 
+@pytest.fixture(scope="module")
+def openai_fake() -> Iterator[object]:
+    """The fake OpenAI server (tests/support/fake_openai.py), one per test module that asks."""
+    from tests.support.fake_openai import running_fake_openai
+
+    with running_fake_openai() as f:
+        yield f
+
+
 @pytest.fixture
 def no_scope_step(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Calls whose questions all reach the LLM (CALLCENTER_SCOPE_CHECK=false): for tests of the

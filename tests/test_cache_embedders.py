@@ -22,16 +22,10 @@ from cache.reembed import reembed
 from cache.semantic import IndexModelError, Keys, ResponseCache, index_dim
 from core.settings import get_settings
 from core.tenants import load_tenant
-from tests.support.fake_openai import EMBED_DIM, FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import EMBED_DIM, FakeOpenAI
 from tests.test_cache_cli_safety import cli, one_line_error
 
 CANDIDATE = ("Do you sell garden hoses?", "Yes, garden hoses are in aisle four.")
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with running_fake_openai() as f:
-        yield f
 
 
 @pytest.fixture
@@ -39,10 +33,10 @@ def ns() -> str:
     return f"emb-{uuid.uuid4().hex[:8]}"
 
 
-def openai_env(fake: FakeOpenAI) -> dict[str, str]:
+def openai_env(openai_fake: FakeOpenAI) -> dict[str, str]:
     return {
         "CALLCENTER_CACHE_EMBEDDER": "openai",
-        "CALLCENTER_EMBEDDINGS_BASE_URL": fake.base_url,
+        "CALLCENTER_EMBEDDINGS_BASE_URL": openai_fake.base_url,
         "CALLCENTER_EMBEDDINGS_API_KEY": "emb-key",
         "NO_PROXY": "127.0.0.1,localhost",
     }
@@ -121,7 +115,7 @@ def warm_with_candidate(url: str, ns: str) -> tuple[CacheAdmin, str, str]:
 
 
 def test_switch_minilm_to_openai_and_back_keeps_every_entry(
-    redis_url: str, ns: str, fake: FakeOpenAI, use
+    redis_url: str, ns: str, openai_fake: FakeOpenAI, use
 ) -> None:  # type: ignore[no-untyped-def]
     use(None)
     adm, hours, cand = warm_with_candidate(redis_url, ns)
@@ -132,18 +126,18 @@ def test_switch_minilm_to_openai_and_back_keeps_every_entry(
     before = snapshot(redis_url, ns)  # with the hits just counted
 
     # a process configured with another model must not compare its vectors with the index's
-    use(openai_env(fake))
+    use(openai_env(openai_fake))
     with pytest.raises(IndexModelError, match="reembed"):
         CacheAdmin(redis_url, namespace=ns)
     assert look(redis_url, ns, queries[0])[0][1] == "bypass:index_model"
-    p = cli("stats", "--namespace", ns, redis_url=redis_url, env=openai_env(fake))
+    p = cli("stats", "--namespace", ns, redis_url=redis_url, env=openai_env(openai_fake))
     one_line_error(p, "run `callcenter cache reembed`")
 
-    n_before = len(fake.embedding_requests())
-    p = cli("reembed", "--namespace", ns, redis_url=redis_url, env=openai_env(fake))
+    n_before = len(openai_fake.embedding_requests())
+    p = cli("reembed", "--namespace", ns, redis_url=redis_url, env=openai_env(openai_fake))
     assert p.exit_code == 0, p.stderr
     assert "re-embedded 5 entries" in p.stdout and "openai:text-embedding-3-small (1536 dims" in p.stdout
-    assert len(fake.embedding_requests()) > n_before
+    assert len(openai_fake.embedding_requests()) > n_before
     r = redis.Redis.from_url(redis_url)
     assert index_dim(r.ft(f"{ns}:idx").info()) == EMBED_DIM
     assert len(r.hget(f"{ns}:e:{hours}", "vec") or b"") == EMBED_DIM * 4
@@ -172,20 +166,20 @@ def test_switch_minilm_to_openai_and_back_keeps_every_entry(
     ]
 
 
-def test_reembed_that_dies_loses_nothing(redis_url: str, ns: str, fake: FakeOpenAI, use) -> None:  # type: ignore[no-untyped-def]
+def test_reembed_that_dies_loses_nothing(redis_url: str, ns: str, openai_fake: FakeOpenAI, use) -> None:  # type: ignore[no-untyped-def]
     use(None)
     _adm, hours, _cand = warm_with_candidate(redis_url, ns)
     before = snapshot(redis_url, ns)
-    use(openai_env(fake))
+    use(openai_env(openai_fake))
     keys = Keys(ns)
     r = redis.Redis.from_url(redis_url)
     try:
         # the endpoint fails: one line, nothing changed (the old model still serves)
-        fake.configure(mode="error", status=500)
+        openai_fake.configure(mode="error", status=500)
         try:
-            p = cli("reembed", "--namespace", ns, redis_url=redis_url, env=openai_env(fake))
+            p = cli("reembed", "--namespace", ns, redis_url=redis_url, env=openai_env(openai_fake))
         finally:
-            fake.configure()
+            openai_fake.configure()
         one_line_error(p, "embeddings endpoint")
         # dies while staging: the old index is untouched and still serves with the old model
         with pytest.raises(RuntimeError):
@@ -195,7 +189,7 @@ def test_reembed_that_dies_loses_nothing(redis_url: str, ns: str, fake: FakeOpen
         assert look(redis_url, ns, "When are you open?")[0][:2] == (hours, "hit")
         before = snapshot(redis_url, ns)  # with that hit counted
         # dies during the swap (marked, index dropped, vectors half moved): refused, not mixed
-        use(openai_env(fake))
+        use(openai_env(openai_fake))
         r.hset(keys.meta, mapping={"state": "reembedding", "target": "openai:text-embedding-3-small"})
         r.ft(keys.index).dropindex(delete_documents=False)
         with pytest.raises(IndexModelError, match="did not finish"):
@@ -211,11 +205,11 @@ def test_reembed_that_dies_loses_nothing(redis_url: str, ns: str, fake: FakeOpen
 
 
 def test_an_empty_cache_takes_the_configured_model_without_reembed(
-    redis_url: str, ns: str, fake: FakeOpenAI, use
+    redis_url: str, ns: str, openai_fake: FakeOpenAI, use
 ) -> None:  # type: ignore[no-untyped-def]
     use(None)
     CacheAdmin(redis_url, namespace=ns)  # a MiniLM index, nothing stored
-    use(openai_env(fake))
+    use(openai_env(openai_fake))
     adm = CacheAdmin(redis_url, namespace=ns)  # nothing to mix: rebuilt for the new model
     assert adm.index_model() == ("openai:text-embedding-3-small", EMBED_DIM)
     hours = adm.warm(tenant="acme")["ids"][0]

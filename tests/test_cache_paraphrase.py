@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,16 +20,10 @@ from cache.admin import CacheAdmin
 from cache.semantic import ResponseCache
 from core.settings import get_settings
 from core.tenants import load_tenant
-from tests.support.fake_openai import FakeOpenAI, running_fake_openai
+from tests.support.fake_openai import FakeOpenAI
 from tests.test_cache_cli_safety import cli, one_line_error
 
 NEW_WAY = "Till when can I come by today?"  # only a generated paraphrase of the hours question
-
-
-@pytest.fixture(scope="module")
-def fake() -> Iterator[FakeOpenAI]:
-    with running_fake_openai() as f:
-        yield f
 
 
 @pytest.fixture
@@ -38,8 +31,8 @@ def ns() -> str:
     return f"para-{uuid.uuid4().hex[:8]}"
 
 
-def cloud(fake: FakeOpenAI) -> dict[str, str]:
-    return {"CALLCENTER_PROFILE": "cloud", "OPENAI_BASE_URL": fake.base_url, "OPENAI_API_KEY": "dummy",
+def cloud(openai_fake: FakeOpenAI) -> dict[str, str]:
+    return {"CALLCENTER_PROFILE": "cloud", "OPENAI_BASE_URL": openai_fake.base_url, "OPENAI_API_KEY": "dummy",
             "NO_PROXY": "127.0.0.1,localhost"}  # fmt: skip
 
 
@@ -61,7 +54,7 @@ def look(url: str, ns: str, q: str) -> str | None:
 
 
 def test_warm_paraphrase_stores_generated_phrasings_that_hit_and_can_be_dropped(
-    redis_url: str, ns: str, fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    redis_url: str, ns: str, openai_fake: FakeOpenAI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     p = cli("warm", "--tenant", "acme", "--namespace", ns, redis_url=redis_url)
     assert p.exit_code == 0, p.stderr
@@ -70,7 +63,7 @@ def test_warm_paraphrase_stores_generated_phrasings_that_hit_and_can_be_dropped(
     assert look(redis_url, ns, NEW_WAY) is None  # the FAQ's own phrasings do not cover it
     faq_paras = adm.show(hours)["paraphrases"]
 
-    n_chat = len(fake.chat_requests())
+    n_chat = len(openai_fake.chat_requests())
     p = cli(
         "warm",
         "--tenant",
@@ -80,11 +73,11 @@ def test_warm_paraphrase_stores_generated_phrasings_that_hit_and_can_be_dropped(
         "--namespace",
         ns,
         redis_url=redis_url,
-        env=cloud(fake),
+        env=cloud(openai_fake),
     )
     assert p.exit_code == 0, p.stderr
     assert "generated for 4 entries" in p.stdout, p.stdout
-    asks = fake.chat_requests()[n_chat:]
+    asks = openai_fake.chat_requests()[n_chat:]
     assert len(asks) == 4 and all(r.body.get("response_format") == {"type": "json_object"} for r in asks)
     assert {r.model for r in asks} == {"gpt-4o-mini"}
 
@@ -105,7 +98,7 @@ def test_warm_paraphrase_stores_generated_phrasings_that_hit_and_can_be_dropped(
     # a re-warm of the same FAQ keeps them; asking again adds no duplicates
     assert cli("warm", "--tenant", "acme", "--namespace", ns, redis_url=redis_url).exit_code == 0
     assert adm.show(hours)["generated_paraphrases"] == gen and look(redis_url, ns, NEW_WAY) == hours
-    for k, v in cloud(fake).items():
+    for k, v in cloud(openai_fake).items():
         monkeypatch.setenv(k, v)
     get_settings.cache_clear()
     again = adm.paraphrase([hours], 3)
@@ -133,7 +126,9 @@ def test_warm_paraphrase_stores_generated_phrasings_that_hit_and_can_be_dropped(
     assert look(redis_url, ns, faq_paras[0]) == hours  # the FAQ's own paraphrases still serve
 
 
-def test_a_paraphrase_nearer_another_entry_is_not_stored(redis_url: str, ns: str, fake: FakeOpenAI) -> None:
+def test_a_paraphrase_nearer_another_entry_is_not_stored(
+    redis_url: str, ns: str, openai_fake: FakeOpenAI
+) -> None:
     from cache.embedders import get_cache_embedder
     from cache.paraphrase import add_generated
 
