@@ -18,6 +18,8 @@ from livekit.agents import AgentSession, llm
 from agent.call.agent import Generation, TurnLog
 from core.call_report import TurnMetrics, TurnTimeline
 
+SAME_DECISION_S = 0.02  # a final transcript this close before the VAD's state change: one decision
+
 
 class SessionClock:
     """The session's timing events on `time.time()`: when the VAD ended speech, when each final
@@ -34,8 +36,14 @@ class SessionClock:
     def _user_state(self, ev: Any) -> None:
         if ev.old_state == "speaking" and ev.new_state != "speaking":
             # now, not ev.created_at: livekit back-dates this event to its estimate of the last
-            # speech (by the VAD's min silence, ~0.25 s), but the stage is when the VAD decided
-            bisect.insort(self.vad_ends, time.time())
+            # speech (by the VAD's min silence, ~0.25 s), but the stage is when the VAD decided.
+            # A batch STT's adapter runs its own stream of the same VAD on the same frames, and
+            # an instant STT's transcript can be dispatched a few ms before this callback: the
+            # VAD had decided by then, so that transcript's time is the decision's.
+            now = time.time()
+            i = bisect.bisect_left(self.finals, now - SAME_DECISION_S)
+            decided = self.finals[i] if i < len(self.finals) and self.finals[i] <= now else now
+            bisect.insort(self.vad_ends, decided)
 
     def _transcribed(self, ev: Any) -> None:
         if ev.is_final and ev.transcript.strip():
