@@ -62,7 +62,14 @@ def scope(name: str) -> dict[str, str]:
 async def first_lookup(url: str, tenant: str, text: str = HOURS):  # type: ignore[no-untyped-def]
     c = ResponseCache(url, budget_ms=5000, preload=False)  # the live namespace a call uses
     try:
-        return await c.lookup(text, **scope(tenant), voice=VOICE)
+        for _ in range(3):
+            hit, outcome = await c.lookup_detailed(text, **scope(tenant), voice=VOICE)
+            if not outcome.startswith("bypass"):
+                return hit  # a hit or a real miss
+            # Redis stalled past the client's 1 s socket timeout on a loaded box: the cache
+            # backs off 0.5 s and bypasses; this test is about what is stored, so ask again
+            await asyncio.sleep(0.6)
+        return hit
     finally:
         await c.close()
 
