@@ -69,6 +69,11 @@ class TurnLog:
     speculations_dropped: int = 0
 
 
+def _as_said(text: str) -> str:
+    """A reply's words as the chat history keeps them (the streamed chunks' spacing differs)."""
+    return " ".join(text.split())
+
+
 def _message_text(item: llm.ChatItem) -> str:
     return item.text_content or "" if isinstance(item, llm.ChatMessage) else ""
 
@@ -147,9 +152,9 @@ class CallAgent(Agent):
         item = ev.item
         if not isinstance(item, llm.ChatMessage) or item.role != "assistant" or not self._unheard:
             return
-        said = " ".join((item.text_content or "").split())
+        said = _as_said(item.text_content or "")
         for k, (question, gen, context) in enumerate(self._unheard):
-            if " ".join(gen.answer.split()) == said:
+            if _as_said(gen.answer) == said:
                 self._drop_unheard(k)  # replies started before the one heard were never played
                 self._unheard.pop(0)
                 if self.cache is not None and not item.interrupted:
@@ -239,7 +244,7 @@ class CallAgent(Agent):
                 gen.answer = hit.answer
                 gen.completed = True
                 self._pending_hit = hit
-                self._served[" ".join(hit.answer.split())] = hit  # a parent for the next turn
+                self._served[_as_said(hit.answer)] = hit  # a parent for the next turn
                 yield hit.answer
                 return
 
@@ -308,7 +313,7 @@ class CallAgent(Agent):
         it (not interrupted, nothing said since): a follow-up is keyed on it (cache/followups.py)."""
         if not context or context[-1]["role"] != "assistant":
             return None
-        return self._served.get(" ".join(context[-1]["text"].split()))
+        return self._served.get(_as_said(context[-1]["text"]))
 
     async def _store(self, question: str, gen: Generation, context: list[dict[str, str]]) -> None:
         assert self.cache is not None
