@@ -9,6 +9,8 @@ worker's `items` only, which `caller_questions` still understands).
 A turn's optional `timeline` (`TurnTimeline`, added within version 2: older reports have none and
 read as `timeline: None`) holds the absolute time of each stage of the turn, so the gaps between
 them show where a slow turn spent its time (`TurnTimeline.gaps`, the call's `waterfall.png`).
+`metrics.json`'s optional `line` (also within version 2) is the caller line's noise as the call
+estimated it (`agent/call/line_noise.py`): `{"snr_db_estimate": dB or null, "frames": n}`.
 """
 
 from __future__ import annotations

@@ -32,6 +32,7 @@ from agent.call.agent import CallAgent, TurnLog
 from agent.call.context import ContextManager
 from agent.call.denoise import DENOISE_INPUT_RATE, DenoisedAudioInput, DenoiseMode, make_denoiser
 from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
+from agent.call.line_noise import LineNoiseMeter
 from agent.call.prompt import greeting_for
 from agent.call.recovery import LLMRecovery, attach_recovery
 from agent.call.report import write_report
@@ -356,6 +357,8 @@ class Call:
             }
         if self.recovery is not None:
             extra["llm_failures"] = self.recovery.failures
+        meter = getattr(self.session.vad, "meter", None)
+        line = meter.summary() if isinstance(meter, LineNoiseMeter) else None
         transcript = write_report(
             self.out_dir,
             head,
@@ -364,6 +367,7 @@ class Call:
             events=self.control.events,
             error=error,
             extra=extra,
+            line=line,
         )
         observability.record_call(
             observability.CallReport(

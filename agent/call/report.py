@@ -84,6 +84,7 @@ def write_report(
     events: list[dict[str, Any]],
     error: str | None,
     extra: dict[str, Any] | None = None,
+    line: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write `transcript.json`, `metrics.json` and `waterfall.png` for one call; returns the
     transcript. The chart is drawn after both reports are written, and a chart that cannot be
@@ -97,6 +98,7 @@ def write_report(
         events: transfers, hang-ups, keypad presses, context folds... in order.
         error: why the call failed, or None.
         extra: more transcript fields (e.g. the context manager's counters).
+        line: the caller line's estimated noise (`LineNoiseMeter.summary`), or None.
     """
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     top = {"schema_version": SCHEMA_VERSION, **head.model_dump()}
@@ -109,7 +111,13 @@ def write_report(
         "error": error,
     }
     write_private(out_dir / TRANSCRIPT, json.dumps(transcript, indent=2))
-    doc = {**top, "turns": [t.model_dump() for t in turns], "summary": summarize(turns), "error": error}
+    doc = {
+        **top,
+        "turns": [t.model_dump() for t in turns],
+        "summary": summarize(turns),
+        "line": line,
+        "error": error,
+    }
     write_private(out_dir / METRICS, json.dumps(doc, indent=2))
     try:
         write_private(out_dir / WATERFALL, render(turns, f"call {head.call_id}: per-turn timeline"))

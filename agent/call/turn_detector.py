@@ -35,6 +35,8 @@ from livekit import rtc
 from livekit.agents import APIConnectOptions, llm, stt, utils, vad
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
+from agent.call.line_noise import LineNoiseMeter
+
 COMPLETE_P = 0.95
 INCOMPLETE_P = 0.02
 NEUTRAL_P = 0.6  # no punctuation and no dangling word: lean towards "done" (short delay)
@@ -365,6 +367,7 @@ class EchoGateVAD(vad.VAD):
         self.gain = 10 ** (-GATE_ATTENUATION_DB / 20)
         self.agent_speaking: Callable[[], bool] = lambda: False
         self.gated_frames = 0
+        self.meter = LineNoiseMeter()  # the call's line noise, from the frames outside the agent's turns
 
     @property
     def model(self) -> str:
@@ -376,7 +379,10 @@ class EchoGateVAD(vad.VAD):
 
     def gate(self, frame: rtc.AudioFrame, state: list[float]) -> rtc.AudioFrame:
         """state[0] = double-talk hangover left (s); one state per VAD stream."""
-        if not self.always and not self.agent_speaking():
+        speaking = self.agent_speaking()
+        if not speaking:
+            self.meter.push(np.frombuffer(frame.data, dtype=np.int16), frame.sample_rate)
+        if not self.always and not speaking:
             state[0] = 0.0
             return frame
         x = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / 32768.0
