@@ -19,7 +19,8 @@ COPY agent ./agent
 COPY cache ./cache
 COPY tasks ./tasks
 COPY sip ./sip
-RUN pip install -c /tmp/torch-constraint.txt .
+RUN pip install -c /tmp/torch-constraint.txt . \
+    && pip install --no-deps "pipecat-ai==1.14.0"  # Smart Turn v3.2's model file only (agent/call/audio_turn.py)
 COPY tenants ./tenants
 COPY documents ./documents
 COPY deploy/telephony.yaml ./deploy/telephony.yaml

@@ -27,4 +27,7 @@ if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then exit 0; fi
   || "$PIP" install -q "torch==2.13.0"
 echo "torch==2.13.0" > .venv/torch-constraint.txt
 "$PIP" install -q -c .venv/torch-constraint.txt -e ".[test]"
+# Smart Turn v3.2's model file (agent/call/audio_turn.py): only the file is used, not the
+# framework, so none of pipecat's own dependencies are installed.
+"$PIP" install -q --no-deps "pipecat-ai==1.14.0"
 echo "$want" > "$stamp"

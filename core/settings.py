@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     # Noise suppression on the caller's audio, in front of the VAD and the STT (agent/call/
     # denoise.py): off, dtln or dfn3; the default is chosen by bench-results/denoise.json.
     denoise: Literal["off", "dtln", "dfn3"] = "off"
+    # A second opinion on end of turn from the audio (Smart Turn v3.2, agent/call/audio_turn.py),
+    # asked only where the call's line measures clean enough; off: the text rules alone.
+    audio_eou: bool = True
 
     # Semantic cache.
     cache_enabled: bool = True

@@ -53,7 +53,8 @@ def test_digital_silence_and_duplicated_frames_change_nothing(audio: np.ndarray)
 @pytest.mark.parametrize(("noise", "snr"), [("none", None), ("babble", 10)])
 def test_a_call_records_its_lines_noise(tmp_path: Path, noise: str, snr: int | None) -> None:
     """Through the real session (instant profile, no cache): metrics.json says how noisy the
-    caller's line was, from the frames the call's VAD saw outside the agent's turns."""
+    caller's line was, from the frames the call's VAD saw outside the agent's turns, and how
+    often the audio end-of-turn model was asked (only where the line is clean enough)."""
     from agent.call.assemble import CallServices
     from agent.providers import build_providers
     from agent.sim.call import SimulatedCall
@@ -79,5 +80,7 @@ def test_a_call_records_its_lines_noise(tmp_path: Path, noise: str, snr: int | N
     est = line["snr_db_estimate"]
     if snr is None:
         assert est > 25
+        assert line["audio_eou_checks"] >= 1  # once the line is known clean, the audio is asked
     else:
         assert abs(est - snr) <= 4, est
+        assert line["audio_eou_checks"] == 0  # at 10 dB babble it cannot tell: never asked

@@ -38,6 +38,7 @@ from agent.call.recovery import LLMRecovery, attach_recovery
 from agent.call.report import write_report
 from agent.call.session import TurnMode, TurnTuning, create_session
 from agent.call.timeline import SessionClock, agent_timelines
+from agent.call.turn_detector import attach_audio_opinion
 from agent.providers import Providers
 from core.call_report import ReportHead, TurnMetrics
 from core.errors import UserError
@@ -163,6 +164,7 @@ class CallOptions:
     idle: IdlePolicy = field(default_factory=IdlePolicy)
     bounded_context: bool = True  # False only for `bench context`'s unmanaged reference run
     denoise: DenoiseMode | None = None  # uplink noise suppression; None: CALLCENTER_DENOISE
+    audio_eou: bool | None = None  # the audio end-of-turn veto; None: CALLCENTER_AUDIO_EOU
 
 
 class Call:
@@ -189,6 +191,8 @@ class Call:
         self.session: AgentSession = create_session(
             providers, turn_mode=options.turn_mode, tuning=options.tuning
         )
+        use_audio = get_settings().audio_eou if options.audio_eou is None else options.audio_eou
+        self.audio_opinion = attach_audio_opinion(self.session) if use_audio else None
         self.context = (
             ContextManager(
                 services.jobs, keep_recent=services.keep_recent, max_messages=services.max_messages
@@ -359,6 +363,9 @@ class Call:
             extra["llm_failures"] = self.recovery.failures
         meter = getattr(self.session.vad, "meter", None)
         line = meter.summary() if isinstance(meter, LineNoiseMeter) else None
+        if line is not None and self.audio_opinion is not None:
+            line["audio_eou_checks"] = self.audio_opinion.checks
+            line["audio_eou_vetoes"] = self.audio_opinion.vetoes
         transcript = write_report(
             self.out_dir,
             head,
