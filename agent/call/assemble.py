@@ -29,6 +29,7 @@ from livekit.agents.voice import SpeechHandle, room_io
 
 from agent import observability
 from agent.call.agent import CallAgent, TurnLog
+from agent.call.audio_turn import load_smart_turn
 from agent.call.context import ContextManager
 from agent.call.denoise import DENOISE_INPUT_RATE, DenoisedAudioInput, DenoiseMode, make_denoiser
 from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
@@ -90,6 +91,8 @@ class CallServices:
             log.warning("Redis unavailable; calls run without the cache and summaries: %s", e)
         cache = open_cache(url, s) if (url and use_cache and s.cache_enabled) else None
         prewarm_scope_all()
+        if s.audio_eou:
+            load_smart_turn()  # ~0.15 s, once per process: not on the first call's first turn
         jobs = None
         if url:
             from agent.call.jobs import JobClient
