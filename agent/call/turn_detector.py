@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from livekit import rtc
-from livekit.agents import AgentSession, APIConnectOptions, llm, stt, utils, vad
+from livekit.agents import AgentSession, APIConnectOptions, UserStateChangedEvent, llm, stt, utils, vad
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from agent.call.audio_turn import RecentAudio, SmartTurn, load_smart_turn
@@ -294,6 +294,37 @@ class AudioOpinion:
     meter: LineNoiseMeter
     checks: int = 0
     vetoes: int = 0
+    _early: asyncio.Future[float] | None = None
+
+    def hear_now(self) -> None:
+        """Start the model on the audio as the VAD ends the caller's speech, so that it runs
+        beside the STT pass instead of after it (~40 ms a turn otherwise added to the wait)."""
+        self._early = None
+        audio = self._clean_enough_audio()
+        if audio is not None:
+            self._early = asyncio.ensure_future(
+                asyncio.to_thread(self.model.probability, audio, self.recent.rate)
+            )
+
+    async def heard(self) -> float | None:
+        """P(complete) of the turn just ended (the early one if started), or None where the line
+        is too noisy for the model to tell."""
+        early, self._early = self._early, None
+        if early is not None:
+            return await early
+        audio = self._clean_enough_audio()
+        return (
+            None
+            if audio is None
+            else await asyncio.to_thread(self.model.probability, audio, self.recent.rate)
+        )
+
+    def _clean_enough_audio(self) -> np.ndarray | None:
+        snr = self.meter.snr_db()
+        if snr is None or snr < AUDIO_MIN_SNR_DB:
+            return None
+        audio = self.audio()
+        return audio if len(audio) >= self.recent.rate * 0.3 else None
 
     def audio(self) -> np.ndarray:
         """The recent uplink, its trailing silence cut to AUDIO_KEEP_SILENCE_S."""
@@ -340,14 +371,10 @@ class TextTurnDetector:
         o = self.opinion
         if o is None or p < UNLIKELY_THRESHOLD:
             return p
-        snr = o.meter.snr_db()
-        if snr is None or snr < AUDIO_MIN_SNR_DB:
-            return p
-        audio = o.audio()
-        if len(audio) < o.recent.rate * 0.3:
+        heard = await o.heard()
+        if heard is None:
             return p
         o.checks += 1
-        heard = await asyncio.to_thread(o.model.probability, audio, o.recent.rate)
         if heard < AUDIO_VETO_P:
             o.vetoes += 1
             return UNLIKELY_THRESHOLD / 2
@@ -489,5 +516,11 @@ def attach_audio_opinion(session: AgentSession) -> AudioOpinion | None:
     model = load_smart_turn()
     if model is None:
         return None
-    det.opinion = AudioOpinion(model, gate.recent, gate.meter)
-    return det.opinion
+    opinion = det.opinion = AudioOpinion(model, gate.recent, gate.meter)
+
+    def _on_user_state(ev: UserStateChangedEvent) -> None:
+        if ev.old_state == "speaking" and ev.new_state == "listening":
+            opinion.hear_now()
+
+    session.on("user_state_changed", _on_user_state)
+    return opinion
