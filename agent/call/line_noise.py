@@ -24,7 +24,7 @@ BIN_DB = 0.5
 _EDGES = np.arange(FLOOR_DBFS, 0.0 + BIN_DB, BIN_DB)
 _POWER = 10 ** ((_EDGES[:-1] + BIN_DB / 2) / 10)  # each bin's centre, as power
 FRACTION = 0.2  # the quietest / loudest fifth of the frames
-MIN_SPEECH_S = 2.0  # no estimate before ~2 s of caller audio outside the agent's turns
+MIN_SPEECH_S = 1.0  # no estimate before ~1 s of caller audio outside the agent's turns (a first fragment and its pause)
 # raw power ratio (dB) -> SNR (dB), least squares over babble and street at 5-30 dB, seed 1
 SLOPE, OFFSET = 1.03, -3.8
 
