@@ -11,7 +11,7 @@ session's VAD stream and the STT's both pass it) leaves every fraction where it 
 
 It is an estimate for choosing behaviour (how far to trust a transcript, whether an audio
 end-of-turn model can help), not a measurement: within ~2 dB on babble and street noise between
-5 and 20 dB; a clean G.711 line reads ~30 dB (its quantisation noise).
+5 and 30 dB; a clean G.711 line reads 30-40 dB (its quantisation noise).
 """
 
 from __future__ import annotations
