@@ -19,6 +19,7 @@ from typing import Literal
 from livekit.agents import AgentSession, UserStateChangedEvent, inference
 from livekit.agents.voice.turn import TurnHandlingOptions
 
+from agent.call.early_stt import SPECULATE_AFTER_S, EarlySTTAdapter, SpeculativeSTT
 from agent.call.turn_detector import BackchannelGateSTT, EchoGateVAD, TextTurnDetector
 from agent.providers import Providers
 
@@ -53,6 +54,10 @@ class TurnTuning:
     own_vad: bool = True  # build the VAD with the values above instead of the profile's
     backchannel_gate: bool = True
     resume_on_backchannel: bool = True  # a blanked backchannel resumes the paused reply at once
+    # a batch STT's pass starts once the VAD hears this much silence, not at its end of speech
+    # (agent/call/early_stt.py; measured in docs/turn-taking.md "Early STT")
+    early_stt: bool = True
+    speculate_after_s: float = SPECULATE_AFTER_S
 
 
 def _baseline(mode: TurnMode) -> TurnHandlingOptions:
@@ -122,8 +127,15 @@ def create_session(
     the_stt, the_vad = providers.stt, providers.vad
     gate: BackchannelGateSTT | None = None
     echo_gate: EchoGateVAD | None = None
-    if tuned and t.backchannel_gate and not providers.stt.capabilities.streaming:
-        the_stt = gate = BackchannelGateSTT(providers.stt)
+    batch = not providers.stt.capabilities.streaming
+    # an STT told the words by the simulator (instant profile) reads a script, not the audio:
+    # a voided speculation would consume words the final pass needs
+    scripted = hasattr(providers.stt, "expect")
+    engine = SpeculativeSTT(providers.stt) if tuned and batch and t.early_stt and not scripted else None
+    if tuned and t.backchannel_gate and batch:
+        the_stt = gate = BackchannelGateSTT(engine or providers.stt)
+    elif engine is not None:
+        the_stt = engine
     if tuned and t.own_vad and isinstance(providers.vad, inference.VAD):
         # Same native silero VAD, shorter end-of-speech silence (see TurnTuning).
         the_vad = (
@@ -138,6 +150,11 @@ def create_session(
     if tuned and t.echo_gate_dbfs is not None:
         the_vad = echo_gate = EchoGateVAD(
             the_vad, t.echo_gate_dbfs, always=t.gate_always, hangover_s=t.gate_hangover
+        )
+    if engine is not None:
+        # replaces the `stt.StreamAdapter` livekit would wrap the batch STT in, same VAD
+        the_stt = EarlySTTAdapter(
+            stt=the_stt, vad=the_vad, engine=engine, speculate_after_s=t.speculate_after_s
         )
     session: AgentSession = AgentSession(
         stt=the_stt,
@@ -155,6 +172,8 @@ def create_session(
     for g in (gate, echo_gate):
         if g is not None:
             g.agent_speaking = _speaking
+    if isinstance(the_stt, EarlySTTAdapter):
+        the_stt.speech_ended = lambda: session.user_state != "speaking"
     if gate is not None:
         # Without this, a real barge-in on a slow CPU resumed the old answer for a moment
         # (whisper took 0.75 s, the resume timer 0.3 s), and the caller heard it as the reply.
