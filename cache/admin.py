@@ -1254,14 +1254,38 @@ def load_eval_files(entries: str | Path, queries: str | Path) -> tuple[list[dict
 SWEEP = [round(float(x), 3) for x in np.arange(0.05, 0.501, 0.01)]
 
 
+ACCEPT_SWEEP = [round(float(x), 3) for x in np.arange(0.05, 0.951, 0.025)]
+
+
 def run_eval(redis_url: str, entries: str | Path, queries: str | Path, *, threshold: float | None = None,
-             sweep: bool = False) -> dict[str, Any]:  # fmt: skip
-    """Load entries into a fresh namespace, run the agent's lookup on each query, report; clean up."""
+             sweep: bool = False, verifier: bool | None = None, accept: float | None = None) -> dict[str, Any]:  # fmt: skip
+    """Load entries into a fresh namespace, run the agent's lookup on each query, report; clean up.
+
+    With the verifier (setting `cache_verifier`, or `verifier=True`; cache/verifier.py), "threshold"
+    in the result and the sweep's curve is the verifier's acceptance probability (higher is
+    stricter); without it (`verifier=False`, or an explicit `threshold`), the cosine distance of
+    the single-stage lookup, as before. Same output fields either way."""
     ents, qs = load_eval_files(entries, queries)
-    default_tenant = get_settings().default_tenant
-    thr = get_settings().cache_threshold if threshold is None else threshold
+    s = get_settings()
+    default_tenant = s.default_tenant
+    use_verifier = (s.cache_verifier and threshold is None) if verifier is None else verifier
     ns = f"eval-{uuid.uuid4().hex[:10]}"
-    outcomes = asyncio.run(_eval_async(redis_url, ns, ents, qs, default_tenant))
+    outcomes = asyncio.run(_eval_async(redis_url, ns, ents, qs, default_tenant, use_verifier))
+    if use_verifier:
+        from cache.verifier import get_verifier
+
+        acc = (
+            (s.cache_verifier_accept if s.cache_verifier_accept is not None else get_verifier().accept)
+            if accept is None
+            else accept
+        )
+        result = score(outcomes, acc, key="p")
+        if sweep:
+            curve = [score(outcomes, t, latency=False, key="p") for t in ACCEPT_SWEEP]
+            result["curve"] = curve
+            result["recommended_threshold"] = recommend(curve, stricter_high=True)
+        return result
+    thr = s.cache_threshold if threshold is None else threshold
     result = score(outcomes, thr)
     if sweep:
         curve = [score(outcomes, t, latency=False) for t in SWEEP]
@@ -1270,10 +1294,14 @@ def run_eval(redis_url: str, entries: str | Path, queries: str | Path, *, thresh
     return result
 
 
-async def _eval_async(url: str, ns: str, ents: list[dict], qs: list[dict], default_tenant: str) -> list[dict]:
-    # threshold 2.0 (max cosine distance): record the nearest entry's distance for every query, then
-    # apply any threshold afterwards; identical to running the lookup once per threshold.
-    c = ResponseCache(url, threshold=2.0, namespace=ns, budget_ms=30_000, record_stats=False)
+async def _eval_async(
+    url: str, ns: str, ents: list[dict], qs: list[dict], default_tenant: str, use_verifier: bool = False
+) -> list[dict]:
+    # threshold 2.0 (max cosine distance) / acceptance 0: record the nearest entry's distance (or
+    # the verifier's best candidate and its probability) for every query, then apply any
+    # threshold afterwards; identical to running the lookup once per threshold.
+    c = ResponseCache(url, threshold=2.0, namespace=ns, budget_ms=30_000, record_stats=False,
+                      verifier=use_verifier, accept=0.0)  # fmt: skip
     label: dict[str, str] = {}  # entry id -> the file's id
     try:
         for e in ents:
@@ -1300,8 +1328,12 @@ async def _eval_async(url: str, ns: str, ents: list[dict], qs: list[dict], defau
                 knowledge_version=EVAL_KVER, context=q.get("context") or None,
             )  # fmt: skip
             ms = (time.perf_counter() - t0) * 1000
+            best = (
+                max(c.last_candidates, key=lambda x: x["p"], default=None) if use_verifier and hit else None
+            )
             out.append({"query": q["query"], "expect": q["expect"], "got": label.get(hit.id, hit.id) if hit else None,
-                        "distance": hit.distance if hit else None, "outcome": outcome, "ms": ms})  # fmt: skip
+                        "distance": hit.distance if hit else None, "p": best["p"] if best else None,
+                        "outcome": outcome, "ms": ms})  # fmt: skip
         return out
     finally:
         r = c._client()
@@ -1315,11 +1347,14 @@ async def _eval_async(url: str, ns: str, ents: list[dict], qs: list[dict], defau
         await c.close()
 
 
-def score(outcomes: list[dict], thr: float, latency: bool = True) -> dict[str, Any]:
+def score(outcomes: list[dict], thr: float, latency: bool = True, key: str = "distance") -> dict[str, Any]:
+    """Hit and false-hit rates at `thr`: a cosine distance (key "distance": served when <= thr)
+    or the verifier's acceptance probability (key "p": served when >= thr)."""
     pos = [o for o in outcomes if o["expect"] is not None]
     hits = false = 0
     for o in outcomes:
-        got = o["got"] if o["distance"] is not None and o["distance"] <= thr else None
+        v = o.get(key)
+        got = o["got"] if v is not None and (v <= thr if key == "distance" else v >= thr) else None
         if got is None:
             continue
         if got == o["expect"]:
@@ -1347,10 +1382,12 @@ def score(outcomes: list[dict], thr: float, latency: bool = True) -> dict[str, A
     return res
 
 
-def recommend(curve: list[dict], max_false: float = 0.01) -> float:
-    """Highest hit rate with false hits <= 1 %; ties -> the lower (stricter) threshold."""
+def recommend(curve: list[dict], max_false: float = 0.01, stricter_high: bool = False) -> float:
+    """Highest hit rate with false hits <= 1 %; ties -> the stricter threshold (the lower distance,
+    or with `stricter_high` the higher acceptance probability)."""
+    pick = max if stricter_high else min
     ok = [c for c in curve if c["false_hit_rate"] <= max_false]
     if not ok:
-        return min(c["threshold"] for c in curve)
+        return pick(c["threshold"] for c in curve)
     best = max(c["hit_rate"] for c in ok)
-    return min(c["threshold"] for c in ok if c["hit_rate"] == best)
+    return pick(c["threshold"] for c in ok if c["hit_rate"] == best)

@@ -556,17 +556,35 @@ def eval_(
     queries: Annotated[Path, typer.Option("--queries", help="QUERIES.jsonl")],
     threshold: Annotated[float | None, typer.Option(help="cosine distance (default: settings)")] = None,
     sweep: Annotated[bool, typer.Option("--sweep", help="threshold curve and a recommendation")] = False,
+    verifier: Annotated[
+        bool | None,
+        typer.Option(
+            "--verifier/--no-verifier", help="two-stage matching (default: settings; --threshold: off)"
+        ),
+    ] = None,
+    accept: Annotated[float | None, typer.Option(help="the verifier's acceptance probability")] = None,
     json_out: JSON_OUT = False,
 ) -> None:
-    """Hit and false-hit rates of the agent's lookup on a labelled set (isolated namespace)."""
+    """Hit and false-hit rates of the agent's lookup on a labelled set (isolated namespace).
+
+    With the verifier on, "threshold" (and the sweep) is its acceptance probability; --threshold
+    (a cosine distance) measures the single-stage lookup, as before."""
     from cache.admin import check_distance, load_eval_files, run_eval
     from cache.redis_server import ensure_redis
 
     if threshold is not None and sweep:
         raise UserError("give --threshold or --sweep, not both")
+    if threshold is not None and verifier:
+        raise UserError("--threshold is the single-stage lookup's distance: use --accept with --verifier")
+    if accept is not None and (threshold is not None or verifier is False or sweep):
+        raise UserError("--accept needs the verifier and no --threshold / --sweep")
+    if accept is not None and not 0 <= accept <= 1:
+        raise UserError("--accept must be in [0, 1]")
     check_distance(threshold, "--threshold")
     load_eval_files(entries, queries)
-    res = run_eval(ensure_redis(), entries, queries, threshold=threshold, sweep=sweep)
+    res = run_eval(
+        ensure_redis(), entries, queries, threshold=threshold, sweep=sweep, verifier=verifier, accept=accept
+    )
     curve = res.pop("curve", None)
     if json_out:
         if curve is not None:

@@ -65,6 +65,7 @@ from cache.schema import (  # noqa: F401 - re-exported: the names callers know f
     tenant_auto_serve,
     vec_field,
 )
+from cache.verifier import get_verifier, score_candidates
 from core.errors import UserError
 from core.settings import get_settings
 
@@ -229,7 +230,7 @@ def knn_query(tenant: str, language: str, kver: str, k: int = 1) -> Query:
     return (
         Query(f"{flt}=>[KNN {k} @vec $v AS dist]")
         .sort_by("dist")
-        .return_fields("entry", "dist")
+        .return_fields("entry", "dist", "kind")
         .paging(0, k)
         .dialect(2)
     )
@@ -345,6 +346,13 @@ class ResponseCache:
         self.ttl_s = ttl_s or s.cache_ttl_s
         self.max_entries = max_entries or s.cache_max_entries
         self.auto_serve = auto_serve
+        # two-stage matching (cache/verifier.py); `verifier=False` or the setting off: top-1 within
+        # `threshold` as before
+        self.use_verifier = s.cache_verifier if kw.get("verifier") is None else bool(kw["verifier"])
+        self.verifier_k = s.cache_verifier_k
+        self.verifier_max_distance = s.cache_verifier_max_distance
+        self._accept = kw.get("accept", s.cache_verifier_accept)
+        self.last_candidates: list[dict[str, Any]] = []  # the last lookup's scored candidates (eval)
         self.record_stats = kw.get("record_stats", True)
         self._r: aredis.Redis | None = None
         self._index_ready = False
@@ -576,16 +584,23 @@ class ResponseCache:
     ) -> CacheHit | None:
         r = await self._ready()
         vec = await asyncio.to_thread(self.embedder.embed, text)
-        res = await r.ft(self.keys.index).search(
-            knn_query(tenant, language, kver), query_params={"v": np.asarray(vec, dtype=np.float32).tobytes()}
-        )
-        if not res.docs:
-            return None
-        doc = res.docs[0]
-        dist = float(doc.dist)
-        if dist > self.threshold:
-            return None
-        eid = _s(doc.entry)
+        if self.use_verifier:
+            picked = await self._verified(r, text, vec, tenant, language, kver)
+            if picked is None:
+                return None
+            eid, dist = picked
+        else:
+            res = await r.ft(self.keys.index).search(
+                knn_query(tenant, language, kver),
+                query_params={"v": np.asarray(vec, dtype=np.float32).tobytes()},
+            )
+            if not res.docs:
+                return None
+            doc = res.docs[0]
+            dist = float(doc.dist)
+            if dist > self.threshold:
+                return None
+            eid = _s(doc.entry)
         ekey = self.keys.entry(eid)
         pipe = r.pipeline(transaction=False)
         pipe.hmget(ekey, "question", "answer", "status")
@@ -607,6 +622,56 @@ class ResponseCache:
         return CacheHit(
             id=eid, question=_s(question), answer=_s(answer), distance=dist, audio=audio, audio_sample_rate=sr
         )
+
+    @property
+    def accept(self) -> float:
+        """The verifier's acceptance probability (setting, else the one trained with the weights)."""
+        return get_verifier().accept if self._accept is None else float(self._accept)
+
+    async def _verified(
+        self, r: aredis.Redis, text: str, vec: np.ndarray, tenant: str, language: str, kver: str
+    ) -> tuple[str, float] | None:
+        """Two-stage match: the nearest `verifier_k` entries (each by its nearest phrasing), then
+        cache/verifier.py scores each pair; the most probable candidate at or above `accept` wins."""
+        k = self.verifier_k
+        res = await r.ft(self.keys.index).search(
+            knn_query(tenant, language, kver, k=3 * k),  # an entry has several phrasings: over-fetch
+            query_params={"v": np.asarray(vec, dtype=np.float32).tobytes()},
+        )
+        self.last_candidates = []
+        near: dict[str, tuple[float, int]] = {}  # entry -> (distance, phrasing: -1 question, n para)
+        for doc in res.docs:
+            eid = _s(doc.entry)
+            if eid in near:
+                continue
+            n = -1
+            if _s(getattr(doc, "kind", "q")) == "p":
+                tail = _s(doc.id).rsplit(":p", 1)[-1]
+                n = int(tail) if tail.isdigit() else -1
+            near[eid] = (float(doc.dist), n)
+            if len(near) == k:
+                break
+        near = {e: v for e, v in near.items() if v[0] <= self.verifier_max_distance}
+        if not near:
+            return None
+        pipe = r.pipeline(transaction=False)
+        for eid in near:
+            pipe.hmget(self.keys.entry(eid), "question", "paraphrases", "negatives")
+        rows = await pipe.execute()
+        cands = []
+        for (eid, (dist, n)), (question, para, negs) in zip(near.items(), rows, strict=True):
+            if question is None:
+                continue
+            phr = _json_list(para)
+            phrasing = phr[n] if 0 <= n < len(phr) else _s(question)
+            negatives = [x["text"] if isinstance(x, dict) else str(x) for x in _json_list(negs)]
+            cands.append({"entry": eid, "dist": dist, "text": phrasing, "negatives": negatives})
+        scored = score_candidates(get_verifier(), text, cands, self.verifier_max_distance)
+        self.last_candidates = scored
+        best = max(scored, key=lambda c: c["p"], default=None)
+        if best is None or best["p"] < self.accept:
+            return None
+        return best["entry"], best["dist"]
 
     # ---- store -----------------------------------------------------------------------------
     async def store(
@@ -811,6 +876,14 @@ class ResponseCache:
             self._failed(e)
         except Exception:  # noqa: BLE001
             log.exception("cache attach_audio failed")
+
+
+def _json_list(v: Any) -> list[Any]:
+    try:
+        out = json.loads(_s(v)) if v else []
+    except ValueError:
+        return []
+    return out if isinstance(out, list) else []
 
 
 def _preload_embedder() -> None:

@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     # Cosine distance in (0, 1]; lower is stricter (tuned: cache/README.md). 1 already matches
     # unrelated questions; above it the cache would answer anything.
     cache_threshold: float = Field(default=0.25, gt=0, le=1)
+    # Two-stage matching (cache/verifier.py): the KNN's nearest `cache_verifier_k` entries within
+    # `cache_verifier_max_distance`, then a learned acceptance step; a candidate is served when its
+    # probability is >= `cache_verifier_accept` (None: the value trained with the weights, chosen
+    # on eval/cache/tune_*). Off: the nearest entry within `cache_threshold`, as before.
+    cache_verifier: bool = True
+    cache_verifier_accept: float | None = Field(default=None, ge=0, le=1)
+    cache_verifier_max_distance: float = Field(default=0.6, gt=0, le=1)
+    cache_verifier_k: int = Field(default=4, ge=1, le=20)
     # Entry TTL: at least a minute, at most 10 years (0 or negative would expire at once).
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=60, le=10 * 365 * 24 * 3600)
     # Per-tenant cap (least useful evicted first); below 100 a warm-up silently evicts its own FAQ.

@@ -90,8 +90,12 @@ def test_eval_numbers_on_tiny_set(redis_url: str, tmp_path: Path) -> None:
     assert res["hit_rate"] == round(2 / 3, 4)
     assert res["false_hit_rate"] == round(1 / 6, 4)
     assert res["threshold"] == 0.2
-    sweep = run_eval(redis_url, entries, queries, sweep=True)
+    sweep = run_eval(redis_url, entries, queries, sweep=True, verifier=False)
     assert sweep["curve"] and 0.05 <= sweep["recommended_threshold"] <= 0.5
+    # with the verifier (cache/verifier.py) the sweep is over its acceptance probability
+    sweep = run_eval(redis_url, entries, queries, sweep=True, verifier=True)
+    assert set(sweep) - {"curve", "recommended_threshold"} == set(res)
+    assert sweep["curve"] and 0.05 <= sweep["recommended_threshold"] <= 0.95
     # isolated: nothing left behind in Redis
     import redis
 

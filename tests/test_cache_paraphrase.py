@@ -41,9 +41,11 @@ def scope() -> dict[str, str]:
     return {"tenant": t.name, "language": t.language, "knowledge_version": t.knowledge_version}
 
 
-def look(url: str, ns: str, q: str) -> str | None:
+def look(url: str, ns: str, q: str, verifier: bool | None = None) -> str | None:
     async def go() -> str | None:
-        c = ResponseCache(url, namespace=ns, budget_ms=10_000, preload=False, record_stats=False)
+        c = ResponseCache(
+            url, namespace=ns, budget_ms=10_000, preload=False, record_stats=False, verifier=verifier
+        )
         try:
             hit = await c.lookup(q, **scope())
             return hit.id if hit else None
@@ -139,7 +141,10 @@ def test_a_paraphrase_nearer_another_entry_is_not_stored(
         adm.r, adm.keys, get_cache_embedder(), hours, ["What's the address of the store?"], []
     )
     assert res["ambiguous"] == 1 and res["added"] == 0
-    assert look(redis_url, ns, "What's the address of the store?") == store
+    # never the hours entry's; the nearest entry is the store's (the verifier, on by default, finds
+    # this rewording too far from "Where is the store?" and leaves it to the LLM)
+    assert look(redis_url, ns, "What's the address of the store?") in (store, None)
+    assert look(redis_url, ns, "What's the address of the store?", verifier=False) == store
 
 
 def test_local_profile_refuses_paraphrases_and_stores_nothing(redis_url: str, ns: str) -> None:

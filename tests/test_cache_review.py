@@ -99,7 +99,7 @@ def test_pending_is_never_served_and_approved_is(redis_url: str, ns: str) -> Non
 
     row = adm.approve(eid)
     assert row["status"] == "approved" and row["reviewed"] > 0 and row["answer"] == A
-    hit = run(_look(redis_url, ns, "Where is your store located?"))
+    hit = run(_look(redis_url, ns, "where is the store"))
     assert hit is not None and hit.id == eid and hit.answer == A
     s = adm.stats()
     assert s["pending_review"] == 0 and s["detail"]["review_approved"] == 1
@@ -186,7 +186,7 @@ def test_warm_file_entries_serve_at_once_and_generated_wait(redis_url: str, ns: 
     adm.warm(faq, tenant="acme")
     row = adm.list("acme")[0]
     assert row["source"] == "warm" and row["status"] == "approved"
-    assert run(_look(redis_url, ns, "Can I buy a gift card?")) is not None
+    assert run(_look(redis_url, ns, "do you guys sell gift cards")) is not None
 
 
 def test_auto_serve_tenant_serves_call_answers_at_once(redis_url: str, ns: str, tenants: Path) -> None:
@@ -304,7 +304,7 @@ def test_review_cli(redis_url: str, ns: str) -> None:
     )
     p = cli("review", "--namespace", ns, redis_url=redis_url)
     assert p.exit_code == 0 and "0 pending review" in p.stdout
-    hit = run(_look(redis_url, ns, "Can you cut a key for me?"))
+    hit = run(_look(redis_url, ns, "do you cut keys"))
     assert hit is not None and hit.answer == EDITED
 
 
@@ -376,7 +376,7 @@ def test_an_index_from_before_review_gains_the_new_fields(redis_url: str, ns: st
     attrs = {str(a[1]) for a in r.ft(keys.index).info()["attributes"]}
     assert {"status", "source"} <= attrs
     assert adm.show("0123456789ab")["status"] == "approved"
-    assert run(_look(redis_url, ns, "Can I buy a gift card?")) is not None
+    assert run(_look(redis_url, ns, "do you guys sell gift cards")) is not None
     (eid,), _ = run(_store_and_look(redis_url, ns, (Q, A)))
     assert adm.pending_count() == 1 and [x["id"] for x in adm.pending()] == [eid]
 

@@ -36,6 +36,9 @@ def make(redis_url: str, ns: str, **kw) -> ResponseCache:  # type: ignore[no-unt
     # These tests check storing and looking up, so what `store` writes must serve at once, as for
     # a tenant with `cache: {auto_serve: true}`; review of call answers: tests/test_cache_review.py
     kw.setdefault("auto_serve", True)
+    # the single-stage lookup (distance threshold) these tests pin down; the two-stage match
+    # (cache/verifier.py, on by default) is tested in tests/test_cache_verifier.py
+    kw.setdefault("verifier", False)
     return ResponseCache(redis_url, namespace=ns, **kw)
 
 

@@ -1,0 +1,216 @@
+"""Writes the verifier's training set (cache/verifier.py) as JSONL in the `cache eval` formats.
+
+Business domains that are NOT in the eval set (eval/cache: hardware, bank, clinic, insurer,
+telecom, airline): utilities, restaurant, hotel, gym, pharmacy, car rental, school, parcel delivery.
+Each entry: (id, question, [queries that must hit it: colloquial, indirect, transcript-style],
+[(near-miss query, the sibling entry it means or None)]), plus off-topic queries per domain.
+`python -m cache.verifier train` turns it into (query, KNN candidate) pairs: the lookup's top-k
+entries per query, labelled by whether the candidate is the query's entry.
+"""
+
+import json
+from pathlib import Path
+
+E = tuple[str, str, list[str], list[tuple[str, str | None]]]
+D: dict[str, list[E]] = {
+    "utilities": [
+        ("ut_move_in", "How do I start electricity service at my new home?",
+         ["I'm moving into a new place, how do I get the power turned on", "setting up electric at a new address what do I do",
+          "i just bought a house how do i get the electricity on", "how do i start service at my new apartment", "need power connected where i'm moving to"],
+         [("How do I stop electricity service when I move out?", "ut_move_out"), ("how do i start gas service at my new home", None), ("can i transfer my service to my new home", None)]),
+        ("ut_move_out", "How do I stop electricity service when I move out?",
+         ["I'm moving out next week, how do I shut off the power in my name", "closing my account because I'm leaving the apartment",
+          "how do i turn off my electric when i move", "i'm moving away how do i end my service", "disconnect electricity at my old place"],
+         [("How do I start electricity service at my new home?", "ut_move_in"), ("how do i stop my water service", None), ("can i pause my service while i'm on vacation", None)]),
+        ("ut_outage", "How do I report a power outage?",
+         ["my lights just went out, who do I tell", "the whole street has no power, how do I let you know",
+          "how do i report that the power is out", "power's down at my house what do i do", "we lost electricity how do i report it"],
+         [("how do i report a gas leak", None), ("is there a planned outage in my area", None), ("how do i report a street light that is out", None)]),
+        ("ut_bill_high", "Why is my electricity bill higher than usual?",
+         ["my bill went way up this month, why", "how come I'm paying so much more for power lately",
+          "why is my electric bill so high", "my bill doubled what happened", "why did my power bill go up"],
+         [("why is my electricity bill lower than usual", None), ("why is my water bill so high", None), ("how do i pay my electricity bill", "ut_pay")]),
+        ("ut_pay", "How can I pay my electricity bill?",
+         ["what are the ways to pay my power bill", "can I pay my bill over the phone or online",
+          "how do i pay my bill", "where can i pay the electric bill", "what payment options do you have for the bill"],
+         [("how do i get a refund on my bill", None), ("can i pay my bill late", None), ("how do i set up autopay for my bill", None)]),
+    ],
+    "restaurant": [
+        ("rs_book", "Can I book a table for dinner?",
+         ["I'd like to reserve a table for tonight", "do you take reservations for dinner",
+          "can i make a reservation for four people", "can i get a table booked for saturday night", "is it possible to reserve a table"],
+         [("How do I cancel my table reservation?", "rs_cancel"), ("can i book the whole restaurant for a private party", None), ("can i change my reservation time", None)]),
+        ("rs_cancel", "How do I cancel my table reservation?",
+         ["we can't make it tonight, how do I cancel the booking", "I need to call off my reservation",
+          "how do i cancel a reservation", "cancel my table booking please", "we won't be coming can i cancel the table"],
+         [("Can I book a table for dinner?", "rs_book"), ("can i change my reservation to a later time", None), ("how do i cancel a delivery order", None)]),
+        ("rs_vegan", "Do you have vegan options?",
+         ["is there anything on the menu without meat or dairy", "I don't eat animal products, what can I order",
+          "do you have vegan food", "anything vegan on the menu", "do you guys do plant based dishes"],
+         [("do you have gluten free options", None), ("do you have options with meat", None), ("do you have a kids menu", None)]),
+        ("rs_delivery", "Do you deliver food?",
+         ["can I get my food brought to my house", "do you guys do delivery",
+          "do you deliver", "can i order food for delivery", "will you bring the food to my place"],
+         [("can i pick up my food order", None), ("do you deliver alcohol", None), ("how much is the delivery fee", None)]),
+        ("rs_hours_sun", "Are you open on Sundays?",
+         ["what time do you open on Sunday", "can we come in for lunch on a sunday",
+          "are you open sunday", "do you open on sundays", "are you guys open on the weekend on sunday"],
+         [("are you open on mondays", None), ("are you open on christmas day", None), ("what time do you close on saturday", None)]),
+    ],
+    "hotel": [
+        ("ht_checkin", "What time is check-in?",
+         ["when can I get into my room", "how early can we check in",
+          "what time is check in", "when's check in", "what time can i arrive and get the room"],
+         [("What time is check-out?", "ht_checkout"), ("can i check in late at night", None), ("can i check in before noon", None)]),
+        ("ht_checkout", "What time is check-out?",
+         ["when do we have to leave the room", "how late can I stay in my room on the last day",
+          "what time is check out", "when's checkout", "what time do i need to be out of the room"],
+         [("What time is check-in?", "ht_checkin"), ("can i get a late check out", None), ("can i check out early", None)]),
+        ("ht_parking", "Do you have parking for guests?",
+         ["is there somewhere to park my car at the hotel", "can I leave my car with you while I stay",
+          "do you have parking", "is there a car park", "where do guests park"],
+         [("do you have parking for buses", None), ("do you have electric car charging", None), ("is there free street parking nearby", None)]),
+        ("ht_pets", "Are pets allowed in the rooms?",
+         ["can I bring my dog", "is the hotel pet friendly",
+          "are pets allowed", "can my cat stay with me", "do you allow dogs in the room"],
+         [("are pets allowed in the restaurant", None), ("are children allowed in the rooms", None), ("are service animals allowed", None)]),
+        ("ht_breakfast", "Is breakfast included with the room?",
+         ["do we get breakfast with our stay", "is the morning meal part of the price",
+          "is breakfast included", "does the room come with breakfast", "do i have to pay extra for breakfast"],
+         [("is dinner included with the room", None), ("what time is breakfast served", None), ("is breakfast included without a room", None)]),
+    ],
+    "gym": [
+        ("gy_join", "How do I sign up for a membership?",
+         ["I want to join the gym, what do I do", "how can I become a member",
+          "how do i get a membership", "i'd like to sign up", "how do i join"],
+         [("How do I cancel my membership?", "gy_cancel"), ("how do i pause my membership", None), ("how do i upgrade my membership", None)]),
+        ("gy_cancel", "How do I cancel my membership?",
+         ["I want to quit the gym", "how do I end my membership",
+          "how do i cancel", "cancel my gym membership", "i don't want to be a member anymore how do i stop it"],
+         [("How do I sign up for a membership?", "gy_join"), ("how do i freeze my membership", None), ("how do i change my membership plan", None)]),
+        ("gy_guest", "Can I bring a friend to the gym?",
+         ["is a guest allowed to come with me", "can my buddy work out with me for free",
+          "can i bring a guest", "can my friend come with me", "do you allow guests"],
+         [("can i bring my child to the gym", None), ("can i bring a friend to a class", None), ("can i bring my dog to the gym", None)]),
+        ("gy_hours", "What are your opening hours?",
+         ["when are you open", "what time does the gym open in the morning",
+          "what are your hours", "what time do you open", "how late are you open"],
+         [("what are your opening hours on holidays", None), ("what are the pool hours", None), ("what are the hours of the kids club", None)]),
+        ("gy_classes", "Do you have yoga classes?",
+         ["is there any yoga", "can I do a yoga session at your gym",
+          "do you have yoga", "yoga classes do you have them", "do you guys offer yoga"],
+         [("do you have spin classes", None), ("do you have yoga mats to buy", None), ("do you have private yoga lessons", None)]),
+    ],
+    "pharmacy": [
+        ("ph_refill", "How do I refill my prescription?",
+         ["I'm running out of my pills, how do I get more", "can I order more of my medication",
+          "how do i refill a prescription", "i need a refill on my meds", "how do i get my prescription renewed"],
+         [("How do I transfer my prescription to you?", "ph_transfer"), ("how do i refill my pet's prescription", None), ("how do i cancel my prescription refill", None)]),
+        ("ph_transfer", "How do I transfer my prescription to you?",
+         ["I want to move my prescriptions to your pharmacy", "can you take over my meds from another pharmacy",
+          "how do i transfer a prescription here", "switching pharmacies to you how do i move my prescription", "can i transfer my prescriptions to your store"],
+         [("how do i transfer my prescription from you to another pharmacy", None), ("How do I refill my prescription?", "ph_refill"), ("how do i transfer my insurance", None)]),
+        ("ph_flu", "Do you give flu shots?",
+         ["can I get a flu vaccine at the pharmacy", "do you do the flu jab",
+          "do you give flu shots", "can i get my flu shot there", "flu vaccines do you have them"],
+         [("do you give covid shots", None), ("do you give flu shots to children", None), ("do you sell flu medicine", None)]),
+        ("ph_hours", "What time does the pharmacy close?",
+         ["how late is the pharmacy open", "until when can I pick up meds today",
+          "when does the pharmacy close", "what time do you close", "how late are you open tonight"],
+         [("what time does the pharmacy open", None), ("what time does the pharmacy close on sunday", None), ("what time does the drive through close", None)]),
+        ("ph_delivery", "Do you deliver prescriptions?",
+         ["can my medication be sent to my home", "do you bring prescriptions to the house",
+          "do you deliver meds", "can you deliver my prescription", "is there home delivery for prescriptions"],
+         [("do you deliver prescriptions to other countries", None), ("can i pick up my prescription", None), ("do you deliver groceries", None)]),
+    ],
+    "car_rental": [
+        ("cr_age", "What is the minimum age to rent a car?",
+         ["how old do I have to be to rent", "can a 21 year old rent a car",
+          "whats the age limit to rent a car", "how old do you need to be to rent", "is there an age requirement"],
+         [("what is the maximum age to rent a car", None), ("what is the minimum age to rent a van", None), ("do young drivers pay extra", None)]),
+        ("cr_pickup", "Can I pick up the car at the airport?",
+         ["do you have a desk at the airport", "I land tomorrow, can I get the car there",
+          "can i pick up at the airport", "can i collect the rental at the airport", "is there airport pickup"],
+         [("Can I drop off the car at the airport?", "cr_dropoff"), ("can i pick up the car at the train station", None), ("can you drive me to the airport", None)]),
+        ("cr_dropoff", "Can I drop off the car at the airport?",
+         ["can I leave the rental at the airport when I'm done", "can I return the car at the airport",
+          "can i drop the car off at the airport", "can i return it at the airport", "is it ok to leave the car at the airport"],
+         [("Can I pick up the car at the airport?", "cr_pickup"), ("can i drop off the car in another city", None), ("can i drop off the car after hours", None)]),
+        ("cr_fuel", "Do I need to return the car with a full tank?",
+         ["do I have to fill up before I bring it back", "what's your fuel policy",
+          "do i need to fill the tank", "should the car be full of gas when i return it", "do i have to refuel"],
+         [("can i return the car with an empty tank", None), ("do i need to return the car washed", None), ("do i need to pick up the car with a full tank", None)]),
+        ("cr_insurance", "Is insurance included in the rental price?",
+         ["does the price cover insurance", "do I have to buy extra coverage",
+          "is insurance included", "does the rental come with insurance", "am i covered if i crash"],
+         [("is insurance included for a second driver", None), ("is gas included in the rental price", None), ("can i rent without insurance", None)]),
+    ],
+    "school": [
+        ("sc_enrol", "How do I enroll my child?",
+         ["we're new to the area, how do I register my kid", "what do I need to sign my son up for school",
+          "how do i enroll my daughter", "how do i register my child for school", "enrolment for my kid how does it work"],
+         [("How do I withdraw my child from the school?", "sc_withdraw"), ("how do i enroll my child in the after school club", None), ("how do i enroll as an adult student", None)]),
+        ("sc_withdraw", "How do I withdraw my child from the school?",
+         ["we're moving away, how do I take my kid out of the school", "I need to unenroll my son",
+          "how do i withdraw my child", "taking my daughter out of school what do i do", "how do i remove my child from the school"],
+         [("How do I enroll my child?", "sc_enrol"), ("how do i withdraw my child from the sports team", None), ("how do i transfer my child to another class", None)]),
+        ("sc_lunch", "How much does school lunch cost?",
+         ["what's the price of lunch at school", "how much do I pay for my kid's lunches",
+          "how much are school lunches", "what does lunch cost", "what's the charge for school meals"],
+         [("how much does school breakfast cost", None), ("is school lunch free", None), ("how much does the school bus cost", None)]),
+        ("sc_absent", "How do I report my child absent?",
+         ["my son is sick today, who do I tell", "my daughter won't be in school, how do I let you know",
+          "how do i call in my kid sick", "how do i report an absence", "my child is off sick what do i do"],
+         [("how do i report my child late", None), ("how do i report bullying", None), ("how do i report my child present", None)]),
+    ],
+    "parcel": [
+        ("pc_track", "How do I track my parcel?",
+         ["where's my package", "how can I see where my delivery is",
+          "how do i track a package", "track my parcel please", "can you tell me where my parcel is"],
+         [("how do i track a parcel i sent", None), ("how do i track a return", None), ("how do i stop my parcel", None)]),
+        ("pc_redirect", "Can I change my delivery address?",
+         ["I moved, can the parcel go to my new place", "can you send my package somewhere else",
+          "can i change the address", "can i redirect my parcel", "can i have it delivered to a different address"],
+         [("can i change my delivery date", "pc_reschedule"), ("can i change the return address", None), ("can i change the address on my account", None)]),
+        ("pc_reschedule", "Can I change my delivery date?",
+         ["I won't be home tomorrow, can you deliver another day", "can I pick a different day for the delivery",
+          "can i reschedule my delivery", "can i move the delivery to next week", "deliver it on a different day please"],
+         [("Can I change my delivery address?", "pc_redirect"), ("can i cancel my delivery", None), ("can i change my pickup date", None)]),
+        ("pc_send_abroad", "Can I send a parcel abroad?",
+         ["do you ship internationally", "how do I post a package to another country",
+          "can i send a package overseas", "can i ship to france", "do you deliver parcels abroad"],
+         [("can i receive a parcel from abroad", None), ("can i send a letter abroad", None), ("can i send a parcel within the country", None)]),
+        ("pc_lost", "What do I do if my parcel is lost?",
+         ["my package never arrived", "the delivery says delivered but I don't have it",
+          "my parcel is missing what do i do", "i think my package got lost", "what happens if a parcel goes missing"],
+         [("what do i do if my parcel is damaged", None), ("what do i do if i receive someone else's parcel", None), ("what do i do if my parcel is late", None)]),
+    ],
+}
+OFF_TOPIC = {
+    "utilities": ["what's the weather tomorrow", "can you recommend a good plumber"],
+    "restaurant": ["do you sell gift cards for the cinema", "how do I get a job as a chef"],
+    "hotel": ["how far is the beach from the airport", "can you book me a flight"],
+    "gym": ["what's a good diet to lose weight", "do you sell protein bars online"],
+    "pharmacy": ["should I take ibuprofen for my back", "how do I find a doctor"],
+    "car_rental": ["how do I get a driving licence", "can I buy one of your cars"],
+    "school": ["what's the best university in the country", "how do I become a teacher"],
+    "parcel": ["how much is a stamp", "do you sell boxes and tape"],
+}
+
+
+def main() -> None:
+    here = Path(__file__).parent
+    ents, qs = [], []
+    for dom, rows in D.items():
+        for eid, question, pos, negs in rows:
+            ents.append({"id": eid, "question": question, "answer": f"({dom}: answer to '{question}')", "tenant": dom})
+            qs += [{"query": p, "expect": eid, "tenant": dom} for p in pos]
+            qs += [{"query": n, "expect": other, "tenant": dom} for n, other in negs]
+        qs += [{"query": o, "expect": None, "tenant": dom} for o in OFF_TOPIC[dom]]
+    (here / "entries.jsonl").write_text("".join(json.dumps(e) + "\n" for e in ents))
+    (here / "queries.jsonl").write_text("".join(json.dumps(q) + "\n" for q in qs))
+    print(f"{len(ents)} entries, {len(qs)} queries")
+
+
+if __name__ == "__main__":
+    main()
