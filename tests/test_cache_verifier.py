@@ -138,3 +138,12 @@ def test_features_and_weights() -> None:
         assert v.w[V.FEATURES.index(name)] <= 0
     assert V.negative_veto("can i pay by credit card", "Can I pay by card?", ["Can I pay by credit card?"])
     assert not V.negative_veto("can I pay by card", "Can I pay by card?", ["Can I pay by credit card?"])
+
+
+def test_the_cache_bench_times_the_two_stage_lookup(redis_url: str) -> None:
+    from cache.bench import run_bench
+
+    res = run_bench(redis_url, [300], queries=30, with_embedding=False)
+    row = res["sizes"][0]
+    assert res["verifier"] is True and row["entries"] == 300
+    assert 0 < row["verify_p50_ms"] < row["knn_p50_ms"]  # the verifier's share is inside the lookup's time
