@@ -10,7 +10,9 @@ A turn's optional `timeline` (`TurnTimeline`, added within version 2: older repo
 read as `timeline: None`) holds the absolute time of each stage of the turn, so the gaps between
 them show where a slow turn spent its time (`TurnTimeline.gaps`, the call's `waterfall.png`).
 `metrics.json`'s optional `line` (also within version 2) is the caller line's noise as the call
-estimated it (`agent/call/line_noise.py`): `{"snr_db_estimate": dB or null, "frames": n}`.
+estimated it (`agent/call/line_noise.py`): `{"snr_db_estimate": dB or null, "frames": n}`, plus,
+with the audio end-of-turn model, `audio_eou_checks` (ends put to it), `audio_eou_vetoes` (held
+as unfinished) and, with `TurnTuning.sure_delay`, `audio_eou_sure` (ends taken at the short delay).
 """
 
 from __future__ import annotations

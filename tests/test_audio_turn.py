@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -40,10 +41,13 @@ def opinion(text: str, noise: NoiseType = "none", snr: float | None = None) -> A
         [heard(q, noise, snr) for q in ("What are your opening hours?", "Do you deliver?")]
     )
     meter, recent = LineNoiseMeter(), RecentAudio()
-    pcm = (np.concatenate([earlier, heard(text, noise, snr)]) * 32767).astype(np.int16)
-    for i in range(0, len(pcm), 160):  # 20 ms frames, as the echo gate passes them
-        meter.push(pcm[i : i + 160], 8000)
-        recent.push(pcm[i : i + 160], 8000)
+    for part in (earlier, heard(text, noise, snr)):
+        recent.end_turn()  # earlier turns were committed; this one starts with its audio
+        recent.start_turn(lead_s=0.0)
+        pcm = (part * 32767).astype(np.int16)
+        for i in range(0, len(pcm), 160):  # 20 ms frames, as the echo gate passes them
+            meter.push(pcm[i : i + 160], 8000)
+            recent.push(pcm[i : i + 160], 8000)
     return AudioOpinion(model, recent, meter)
 
 
@@ -91,3 +95,63 @@ def test_trailing_silence_is_cut_to_what_the_model_was_trained_on() -> None:
         o.recent.push(silence[i : i + 160], 8000)
     full, cut = o.recent.snapshot(), o.audio()
     assert len(full) - len(cut) >= 8000  # the added second (and the 0.25 s pad beyond 0.2 s) is gone
+
+
+# ------------------------------------------------ the short "sure" delay (TurnTuning.sure_delay)
+
+
+def _timed(det: TextTurnDetector, text: str) -> tuple[float, float]:
+    async def go() -> tuple[float, float]:
+        t0 = time.perf_counter()
+        p = await det.predict_end_of_turn(chat(text))
+        return p, time.perf_counter() - t0
+
+    return asyncio.run(go())
+
+
+def test_a_finished_question_heard_finished_ends_at_the_short_delay() -> None:
+    o = opinion(QUESTION)
+    det = TextTurnDetector(o, sure_delay=0.25, full_delay=0.35, silence_s=0.25)
+    det.speech_end_at = time.time()  # the VAD has just ended the caller's speech
+    p, took = _timed(det, QUESTION)
+    assert p >= UNLIKELY_THRESHOLD and det.sure_commits == 1 and o.vetoes == 0
+    assert took < 0.09  # only the model's own time: livekit's 0.25 s is the whole wait
+
+
+def test_an_end_that_is_not_sure_is_held_to_the_full_delay() -> None:
+    # a noisy line: the audio is not asked, so the end is not sure and waits 0.35 s as before
+    o = opinion(QUESTION, "babble", 10.0)
+    det = TextTurnDetector(o, sure_delay=0.25, full_delay=0.35, silence_s=0.25)
+    det.speech_end_at = time.time()  # livekit's clock: last speech 0.25 s before this
+    p, took = _timed(det, QUESTION)
+    assert p >= UNLIKELY_THRESHOLD and det.sure_commits == 0 and o.checks == 0
+    assert 0.09 <= took < 0.3  # held until 0.35 s after the last speech, i.e. ~0.1 s from here
+    # a transcript without end punctuation is not sure either, even where the audio says done
+    o = opinion(QUESTION)
+    det = TextTurnDetector(o, sure_delay=0.25, full_delay=0.35, silence_s=0.25)
+    det.speech_end_at = time.time()
+    p, took = _timed(det, "is the garden center open today")
+    assert det.sure_commits == 0 and o.checks == 1 and took >= 0.09
+
+
+def test_without_a_sure_delay_nothing_is_held() -> None:
+    o = opinion(QUESTION, "babble", 10.0)
+    det = TextTurnDetector(o)
+    _p, took = _timed(det, QUESTION)
+    assert took < 0.05 and det.sure_commits == 0
+
+
+def test_the_model_hears_only_the_current_turn() -> None:
+    r = RecentAudio()
+    one = np.full(8000, 1000, np.int16)  # 1 s of an earlier turn
+    r.push(one, 8000)
+    r.start_turn(lead_s=0.25)
+    r.push(np.full(4000, 2000, np.int16), 8000)  # this turn's first words
+    r.start_turn()  # speech again after a pause mid-turn: the turn keeps its start
+    r.push(np.full(4000, 3000, np.int16), 8000)
+    assert len(r.snapshot(turn_only=True)) == 2000 + 8000 and len(r.snapshot()) == 16000
+    r.end_turn()
+    assert len(r.snapshot(turn_only=True)) == 16000  # no turn open: everything buffered
+    r.start_turn(lead_s=0.0)
+    r.push(np.full(800, 1, np.int16), 8000)
+    assert len(r.snapshot(turn_only=True)) == 800

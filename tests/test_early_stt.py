@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import statistics
 import time
 from pathlib import Path
@@ -101,6 +102,8 @@ async def test_the_final_transcript_is_ready_at_the_vads_end_of_speech(tmp_path:
         assert tl.vad_end is not None and tl.final_transcript is not None
         waits.append(tl.final_transcript - tl.vad_end)
     assert adapter.used >= len(LINES) - 1, (adapter.used, adapter.voided, adapter.full_passes)
+    written = json.loads((tmp_path / "call" / "transcript.json").read_text())["stt_speculations"]
+    assert written == {"used": adapter.used, "voided": adapter.voided}  # the call's report counts them
     # the caller's wait for words after the VAD's decision is well under whisper's own time
     assert statistics.median(waits) < statistics.median(whisper.passes) - 0.08, (waits, whisper.passes)
     assert "deliver" in answered[-1].user_text.lower()

@@ -33,13 +33,14 @@ from agent.call.audio_turn import load_smart_turn
 from agent.call.context import ContextManager
 from agent.call.denoise import DENOISE_INPUT_RATE, DenoisedAudioInput, DenoiseMode, make_denoiser
 from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
+from agent.call.early_stt import EarlySTTAdapter
 from agent.call.line_noise import LineNoiseMeter
 from agent.call.prompt import greeting_for
 from agent.call.recovery import LLMRecovery, attach_recovery
 from agent.call.report import write_report
 from agent.call.session import TurnMode, TurnTuning, create_session
 from agent.call.timeline import SessionClock, agent_timelines
-from agent.call.turn_detector import attach_audio_opinion
+from agent.call.turn_detector import TextTurnDetector, attach_audio_opinion
 from agent.providers import Providers
 from core.call_report import ReportHead, TurnMetrics
 from core.errors import UserError
@@ -364,11 +365,16 @@ class Call:
             }
         if self.recovery is not None:
             extra["llm_failures"] = self.recovery.failures
+        if isinstance(self.session.stt, EarlySTTAdapter):  # early whisper passes: kept vs thrown away
+            extra["stt_speculations"] = {"used": self.session.stt.used, "voided": self.session.stt.voided}
         meter = getattr(self.session.vad, "meter", None)
         line = meter.summary() if isinstance(meter, LineNoiseMeter) else None
         if line is not None and self.audio_opinion is not None:
             line["audio_eou_checks"] = self.audio_opinion.checks
             line["audio_eou_vetoes"] = self.audio_opinion.vetoes
+            det = self.session.turn_detection
+            if isinstance(det, TextTurnDetector) and det.sure_delay is not None:
+                line["audio_eou_sure"] = det.sure_commits  # ends taken at the short delay
         transcript = write_report(
             self.out_dir,
             head,

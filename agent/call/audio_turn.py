@@ -30,6 +30,9 @@ import soxr
 
 MODEL_RATE = 16000
 WINDOW_S = 8  # the model reads the last 8 s, zero-padded in front when shorter
+# it was trained on one turn's audio: earlier turns in front of it pull a finished question
+# down to ~0.65 (alone: ~0.97), so the turn starts this long before the VAD said "speaking"
+TURN_LEAD_S = 0.3
 MODEL_FILE = "audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 FEATURES_FILE = "audio/turn/smart_turn/_whisper_features.py"
 
@@ -100,21 +103,38 @@ class RecentAudio:
         self.seconds = seconds
         self._chunks: deque[np.ndarray] = deque()
         self._samples = 0
+        self._total = 0  # samples ever pushed
+        self._turn_start: int | None = None  # in `_total` samples
         self.rate = 0
+
+    def start_turn(self, lead_s: float = TURN_LEAD_S) -> None:
+        """The caller began speaking: the turn's audio starts `lead_s` earlier (the VAD needs
+        that long to say so). A turn already started keeps its start (a pause mid-turn)."""
+        if self._turn_start is None:
+            self._turn_start = max(0, self._total - int(lead_s * self.rate))
+
+    def end_turn(self) -> None:
+        """The turn was committed (or the agent took the floor): the next speech starts anew."""
+        self._turn_start = None
 
     def push(self, pcm: np.ndarray, sample_rate: int) -> None:
         """Append one int16 frame; older audio beyond `seconds` is dropped."""
         if sample_rate != self.rate:
             self._chunks.clear()
-            self._samples, self.rate = 0, sample_rate
+            self._samples, self.rate, self._total, self._turn_start = 0, sample_rate, 0, None
         self._chunks.append(pcm.copy())
         self._samples += len(pcm)
+        self._total += len(pcm)
         keep = int(self.seconds * sample_rate)
         while self._chunks and self._samples - len(self._chunks[0]) >= keep:
             self._samples -= len(self._chunks.popleft())
 
-    def snapshot(self) -> np.ndarray:
-        """The buffered audio as float32 in [-1, 1] (empty before the first frame)."""
+    def snapshot(self, turn_only: bool = False) -> np.ndarray:
+        """The buffered audio as float32 in [-1, 1] (empty before the first frame); with
+        `turn_only`, only the current turn's part of it (when a turn was started)."""
         if not self._chunks:
             return np.zeros(0, np.float32)
-        return np.concatenate(list(self._chunks)).astype(np.float32) / 32768.0
+        x = np.concatenate(list(self._chunks)).astype(np.float32) / 32768.0
+        if turn_only and self._turn_start is not None:
+            x = x[-max(1, self._total - self._turn_start) :]
+        return x

@@ -41,6 +41,9 @@ class TurnTuning:
     vad_activation: float = 0.5  # silero speech probability threshold
     vad_deactivation: float | None = None  # speech ends below this (None: activation - 0.15)
     min_delay: float = 0.35  # endpointing after a complete-looking transcript (0.25: cut-ins, doc)
+    # ... after one the audio end-of-turn model also hears finished (p >= AUDIO_SURE_P, on a line
+    # clean enough to ask it); None: min_delay for every complete-looking end
+    sure_delay: float | None = None
     max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
     min_interruption: float = 0.15  # speech needed to pause the agent (barge-in reaction)
     false_interruption_timeout: float = 0.3  # silence after which a pause with no words resumes
@@ -98,9 +101,16 @@ def telephony_turn_handling(mode: TurnMode = "vad", tuning: TurnTuning | None = 
     if mode not in ("vad", "eot"):
         return _baseline(mode)
     t = tuning or TurnTuning()
+    sure = t.sure_delay if mode == "vad" and t.sure_delay is not None and t.sure_delay < t.min_delay else None
+    detector = TextTurnDetector(sure_delay=sure, full_delay=t.min_delay, silence_s=t.vad_min_silence)
     return {
-        "turn_detection": inference.TurnDetector() if mode == "eot" else TextTurnDetector(),
-        "endpointing": {"mode": "fixed", "min_delay": t.min_delay, "max_delay": t.max_delay},
+        "turn_detection": inference.TurnDetector() if mode == "eot" else detector,
+        # with a sure delay, livekit waits that; the detector holds every other end to min_delay
+        "endpointing": {
+            "mode": "fixed",
+            "min_delay": t.min_delay if sure is None else sure,
+            "max_delay": t.max_delay,
+        },
         "interruption": {
             "enabled": True,
             "mode": "vad",  # "adaptive" needs LiveKit's hosted model: not available offline
@@ -174,6 +184,14 @@ def create_session(
             g.agent_speaking = _speaking
     if isinstance(the_stt, EarlySTTAdapter):
         the_stt.speech_ended = lambda: session.user_state != "speaking"
+    det = session.turn_detection
+    if isinstance(det, TextTurnDetector) and det.sure_delay is not None:
+
+        def _date_speech_end(ev: UserStateChangedEvent) -> None:
+            if ev.old_state == "speaking" and ev.new_state == "listening":
+                det.speech_end_at = time.time()
+
+        session.on("user_state_changed", _date_speech_end)
     if gate is not None:
         # Without this, a real barge-in on a slow CPU resumed the old answer for a moment
         # (whisper took 0.75 s, the resume timer 0.3 s), and the caller heard it as the reply.

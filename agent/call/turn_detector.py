@@ -34,7 +34,17 @@ from dataclasses import dataclass
 
 import numpy as np
 from livekit import rtc
-from livekit.agents import AgentSession, APIConnectOptions, UserStateChangedEvent, llm, stt, utils, vad
+from livekit.agents import (
+    AgentSession,
+    AgentStateChangedEvent,
+    APIConnectOptions,
+    ConversationItemAddedEvent,
+    UserStateChangedEvent,
+    llm,
+    stt,
+    utils,
+    vad,
+)
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from agent.call.audio_turn import RecentAudio, SmartTurn, load_smart_turn
@@ -281,6 +291,9 @@ def _last_user_text(chat_ctx: llm.ChatContext) -> str:
 # Smart Turn's say only counts where it separates complete from unfinished speech: AUC 0.92-0.95
 # on a clean G.711 line and at 20 dB babble, 0.80 at 10 dB (agent/call/audio_turn.py).
 AUDIO_MIN_SNR_DB = 16.0
+# above, with a transcript that reads complete: the turn may end at the short `sure` delay
+# (TurnTuning.sure_delay) instead of waiting the full min_delay
+AUDIO_SURE_P = 0.8
 AUDIO_VETO_P = 0.2  # below: the audio hears an unfinished phrase (fragments on a filler: 0.01-0.02; the lowest finished question 0.53)
 AUDIO_KEEP_SILENCE_S = 0.2  # the model heard turns ending in ~0.2 s of silence, not in a whole STT pass
 
@@ -328,7 +341,7 @@ class AudioOpinion:
 
     def audio(self) -> np.ndarray:
         """The recent uplink, its trailing silence cut to AUDIO_KEEP_SILENCE_S."""
-        x, rate = self.recent.snapshot(), self.recent.rate
+        x, rate = self.recent.snapshot(turn_only=True), self.recent.rate
         n = int(rate * 0.02)
         if rate == 0 or len(x) < n:
             return x
@@ -349,8 +362,28 @@ class TextTurnDetector:
     long delay (whisper writes "the, er," as "the earth.", the intonation still hangs).
     """
 
-    def __init__(self, opinion: AudioOpinion | None = None) -> None:
+    def __init__(
+        self,
+        opinion: AudioOpinion | None = None,
+        *,
+        sure_delay: float | None = None,
+        full_delay: float = 0.35,
+        silence_s: float = 0.25,
+    ) -> None:
+        """Args:
+        opinion: the audio model's view of the turn (`attach_audio_opinion`), or None.
+        sure_delay: the session's endpointing `min_delay` when set: only an end the words and
+            the audio model both call finished commits then; every other complete-looking end
+            is held here until `full_delay` after the caller's last speech. None: no holding
+            (the session's min_delay is `full_delay` itself).
+        full_delay: the delay of a complete-looking end that is not sure (TurnTuning.min_delay).
+        silence_s: the VAD's end-of-speech silence (dates the caller's last speech from the
+            moment the VAD ended it).
+        """
         self.opinion = opinion
+        self.sure_delay, self.full_delay, self.silence_s = sure_delay, full_delay, silence_s
+        self.speech_end_at: float | None = None  # when the VAD ended the caller's speech (wall clock)
+        self.sure_commits = 0
 
     @property
     def model(self) -> str:
@@ -369,16 +402,33 @@ class TextTurnDetector:
     async def predict_end_of_turn(self, chat_ctx: llm.ChatContext, *, timeout: float | None = None) -> float:
         p = utterance_complete_probability(_last_user_text(chat_ctx))
         o = self.opinion
-        if o is None or p < UNLIKELY_THRESHOLD:
-            return p
-        heard = await o.heard()
-        if heard is None:
-            return p
-        o.checks += 1
-        if heard < AUDIO_VETO_P:
-            o.vetoes += 1
-            return UNLIKELY_THRESHOLD / 2
+        if p < UNLIKELY_THRESHOLD:
+            return p  # the long delay: nothing to hold
+        heard = None if o is None else await o.heard()
+        if o is not None and heard is not None:
+            o.checks += 1
+            if heard < AUDIO_VETO_P:
+                o.vetoes += 1
+                return UNLIKELY_THRESHOLD / 2
+            if self.sure_delay is not None and heard >= AUDIO_SURE_P and p >= COMPLETE_P:
+                self.sure_commits += 1
+                return p  # words and voice both finished: end at the short delay
+        await self._hold()
         return p
+
+    async def _hold(self) -> None:
+        """Wait until `full_delay` after the caller's last speech. livekit counts its delay from
+        there too, and the time spent here is part of it: the end commits as without the
+        short delay. Without a dated end of speech, hold the difference from now."""
+        if self.sure_delay is None or self.full_delay <= self.sure_delay:
+            return
+        hold = self.full_delay - self.sure_delay
+        if self.speech_end_at is None:
+            wait = hold
+        else:
+            wait = self.speech_end_at - self.silence_s + self.full_delay - time.time()
+        if wait > 0:
+            await asyncio.sleep(min(wait, self.full_delay))
 
 
 class BackchannelGateSTT(stt.STT):
@@ -519,8 +569,20 @@ def attach_audio_opinion(session: AgentSession) -> AudioOpinion | None:
     opinion = det.opinion = AudioOpinion(model, gate.recent, gate.meter)
 
     def _on_user_state(ev: UserStateChangedEvent) -> None:
-        if ev.old_state == "speaking" and ev.new_state == "listening":
+        if ev.new_state == "speaking":
+            opinion.recent.start_turn()
+        elif ev.old_state == "speaking" and ev.new_state == "listening":
             opinion.hear_now()
 
+    def _on_agent_state(ev: AgentStateChangedEvent) -> None:
+        if ev.new_state == "speaking":  # the caller's next words are a new turn (or a barge-in)
+            opinion.recent.end_turn()
+
+    def _on_item(ev: ConversationItemAddedEvent) -> None:
+        if getattr(ev.item, "role", None) == "user":  # the turn was committed
+            opinion.recent.end_turn()
+
     session.on("user_state_changed", _on_user_state)
+    session.on("agent_state_changed", _on_agent_state)
+    session.on("conversation_item_added", _on_item)
     return opinion
