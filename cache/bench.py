@@ -50,7 +50,7 @@ def _two_stage(r: redis.Redis, keys: Keys, q: Any, v: np.ndarray, text: str, k: 
         pipe.hmget(keys.entry(eid), "question", "paraphrases", "negatives")
     rows = pipe.execute()
     t0 = time.perf_counter()
-    cands = [
+    cands: list[dict[str, Any]] = [
         {"entry": eid, "dist": d, "text": (row[0] or b"").decode(), "negatives": []}
         for (eid, d), row in zip(near.items(), rows, strict=True)
     ]

@@ -56,6 +56,7 @@ def test_a_call_records_its_lines_noise(tmp_path: Path, noise: str, snr: int | N
     caller's line was, from the frames the call's VAD saw outside the agent's turns, and how
     often the audio end-of-turn model was asked (only where the line is clean enough)."""
     from agent.call.assemble import CallServices
+    from agent.call.turn_detector import TextTurnDetector
     from agent.providers import build_providers
     from agent.sim.call import SimulatedCall
     from agent.sim.scenario import LineConfig, Scenario
@@ -72,7 +73,13 @@ def test_a_call_records_its_lines_noise(tmp_path: Path, noise: str, snr: int | N
     async def go() -> None:
         providers = build_providers("instant", get_settings())
         sim = SimulatedCall(scenario, load_tenant("acme"), providers, tmp_path, services=CallServices())
-        await asyncio.wait_for(sim.run(), 120)  # a hang guard, not a latency limit
+        res = await asyncio.wait_for(sim.run(), 120)  # a hang guard, not a latency limit
+        assert res.call is not None
+        det = res.call.session.turn_detection
+        assert isinstance(det, TextTurnDetector)
+        # every end not taken at the short delay was held on livekit's own anchor (private API)
+        assert det.holds >= (0 if snr is None else 1), det.holds  # clean: every end may be sure
+        assert det.holds_anchored == det.holds, (det.holds, det.holds_anchored)
 
     asyncio.run(go())
     line = json.loads((tmp_path / "metrics.json").read_text())["line"]
@@ -81,6 +88,9 @@ def test_a_call_records_its_lines_noise(tmp_path: Path, noise: str, snr: int | N
     if snr is None:
         assert est > 25
         assert line["audio_eou_checks"] >= 1  # once the line is known clean, the audio is asked
+        # ... and a finished question it hears finished ends at the short delay (TurnTuning.sure_delay)
+        assert 1 <= line["audio_eou_sure"] <= line["audio_eou_checks"]
     else:
         assert abs(est - snr) <= 4, est
         assert line["audio_eou_checks"] == 0  # at 10 dB babble it cannot tell: never asked
+        assert line["audio_eou_sure"] == 0  # so every end waits the full min_delay

@@ -383,7 +383,10 @@ class TextTurnDetector:
         self.opinion = opinion
         self.sure_delay, self.full_delay, self.silence_s = sure_delay, full_delay, silence_s
         self.speech_end_at: float | None = None  # when the VAD ended the caller's speech (wall clock)
+        # livekit's own anchor for its delay (the caller's last speech), where the session has one
+        self.last_speech: Callable[[], float | None] = lambda: None
         self.sure_commits = 0
+        self.holds = self.holds_anchored = 0  # ends held to full_delay; of them, on livekit's anchor
 
     @property
     def model(self) -> str:
@@ -419,14 +422,17 @@ class TextTurnDetector:
     async def _hold(self) -> None:
         """Wait until `full_delay` after the caller's last speech. livekit counts its delay from
         there too, and the time spent here is part of it: the end commits as without the
-        short delay. Without a dated end of speech, hold the difference from now."""
+        short delay. Dated by livekit's anchor where readable, else by the VAD's end of speech;
+        without either, hold the difference from now."""
         if self.sure_delay is None or self.full_delay <= self.sure_delay:
             return
-        hold = self.full_delay - self.sure_delay
-        if self.speech_end_at is None:
-            wait = hold
-        else:
-            wait = self.speech_end_at - self.silence_s + self.full_delay - time.time()
+        self.holds += 1
+        anchor = self.last_speech()
+        if anchor is not None:
+            self.holds_anchored += 1
+        elif self.speech_end_at is not None:  # the VAD's silence before it said so, give or take a window
+            anchor = self.speech_end_at - self.silence_s
+        wait = self.full_delay - self.sure_delay if anchor is None else anchor + self.full_delay - time.time()
         if wait > 0:
             await asyncio.sleep(min(wait, self.full_delay))
 
