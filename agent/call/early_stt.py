@@ -215,7 +215,9 @@ class _EarlyStream(stt.RecognizeStream):
             self._adapter.started += 1
 
     async def _run(self) -> None:
-        vad_stream = self._adapter._vad.stream()
+        v = self._adapter._vad
+        stt_stream = getattr(v, "stt_stream", None)  # the echo gate's own stream for the STT
+        vad_stream = stt_stream() if callable(stt_stream) else v.stream()
         rule = _speech_rule(self._adapter._vad)
 
         async def _forward_input() -> None:

@@ -55,6 +55,7 @@ class TurnTuning:
     echo_gate_dbfs: float | None = -28.0  # double-talk threshold; None disables the echo gate
     gate_always: bool = False  # gate quiet frames while the caller speaks too (noise gate)
     gate_hangover: float = 0.3
+    stt_gate_hangover: float | None = None  # the STT's audio gated with this hangover (None: gate_hangover)
     own_vad: bool = True  # build the VAD with the values above instead of the profile's
     backchannel_gate: bool = True
     resume_on_backchannel: bool = True  # a blanked backchannel resumes the paused reply at once
@@ -162,6 +163,7 @@ def create_session(
         the_vad = echo_gate = EchoGateVAD(
             the_vad, t.echo_gate_dbfs, always=t.gate_always, hangover_s=t.gate_hangover
         )
+        echo_gate.stt_hangover_s = t.stt_gate_hangover
     if engine is not None:
         # replaces the `stt.StreamAdapter` livekit would wrap the batch STT in, same VAD
         the_stt = EarlySTTAdapter(

@@ -504,6 +504,7 @@ class EchoGateVAD(vad.VAD):
         self.inner = inner
         self.always = always  # also gate while the caller holds the turn (noise gate for endpointing)
         self.hangover = hangover_s
+        self.stt_hangover_s: float | None = None  # the STT stream's hangover (None: the same)
         self.threshold = 10 ** (threshold_dbfs / 20)
         self.gain = 10 ** (-GATE_ATTENUATION_DB / 20)
         self.agent_speaking: Callable[[], bool] = lambda: False
@@ -520,14 +521,16 @@ class EchoGateVAD(vad.VAD):
     def provider(self) -> str:
         return self.inner.provider
 
-    def gate(self, frame: rtc.AudioFrame, state: list[float]) -> rtc.AudioFrame:
+    def gate(
+        self, frame: rtc.AudioFrame, state: list[float], hangover_s: float | None = None
+    ) -> rtc.AudioFrame:
         """state[0] = double-talk hangover left (s); one state per VAD stream."""
         if not self.always and not self.agent_speaking():
             state[0] = 0.0
             return frame
         x = np.frombuffer(frame.data, dtype=np.int16).astype(np.float32) / 32768.0
         if len(x) and float(np.sqrt(np.mean(x * x))) >= self.threshold:
-            state[0] = self.hangover  # double talk: the caller is speaking over the agent
+            state[0] = self.hangover if hangover_s is None else hangover_s  # double talk
             return frame
         if state[0] > 0:
             state[0] -= frame.samples_per_channel / frame.sample_rate
@@ -541,7 +544,14 @@ class EchoGateVAD(vad.VAD):
             samples_per_channel=frame.samples_per_channel,
         )
 
-    def stream(self) -> vad.VADStream:
+    def stt_stream(self) -> vad.VADStream:
+        """The stream the STT cuts its utterances with (early_stt.py): its frames are what the
+        STT hears, gated with `stt_hangover_s` where set. A click or cough opens the gate, and a
+        long hangover let the agent's own echo through behind it: whisper wrote "We are open
+        Monday." over the agent's reply and cut it."""
+        return self.stream(self.stt_hangover_s)
+
+    def stream(self, hangover_s: float | None = None) -> vad.VADStream:
         s = self.inner.stream()
         push, state = s.push_frame, [0.0]
 
@@ -554,7 +564,7 @@ class EchoGateVAD(vad.VAD):
                 self.recent.push(pcm, frame.sample_rate)
                 if not self.agent_speaking():  # the agent's turns carry its echo, not the line
                     self.meter.push(pcm, frame.sample_rate)
-            push(self.gate(frame, state))
+            push(self.gate(frame, state, hangover_s))
 
         s.push_frame = _push  # type: ignore[method-assign]
         return s
