@@ -170,7 +170,11 @@ def test_cli_prints_the_url_redacted(tmp_path: Path) -> None:
         assert ping(f"redis://:{pw}@127.0.0.1:{port}/0")
     finally:
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)  # a hang guard: the full suite loads both cores
+        try:  # a hang guard; under the full suite the server's shutdown has outlasted it
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
     assert pw not in out + err
 
 
