@@ -173,37 +173,28 @@ class WhisperSTT(stt.STT):
             pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1)
         if frame.sample_rate != 16000:
             pcm = soxr.resample(pcm, frame.sample_rate, 16000)
-        text, avg = await asyncio.to_thread(self._transcribe_scored, pcm)
+        text = await asyncio.to_thread(self._transcribe, pcm)
         lang = language if isinstance(language, str) else self._language
-        # confidence stays 1.0 (the intent step reads it as the line's noise); the decoder's own
-        # score travels as metadata for the backchannel gate (noise heard as words)
-        meta = {} if avg is None else {"avg_logprob": avg}
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             request_id=f"whisper-{time.monotonic_ns()}",
-            alternatives=[
-                stt.SpeechData(language=LanguageCode(lang), text=text, confidence=1.0, metadata=meta)
-            ],
+            alternatives=[stt.SpeechData(language=LanguageCode(lang), text=text, confidence=1.0)],
         )
 
     def _transcribe(self, pcm: np.ndarray) -> str:
-        return self._transcribe_scored(pcm)[0]
-
-    def _transcribe_scored(self, pcm: np.ndarray) -> tuple[str, float | None]:
-        """The transcript and the decoder's length-normalised log-probability (None: unknown)."""
         model = load_whisper(self._threads, self._workers)
         if self._window_s and len(pcm) <= (self._window_s - 0.5) * RATE:
             t0 = time.perf_counter()
-            text, problem, avg = self._transcribe_window(model, pcm)
+            text, problem = self._transcribe_window(model, pcm)
             if problem is None:
                 self.short_windows += 1
-                return text, avg
+                return text
             assert self.last_window_s is not None
             if problem == "unsure" and not classic_affordable(
                 time.perf_counter() - t0, self.last_window_s, self._fallback_budget_s
             ):
                 self.unsure_kept += 1
-                return text, avg
+                return text
             self.fallbacks += 1
         segments, _ = model.transcribe(
             pcm,
@@ -213,13 +204,10 @@ class WhisperSTT(stt.STT):
             condition_on_previous_text=False,
             without_timestamps=True,
         )
-        segs = list(segments)
-        mean = sum(x.avg_logprob for x in segs) / len(segs) if segs else None
-        return " ".join(x.text.strip() for x in segs).strip(), mean
+        return " ".join(s.text.strip() for s in segments).strip()
 
-    def _transcribe_window(self, model, pcm: np.ndarray) -> tuple[str, str | None, float]:  # WhisperModel
-        """Greedy decode over a short window (`window_for`): the text, what looks wrong with it and
-        the decoder's average log-probability."""
+    def _transcribe_window(self, model, pcm: np.ndarray) -> tuple[str, str | None]:  # WhisperModel
+        """Greedy decode over a short window (`window_for`): the text and what looks wrong with it."""
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
 
@@ -246,4 +234,4 @@ class WhisperSTT(stt.STT):
         if trimmed != text:  # a loop ran on after the real words: keep those, not the cap
             text, hit_cap = trimmed, False
         avg = res.scores[0] if res.scores else 0.0  # length-normalised cumulative log-probability
-        return text, degeneracy(text, avg, hit_cap), avg
+        return text, degeneracy(text, avg, hit_cap)
