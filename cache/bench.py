@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import redis
 
+from cache.candidates import PHRASING_FIELDS, candidates, nearest_entries
 from cache.embedder import DIM, MODEL_NAME
 from cache.semantic import Keys, ensure_index, entry_mapping, knn_query, write_entry
 from cache.verifier import get_verifier, score_candidates
@@ -39,22 +40,14 @@ def _two_stage(r: redis.Redis, keys: Keys, q: Any, v: np.ndarray, text: str, k: 
     """One verified lookup after the embedding, as `ResponseCache._verified` runs it; returns
     the verifier's own share in ms."""
     res = r.ft(keys.index).search(q, query_params={"v": v.tobytes()})
-    near: dict[str, float] = {}
-    for doc in res.docs:
-        eid = doc.entry if isinstance(doc.entry, str) else doc.entry.decode()
-        near.setdefault(eid, float(doc.dist))
-        if len(near) == k:
-            break
+    near = nearest_entries(res.docs, k, 2.0)  # random vectors: every candidate scored
     pipe = r.pipeline(transaction=False)
     for eid in near:
-        pipe.hmget(keys.entry(eid), "question", "paraphrases", "negatives")
+        pipe.hmget(keys.entry(eid), *PHRASING_FIELDS)
     rows = pipe.execute()
     t0 = time.perf_counter()
-    cands: list[dict[str, Any]] = [
-        {"entry": eid, "dist": d, "text": (row[0] or b"").decode(), "negatives": []}
-        for (eid, d), row in zip(near.items(), rows, strict=True)
-    ]
-    score_candidates(get_verifier(), text, cands, 2.0)  # random vectors: every candidate scored
+    cands = candidates(near, rows)
+    score_candidates(get_verifier(), text, cands, 2.0)
     return (time.perf_counter() - t0) * 1000
 
 

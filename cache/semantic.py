@@ -49,6 +49,7 @@ from redis.commands.search.query import Query
 from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt, wait_exponential
 
 from cache import followups, policy
+from cache.candidates import PHRASING_FIELDS, candidates, nearest_entries
 from cache.embedder import DIM
 from cache.embedder import MODEL_NAME as MINILM_NAME
 from cache.embedders import TextEmbedder, get_cache_embedder
@@ -639,33 +640,13 @@ class ResponseCache:
             query_params={"v": np.asarray(vec, dtype=np.float32).tobytes()},
         )
         self.last_candidates = []
-        near: dict[str, tuple[float, int]] = {}  # entry -> (distance, phrasing: -1 question, n para)
-        for doc in res.docs:
-            eid = _s(doc.entry)
-            if eid in near:
-                continue
-            n = -1
-            if _s(getattr(doc, "kind", "q")) == "p":
-                tail = _s(doc.id).rsplit(":p", 1)[-1]
-                n = int(tail) if tail.isdigit() else -1
-            near[eid] = (float(doc.dist), n)
-            if len(near) == k:
-                break
-        near = {e: v for e, v in near.items() if v[0] <= self.verifier_max_distance}
+        near = nearest_entries(res.docs, k, self.verifier_max_distance)
         if not near:
             return None
         pipe = r.pipeline(transaction=False)
         for eid in near:
-            pipe.hmget(self.keys.entry(eid), "question", "paraphrases", "negatives")
-        rows = await pipe.execute()
-        cands = []
-        for (eid, (dist, n)), (question, para, negs) in zip(near.items(), rows, strict=True):
-            if question is None:
-                continue
-            phr = _json_list(para)
-            phrasing = phr[n] if 0 <= n < len(phr) else _s(question)
-            negatives = [x["text"] if isinstance(x, dict) else str(x) for x in _json_list(negs)]
-            cands.append({"entry": eid, "dist": dist, "text": phrasing, "negatives": negatives})
+            pipe.hmget(self.keys.entry(eid), *PHRASING_FIELDS)
+        cands = candidates(near, await pipe.execute())
         scored = score_candidates(get_verifier(), text, cands, self.verifier_max_distance)
         self.last_candidates = scored
         best = max(scored, key=lambda c: c["p"], default=None)
@@ -876,14 +857,6 @@ class ResponseCache:
             self._failed(e)
         except Exception:  # noqa: BLE001
             log.exception("cache attach_audio failed")
-
-
-def _json_list(v: Any) -> list[Any]:
-    try:
-        out = json.loads(_s(v)) if v else []
-    except ValueError:
-        return []
-    return out if isinstance(out, list) else []
 
 
 def _preload_embedder() -> None:
