@@ -199,10 +199,10 @@ async def test_forced_exception_in_local_whisper_fails_loudly_and_is_counted(
 ) -> None:
     """Both engines down: an error the session sees (and retries), never an empty transcript."""
 
-    def broken(self: WhisperSTT, pcm: np.ndarray) -> str:
+    def broken(self: WhisperSTT, pcm: np.ndarray) -> tuple[str, float]:
         raise RuntimeError("forced: whisper model unusable")
 
-    monkeypatch.setattr(WhisperSTT, "_transcribe", broken)
+    monkeypatch.setattr(WhisperSTT, "_transcribe_scored", broken)  # what recognize() calls
     fake.configure(stt_status=500)
     providers = cloud_providers()
     events = watch(providers.stt, "stt_availability_changed")

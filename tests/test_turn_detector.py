@@ -33,6 +33,8 @@ from agent.sim.scenario import Scenario, Turn
         "Okay.",
         "Hello? Are you open on Sundays?",
         "Hi, what are your opening hours?",
+        "No, no.",  # a repeated word that is the whole answer
+        "What are your hours? hours.",
     ],
 )
 def test_complete(text: str) -> None:
@@ -58,6 +60,8 @@ def test_complete(text: str) -> None:
         "Hi there.",
         "Yes, hello.",
         "Good morning!",
+        "Can you tell me? me.",  # whisper repeats the fragment's last word (bench, clean line)
+        "I need a key cut for my. my.",
     ],
 )
 def test_incomplete(text: str) -> None:
@@ -84,6 +88,9 @@ def test_detector_reads_the_last_user_message() -> None:
         ("right", True),
         ("Mm-hmm.", True),
         ("yeah okay", True),
+        ("Thank you very much.", True),  # over the agent's reply: politeness, not a turn
+        ("Thanks a lot!", True),
+        ("Thank you, bye.", False),
         ("Stop.", False),
         ("No, that's wrong.", False),
         ("Wait, do you have a store?", False),

@@ -11,13 +11,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from livekit import rtc
 from livekit.agents import Agent, ModelSettings, llm
+from livekit.agents.voice.io import TimedString
 
 from agent.call.context import ContextManager
 from agent.call.intents import intent_reply, link_phone
@@ -113,6 +114,8 @@ class CallAgent(Agent):
         self._listening = False
         self._generating = False  # the LLM is producing a reply of this call
         self._prefill_due = False  # a prefill was asked for meanwhile (see _prefill)
+        # every piece of text the agent speaks, as it goes out (the STT gate's echo check)
+        self.on_words: Callable[[str], None] = lambda _text: None
 
     def _spawn(self, coro: Any) -> None:
         t = asyncio.create_task(coro)
@@ -338,6 +341,14 @@ class CallAgent(Agent):
         )
 
     # ---- TTS stage -------------------------------------------------------------------------
+    async def transcription_node(
+        self, text: AsyncIterable[str | TimedString], model_settings: ModelSettings
+    ) -> AsyncIterator[str | TimedString]:
+        # replies, cached answers and say() alike pass here: the words the caller's line may echo
+        async for delta in Agent.default.transcription_node(self, text, model_settings):
+            self.on_words(str(delta))
+            yield delta
+
     async def tts_node(
         self, text: AsyncIterable[str], model_settings: ModelSettings
     ) -> AsyncIterator[rtc.AudioFrame]:

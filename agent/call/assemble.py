@@ -34,6 +34,7 @@ from agent.call.context import ContextManager
 from agent.call.denoise import DENOISE_INPUT_RATE, DenoisedAudioInput, DenoiseMode, make_denoiser
 from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
 from agent.call.early_stt import EarlySTTAdapter
+from agent.call.echo import AgentWords
 from agent.call.line_noise import LineNoiseMeter
 from agent.call.prompt import greeting_for
 from agent.call.recovery import LLMRecovery, attach_recovery
@@ -214,6 +215,9 @@ class Call:
             documents=self.desk,
             documents_as_tools=self.tools,
         )
+        words = getattr(self.session.stt, "agent_words", None)  # the STT gate's, read through
+        if isinstance(words, AgentWords):
+            self.agent.on_words = words.add
         self.phone = PhoneBehaviours(
             self.session, tenant, control, idle=options.idle, end_on_goodbye=not self.tools
         )
@@ -367,6 +371,10 @@ class Call:
             extra["llm_failures"] = self.recovery.failures
         if isinstance(self.session.stt, EarlySTTAdapter):  # early whisper passes: kept vs thrown away
             extra["stt_speculations"] = {"used": self.session.stt.used, "voided": self.session.stt.voided}
+        echoes = getattr(self.session.stt, "echoes", None)
+        if isinstance(echoes, list):  # transcripts the gate blanked while the agent spoke
+            blanked = getattr(self.session.stt, "dropped", [])
+            extra["stt_blanked"] = {"backchannels": len(blanked), "echoes": len(echoes)}
         meter = getattr(self.session.vad, "meter", None)
         line = meter.summary() if isinstance(meter, LineNoiseMeter) else None
         if line is not None and self.audio_opinion is not None:

@@ -58,6 +58,10 @@ class TurnTuning:
     stt_gate_hangover: float | None = None  # the STT's audio gated with this hangover (None: gate_hangover)
     own_vad: bool = True  # build the VAD with the values above instead of the profile's
     backchannel_gate: bool = True
+    # ... which also blanks a transcript of the agent's own words heard back (agent/call/echo.py)
+    echo_words: bool = True
+    # ... and one the STT scored below this (whisper's transcript_confidence; None: off)
+    gate_min_confidence: float | None = 0.4
     resume_on_backchannel: bool = True  # a blanked backchannel resumes the paused reply at once
     # a batch STT's pass starts once the VAD hears this much silence, not at its end of speech
     # (agent/call/early_stt.py; measured in docs/turn-taking.md "Early STT")
@@ -145,7 +149,12 @@ def create_session(
     scripted = hasattr(providers.stt, "expect")
     engine = SpeculativeSTT(providers.stt) if tuned and batch and t.early_stt and not scripted else None
     if tuned and t.backchannel_gate and batch:
-        the_stt = gate = BackchannelGateSTT(engine or providers.stt)
+        scored = getattr(providers.stt, "reports_confidence", False)
+        the_stt = gate = BackchannelGateSTT(
+            engine or providers.stt,
+            echo_check=t.echo_words,
+            min_confidence=t.gate_min_confidence if scored else None,
+        )
     elif engine is not None:
         the_stt = engine
     if tuned and t.own_vad and isinstance(providers.vad, inference.VAD):

@@ -31,6 +31,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 from livekit import rtc
@@ -48,6 +49,7 @@ from livekit.agents import (
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from agent.call.audio_turn import RecentAudio, SmartTurn, load_smart_turn
+from agent.call.echo import AgentWords, is_echo
 from agent.call.line_noise import LineNoiseMeter
 
 COMPLETE_P = 0.95
@@ -225,11 +227,17 @@ GREETING_WORDS = GREETINGS | {"good", "there", "yes", "yeah", "oh", "okay", "ok"
 _WORD = re.compile(r"[a-z0-9'\-]+")
 
 
+# whisper repeats a fragment's last word after its own punctuation: "Can you tell me? me." for
+# "Can you tell me, uh, ..." cut at the pause; the rules read the fragment without the echo
+_REPEATED_LAST = re.compile(r"\b([a-z0-9']+)([?.!]+)\s+\1[?.!]*$")
+
+
 def utterance_complete_probability(text: str) -> float:
     """Probability that `text` is a finished caller turn (rules, see module doc)."""
     t = text.strip().lower()
     if not t:
         return COMPLETE_P  # nothing transcribed: nothing to wait for
+    t = _REPEATED_LAST.sub(r"\1\2", t)
     if t.endswith(("...", "…", ",", "-", "—", ";", ":")):
         return INCOMPLETE_P
     words = _WORD.findall(t)
@@ -251,12 +259,24 @@ def utterance_complete_probability(text: str) -> float:
 # uh, ..." cut at the pause; nobody calls a shop to ask only that.
 NEEDS_MORE = ("tell me", "ask you", "wondering", "wondering if")
 
+# Thanks over the agent's reply is politeness, not a turn (and whisper's favourite words for a murmur)
+THANKS = {
+    "thank you", "thanks", "thank you very much", "thank you so much", "thanks a lot",
+    "thanks very much", "okay thank you", "okay thanks", "thank you thank you",
+}  # fmt: skip
+
 # What a caller says to stop or redirect the agent: never taken for a backchannel.
 BARGE_WORDS = {
     "stop", "wait", "no", "nope", "hold", "hang", "sorry", "excuse", "pardon", "hello", "what",
     "operator", "agent", "representative", "human", "person", "someone", "somebody", "help",
     "bye", "goodbye", "cancel", "repeat", "again", "slow", "slower", "actually", "but",
 }  # fmt: skip
+
+
+# ... of which those that stop the agent mid-reply: kept even when the STT is unsure of them (at
+# 10 dB babble the caller's real "Stop." scored 0.15-0.55). Not "bye": a murmured "uh-huh" is
+# heard as an unsure "Bye.", and the agent carries on instead of cutting its reply to ask.
+TAKE_TURN_WORDS = BARGE_WORDS - {"bye", "goodbye", "hang"}
 
 
 def is_backchannel(text: str) -> bool:
@@ -270,6 +290,8 @@ def is_backchannel(text: str) -> bool:
     """
     t = text.strip().lower()
     words = _WORD.findall(t)
+    if " ".join(words) in THANKS:
+        return True
     if not words or len(words) > 3:
         return False
     if all(w in BACKCHANNELS for w in words):
@@ -438,13 +460,27 @@ class TextTurnDetector:
 
 
 class BackchannelGateSTT(stt.STT):
-    """Blanks pure-backchannel transcripts while the agent speaks (non-streaming STTs only)."""
+    """Blanks pure-backchannel transcripts while the agent speaks (non-streaming STTs only), and,
+    with `agent_words` fed, transcripts of the agent's own echo (agent/call/echo.py)."""
 
-    def __init__(self, inner: stt.STT) -> None:
+    def __init__(
+        self, inner: stt.STT, *, echo_check: bool = True, min_confidence: float | None = None
+    ) -> None:
+        """Args:
+        inner: the STT to gate.
+        echo_check: also blank transcripts of the agent's own words (`agent_words`).
+        min_confidence: also blank transcripts the STT scored below this (None: off; only for
+            an STT whose `SpeechData.confidence` is real, see WhisperSTT.reports_confidence),
+            unless they hold a word that stops the agent (TAKE_TURN_WORDS).
+        """
         super().__init__(capabilities=inner.capabilities)
         self.inner = inner
         self.agent_speaking: Callable[[], bool] = lambda: False
+        self.agent_words = AgentWords()  # what the agent said lately (CallAgent feeds it)
+        self.echo_check, self.min_confidence = echo_check, min_confidence
         self.dropped: list[str] = []
+        self.echoes: list[str] = []  # transcripts blanked as the agent's echo
+        self.unsure: list[str] = []  # ... as words the STT made up from a noise
         self.latencies: deque[float] = deque(maxlen=5)  # seconds per transcription, newest last
         self.on_latency: Callable[[float], None] = lambda _s: None
         self.on_backchannel: Callable[[], None] = lambda: None  # a transcript was blanked
@@ -472,8 +508,11 @@ class BackchannelGateSTT(stt.STT):
         self.latencies.append(time.perf_counter() - started)
         self.on_latency(max(self.latencies))
         text = ev.alternatives[0].text if ev.alternatives else ""
-        if is_backchannel(text) and self.agent_speaking():
-            self.dropped.append(text)
+        if not text.strip() or not self.agent_speaking():
+            return ev
+        blanked = self._why_blank(text, ev.alternatives[0].confidence)
+        if blanked is not None:
+            blanked.append(text)
             self.on_backchannel()
             lang = ev.alternatives[0].language
             return stt.SpeechEvent(
@@ -482,6 +521,49 @@ class BackchannelGateSTT(stt.STT):
                 alternatives=[stt.SpeechData(language=lang, text="", confidence=0.0)],
             )
         return ev
+
+    def _why_blank(self, text: str, confidence: float) -> list[str] | None:
+        """The list a transcript heard over the agent is counted in if it is blanked, else None."""
+        why = blank_reason(
+            text,
+            confidence,
+            self.agent_words.recent() if self.echo_check else None,
+            min_confidence=self.min_confidence,
+        )
+        return (
+            None if why is None else {"backchannel": self.dropped, "echo": self.echoes}.get(why, self.unsure)
+        )
+
+
+BlankReason = Literal["backchannel", "echo", "unsure"]
+
+
+def blank_reason(
+    text: str, confidence: float, agent_words: list[str] | None, *, min_confidence: float | None
+) -> BlankReason | None:
+    """Why a transcript heard while the agent speaks is not the caller taking the turn, or None.
+
+    Args:
+        text: the transcript.
+        confidence: the STT's confidence in it.
+        agent_words: the agent's recent words (`AgentWords.recent()`); None: no echo check.
+        min_confidence: below this, words the STT made up from a noise (None: no such check);
+            a transcript holding one of TAKE_TURN_WORDS is never blanked for it.
+
+    Returns:
+        "backchannel" (`is_backchannel`), "echo" (`is_echo`), "unsure", or None: a barge-in.
+    """
+    if is_backchannel(text):
+        return "backchannel"
+    if agent_words is not None and is_echo(text, agent_words):
+        return "echo"
+    if (
+        min_confidence is not None
+        and confidence < min_confidence
+        and not TAKE_TURN_WORDS.intersection(_WORD.findall(text.lower()))
+    ):
+        return "unsure"
+    return None
 
 
 DOUBLE_TALK_DBFS = -28.0  # 8 dB under the nominal -20 dBFS speech level of a phone line

@@ -19,6 +19,12 @@ pass's own measured time, which already includes whatever else the cores are doi
 the caller then gets the unsure words quickly instead of slightly better ones late. Off by
 default (None): on our load runs the gain did not show through the machine's own drift, and
 the two transcripts in eight that the redo fixes are a real cost.
+
+Confidence: each transcript carries `transcript_confidence` (livekit's `SpeechData.confidence`,
+the session's `transcript_confidence`): whisper's own no-speech probability and average
+log-probability. Words whisper made up from a cough, a click or a murmur score low on one or
+the other; the STT gate and the caller-intent step read it (agent/call/turn_detector.py,
+agent/call/intents.py).
 """
 
 from __future__ import annotations
@@ -89,6 +95,22 @@ def degeneracy(text: str, avg_logprob: float, hit_cap: bool) -> str | None:
     return "unsure" if avg_logprob < -1.0 else None
 
 
+def transcript_confidence(no_speech_prob: float, avg_logprob: float) -> float:
+    """One 0-1 score from whisper's no-speech probability and average log-probability.
+
+    Args:
+        no_speech_prob: the decoder's probability that the audio holds no speech.
+        avg_logprob: the transcript's length-normalised log-probability (0 = certain).
+
+    Returns:
+        The lower of (1 - no_speech_prob) and (1 + avg_logprob / 4), clipped to 0-1: a
+        no-speech probability of 0.6 and a log-probability of -2.4 both read 0.4. Through the
+        line model, made-up words on coughs and clicks scored 0-0.36 and the caller's real "Stop."
+        0.45-0.85 on a clean line (docs/turn-taking.md).
+    """
+    return float(min(1.0, max(0.0, min(1.0 - no_speech_prob, 1.0 + avg_logprob / 4.0))))
+
+
 def looks_degenerate(text: str, avg_logprob: float, hit_cap: bool) -> bool:
     return degeneracy(text, avg_logprob, hit_cap) is not None
 
@@ -128,6 +150,8 @@ def drop_repeated_sentences(text: str) -> str:
 
 
 class WhisperSTT(stt.STT):
+    reports_confidence = True  # SpeechData.confidence is `transcript_confidence`, not a constant
+
     def __init__(
         self,
         *,
@@ -173,28 +197,32 @@ class WhisperSTT(stt.STT):
             pcm = pcm.reshape(-1, frame.num_channels).mean(axis=1)
         if frame.sample_rate != 16000:
             pcm = soxr.resample(pcm, frame.sample_rate, 16000)
-        text = await asyncio.to_thread(self._transcribe, pcm)
+        text, confidence = await asyncio.to_thread(self._transcribe_scored, pcm)
         lang = language if isinstance(language, str) else self._language
         return stt.SpeechEvent(
             type=stt.SpeechEventType.FINAL_TRANSCRIPT,
             request_id=f"whisper-{time.monotonic_ns()}",
-            alternatives=[stt.SpeechData(language=LanguageCode(lang), text=text, confidence=1.0)],
+            alternatives=[stt.SpeechData(language=LanguageCode(lang), text=text, confidence=confidence)],
         )
 
     def _transcribe(self, pcm: np.ndarray) -> str:
+        return self._transcribe_scored(pcm)[0]
+
+    def _transcribe_scored(self, pcm: np.ndarray) -> tuple[str, float]:
+        """The transcript of 16 kHz audio and its `transcript_confidence`."""
         model = load_whisper(self._threads, self._workers)
         if self._window_s and len(pcm) <= (self._window_s - 0.5) * RATE:
             t0 = time.perf_counter()
-            text, problem = self._transcribe_window(model, pcm)
+            text, problem, confidence = self._transcribe_window(model, pcm)
             if problem is None:
                 self.short_windows += 1
-                return text
+                return text, confidence
             assert self.last_window_s is not None
             if problem == "unsure" and not classic_affordable(
                 time.perf_counter() - t0, self.last_window_s, self._fallback_budget_s
             ):
                 self.unsure_kept += 1
-                return text
+                return text, confidence
             self.fallbacks += 1
         segments, _ = model.transcribe(
             pcm,
@@ -204,10 +232,14 @@ class WhisperSTT(stt.STT):
             condition_on_previous_text=False,
             without_timestamps=True,
         )
-        return " ".join(s.text.strip() for s in segments).strip()
+        segs = list(segments)
+        text = " ".join(s.text.strip() for s in segs).strip()
+        scores = [transcript_confidence(s.no_speech_prob, s.avg_logprob) for s in segs]
+        return text, min(scores, default=0.0)
 
-    def _transcribe_window(self, model, pcm: np.ndarray) -> tuple[str, str | None]:  # WhisperModel
-        """Greedy decode over a short window (`window_for`): the text and what looks wrong with it."""
+    def _transcribe_window(self, model, pcm: np.ndarray) -> tuple[str, str | None, float]:  # WhisperModel
+        """Greedy decode over a short window (`window_for`): the text, what looks wrong with it
+        and its `transcript_confidence`."""
         import ctranslate2
         from faster_whisper.tokenizer import Tokenizer
 
@@ -225,7 +257,13 @@ class WhisperSTT(stt.STT):
         prompt = model.get_prompt(tok, [], without_timestamps=True)
         cap = int(8 + 6 * len(pcm) / RATE)  # ~2.5 words/s of speech is ~3.5 tokens/s; room to spare
         res = model.model.generate(
-            enc, [prompt], beam_size=1, max_length=len(prompt) + cap, return_scores=True, suppress_blank=True
+            enc,
+            [prompt],
+            beam_size=1,
+            max_length=len(prompt) + cap,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
         )[0]
         ids = [i for i in res.sequences_ids[0] if i < tok.eot]
         text = tok.decode(ids).strip()
@@ -234,4 +272,4 @@ class WhisperSTT(stt.STT):
         if trimmed != text:  # a loop ran on after the real words: keep those, not the cap
             text, hit_cap = trimmed, False
         avg = res.scores[0] if res.scores else 0.0  # length-normalised cumulative log-probability
-        return text, degeneracy(text, avg, hit_cap)
+        return text, degeneracy(text, avg, hit_cap), transcript_confidence(res.no_speech_prob, avg)

@@ -45,13 +45,15 @@ async def bench_turns(
     keep: Path | None = None,
     tuning: TurnTuning | None = None,
     stt: BenchSTT = "whisper",
+    first: int = 0,
 ) -> dict[str, Any]:
     """Run the turn corpus through simulated calls; `tuning` overrides the shipped values
-    (sweeps) for the tuned configs; `stt` picks the recognizer (voice.STT_LABELS)."""
+    (sweeps) for the tuned configs; `stt` picks the recognizer (voice.STT_LABELS); `first`
+    skips that many cases of each condition (a held-out stretch, `corpus.load_cases`)."""
     configs = configs or list(BENCH_CONFIGS)
     conditions = conditions or ([HARDEST] if quick else list(CONDITIONS))
     n = cases if cases is not None else (QUICK_CASES if quick else None)
-    by_cond = {c: load_cases(c, n) for c in conditions}
+    by_cond = {c: load_cases(c, n, first) for c in conditions}
     reply_s = prewarm([s for v in by_cond.values() for s in v])
     plan = [(cfg, cond, sc) for cond, scs in by_cond.items() for sc in scs for cfg in configs]
     console.print(

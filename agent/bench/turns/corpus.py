@@ -116,16 +116,17 @@ def generate(out_dir: Path = CORPUS_DIR) -> list[Path]:
     return paths
 
 
-def load_cases(condition: str, n: int | None = None) -> list[Scenario]:
+def load_cases(condition: str, n: int | None = None, first: int = 0) -> list[Scenario]:
     """Scenarios of one condition from the shipped files (generated on the fly if missing).
 
     `n` above the shipped count extends the corpus with more cases from the same generator, made
     in memory: never used for tuning, so they are a held-out check of the shipped values, and
-    enough events to tell a 2 % rate from a 4 % one (32 cases cannot).
+    enough events to tell a 2 % rate from a 4 % one (32 cases cannot). `first` skips that many
+    cases: a later stretch of the generator, held out from a sweep tuned on the earlier one.
     """
     total = CONDITIONS[condition][3]
     out = []
-    for i in range(total if n is None else n):
+    for i in range(first, first + (total if n is None else n)):
         p = CORPUS_DIR / condition / f"{condition}-{i:02d}.yaml"
         data = yaml.safe_load(p.read_text()) if p.is_file() else make_case(condition, i)
         out.append(Scenario.model_validate(data))

@@ -72,6 +72,14 @@ def observe(call: SimulatedCall, reply_voiced_s: float) -> CallObs:
     return CallObs(events, call.tl.agent_audio(), msgs, reply_voiced_s)
 
 
+def _heard(call: SimulatedCall) -> str:
+    """What the agent took from the caller: the committed turns and the transcripts the gate blanked."""
+    said = [m.text_content or "" for m in call.items if m.role == "user"]
+    stt = call.call.session.stt
+    blanked = list(getattr(stt, "dropped", [])) + list(getattr(stt, "echoes", []))
+    return f"heard {said!r}; blanked {blanked!r}"
+
+
 async def run_case(
     sc: Scenario,
     config: str,
@@ -92,6 +100,8 @@ async def run_case(
         except TimeoutError:
             error = f"timed out after {CASE_TIMEOUT_S:.0f} s"
         score = score_call(observe(call, reply_voiced_s)) if error is None else CaseScore()
+        if any("false interruption" in n for n in score.notes):
+            score.notes.append(_heard(call))
     return CaseRun(config, condition, sc.name, score, error, time.monotonic() - t0)
 
 

@@ -1,6 +1,6 @@
 """Tuning sweeps: the shipped config with some `TurnTuning` values overridden, one condition.
 
-python -m agent.bench.turns.sweep '{"min_interruption": 0.25}' --cases 6 [--out sweep.json]
+python -m agent.bench.turns.sweep '{"min_interruption": 0.25}' --cases 6 [--first 32] [--out sweep.json]
 
 More cases than the corpus ships (32 at babble-10) are generated on the fly: a held-out check.
 """
@@ -35,6 +35,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("overrides", help='JSON object of TurnTuning fields, e.g. {"min_delay": 0.3}')
     ap.add_argument("--cases", type=int, default=6)
+    ap.add_argument("--first", type=int, default=0, help="skip this many cases (a held-out stretch)")
     ap.add_argument("--condition", default=HARDEST)
     ap.add_argument("--concurrency", type=int, default=6)
     ap.add_argument("--stt", choices=("whisper", "oracle"), default="whisper", help="oracle: framework only")
@@ -49,8 +50,8 @@ def main() -> None:
     except (json.JSONDecodeError, TypeError) as e:  # not JSON, not an object, or not a field
         fields = ", ".join(f.name for f in dataclasses.fields(TurnTuning))
         ap.error(f"overrides {a.overrides!r}: {e}; fields: {fields}")
-    if a.cases < 1 or a.concurrency < 1:
-        ap.error("--cases and --concurrency must be at least 1")
+    if a.cases < 1 or a.concurrency < 1 or a.first < 0:
+        ap.error("--cases and --concurrency must be at least 1, --first at least 0")
     doc = asyncio.run(
         bench_turns(
             Console(stderr=True, quiet=True),
@@ -60,6 +61,7 @@ def main() -> None:
             concurrency=a.concurrency,
             tuning=tuning,
             stt=a.stt,
+            first=a.first,
         )
     )
     if a.out:
@@ -69,6 +71,7 @@ def main() -> None:
         json.dumps(
             {
                 "overrides": kw,
+                "cases": f"{a.condition} {a.first}-{a.first + a.cases - 1}",
                 **{k: m[k] for k in KEYS},
                 "stt": a.stt,
                 "lag_p95_ms": doc["meta"]["loop_lag_p95_ms"],
