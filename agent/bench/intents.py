@@ -52,6 +52,28 @@ def load_rows(path: Path = DATA) -> list[dict[str, Any]]:
     return rows
 
 
+EXEMPLARS_ABOUT = (
+    "The dev split of tests/data/intents.jsonl (never heldout or fresh), normalised, as extra "
+    "exemplars of agent/call/intents.py's embedder step; written by python -m agent.bench.intents "
+    "--export-exemplars. end_call and backchannel rows are left out: the embedder never ends a call."
+)
+
+
+def exemplars_of(rows: Sequence[dict[str, Any]]) -> dict[str, list[str]]:
+    """The dev utterances per label, as the classifier takes them (normalised, no duplicates),
+    without those another split also holds (a tested utterance must not be an exemplar)."""
+    from agent.call.intents import EXEMPLARS, normalise
+
+    tested = {normalise(r["text"]) for r in rows if r["split"] != "dev"}
+    out: dict[str, list[str]] = {k: [] for k in EXEMPLARS}
+    for r in rows:
+        if r["split"] == "dev" and r["label"] in out and not r.get("during_agent"):
+            t = normalise(r["text"])
+            if t not in out[r["label"]] and t not in tested:
+                out[r["label"]].append(t)
+    return out
+
+
 def transcribe_all(
     rows: Sequence[dict[str, Any]], condition: dict[str, Any], known: Sequence[str | None] = ()
 ) -> list[str]:
@@ -217,6 +239,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conditions", default=",".join(CONDITIONS))
     ap.add_argument("--record", type=Path, help="also write the dev transcripts as YAML test data")
     ap.add_argument(
+        "--export-exemplars",
+        type=Path,
+        metavar="JSON",
+        help="write the dev utterances as the classifier's exemplars (agent/call/intent_exemplars.json) and stop",
+    )
+    ap.add_argument(
         "--reuse",
         type=Path,
         help="take the transcripts of unchanged rows (same text, same place) from this JSON",
@@ -230,6 +258,13 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.export_exemplars:
+        ex = exemplars_of(rows)
+        args.export_exemplars.write_text(
+            json.dumps({"about": EXEMPLARS_ABOUT, "exemplars": ex}, indent=1) + "\n"
+        )
+        print(f"wrote {sum(map(len, ex.values()))} dev exemplars to {args.export_exemplars}")
+        return 0
     names = [c for c in args.conditions.split(",") if c]
     if unknown := [c for c in names if c not in CONDITIONS]:
         print(
