@@ -11,8 +11,8 @@ its barge-ins are three fixed phrases, so this measures the second on the intent
 for the gate). Each is spoken by the simulated caller's voice through the line model
 (agent/bench/intents.py's conditions) and transcribed by the local profile's whisper, then put
 to the gate as if heard over the bench's reply. Reported per condition: of the utterances meant
-as a turn (label other than backchannel), the share blanked and why; of the backchannels, the
-share blanked; and the confidence the STT gave each.
+as a turn (all but the set's backchannels: `during_agent` rows labelled none), the share blanked
+and why; of the backchannels, the share blanked; and the confidence the STT gave each.
 """
 
 from __future__ import annotations
@@ -55,6 +55,11 @@ def transcribe_scored(rows: list[dict[str, Any]], condition: dict[str, Any]) -> 
     return out
 
 
+def is_backchannel_row(r: dict[str, Any]) -> bool:
+    """The set's backchannels: said over the agent ("during_agent") and meant as no intent."""
+    return bool(r.get("during_agent")) and r["label"] == "none"
+
+
 def score(
     rows: list[dict[str, Any]], heard: list[tuple[str, float]], min_confidence: float | None
 ) -> dict[str, Any]:
@@ -69,7 +74,7 @@ def score(
             why = "empty"
         else:
             why = blank_reason(text, conf, words.recent(), min_confidence=min_confidence) or "passed"
-        if r["label"] == "backchannel":
+        if is_backchannel_row(r):
             backchannels[why] += 1
         else:
             turns[why] += 1

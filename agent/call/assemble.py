@@ -197,7 +197,9 @@ class Call:
             providers, turn_mode=options.turn_mode, tuning=options.tuning
         )
         use_audio = get_settings().audio_eou if options.audio_eou is None else options.audio_eou
-        self.audio_opinion = attach_audio_opinion(self.session) if use_audio else None
+        self.audio_opinion = (
+            attach_audio_opinion(self.session, options.tuning.audio_min_snr_db) if use_audio else None
+        )
         self.context = (
             ContextManager(
                 services.jobs, keep_recent=services.keep_recent, max_messages=services.max_messages

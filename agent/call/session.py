@@ -45,6 +45,8 @@ class TurnTuning:
     # clean enough to ask it); None: min_delay for every complete-looking end. Clean line, 48
     # cases: EOU p50 487 -> 429 ms, premature cut-ins 0 -> 1 of 96 (docs/turn-taking.md)
     sure_delay: float | None = 0.25
+    # the line SNR from which the audio model may veto an end (its "sure" needs 16 dB)
+    audio_min_snr_db: float = 16.0
     max_delay: float = 1.6  # ... after one hanging on "um", "and", "my", a comma (pauses <= 1.2 s)
     min_interruption: float = 0.15  # speech needed to pause the agent (barge-in reaction)
     false_interruption_timeout: float = 0.3  # silence after which a pause with no words resumes

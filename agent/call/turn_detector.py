@@ -327,6 +327,7 @@ class AudioOpinion:
     model: SmartTurn
     recent: RecentAudio
     meter: LineNoiseMeter
+    min_snr_db: float = AUDIO_MIN_SNR_DB  # asked (for a veto) from this line SNR up
     checks: int = 0
     vetoes: int = 0
     _early: asyncio.Future[float] | None = None
@@ -354,9 +355,14 @@ class AudioOpinion:
             else await asyncio.to_thread(self.model.probability, audio, self.recent.rate)
         )
 
+    def sure_allowed(self) -> bool:
+        """Whether the line is clean enough to take the model's "finished" as sure."""
+        snr = self.meter.snr_db()
+        return snr is not None and snr >= AUDIO_MIN_SNR_DB
+
     def _clean_enough_audio(self) -> np.ndarray | None:
         snr = self.meter.snr_db()
-        if snr is None or snr < AUDIO_MIN_SNR_DB:
+        if snr is None or snr < self.min_snr_db:
             return None
         audio = self.audio()
         return audio if len(audio) >= self.recent.rate * 0.3 else None
@@ -435,7 +441,7 @@ class TextTurnDetector:
             if heard < AUDIO_VETO_P:
                 o.vetoes += 1
                 return UNLIKELY_THRESHOLD / 2
-            if self.sure_delay is not None and heard >= AUDIO_SURE_P and p >= COMPLETE_P:
+            if self.sure_delay is not None and heard >= AUDIO_SURE_P and p >= COMPLETE_P and o.sure_allowed():
                 self.sure_commits += 1
                 return p  # words and voice both finished: end at the short delay
         await self._hold()
@@ -652,8 +658,13 @@ class EchoGateVAD(vad.VAD):
         return s
 
 
-def attach_audio_opinion(session: AgentSession) -> AudioOpinion | None:
+def attach_audio_opinion(session: AgentSession, min_snr_db: float = AUDIO_MIN_SNR_DB) -> AudioOpinion | None:
     """Give the session's text detector the audio model's veto, fed by its echo gate's uplink.
+
+    Args:
+        session: the call's session (`create_session`).
+        min_snr_db: the line SNR from which the model is asked for a veto (its "finished"
+            counts as sure from AUDIO_MIN_SNR_DB only).
 
     Returns the opinion (its counters), or None where it cannot apply: another detector, no
     echo gate in front of the VAD, or pipecat-ai's model file not installed.
@@ -664,7 +675,7 @@ def attach_audio_opinion(session: AgentSession) -> AudioOpinion | None:
     model = load_smart_turn()
     if model is None:
         return None
-    opinion = det.opinion = AudioOpinion(model, gate.recent, gate.meter)
+    opinion = det.opinion = AudioOpinion(model, gate.recent, gate.meter, min_snr_db)
 
     def _on_user_state(ev: UserStateChangedEvent) -> None:
         if ev.new_state == "speaking":

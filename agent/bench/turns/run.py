@@ -100,7 +100,7 @@ async def run_case(
         except TimeoutError:
             error = f"timed out after {CASE_TIMEOUT_S:.0f} s"
         score = score_call(observe(call, reply_voiced_s)) if error is None else CaseScore()
-        if any("false interruption" in n for n in score.notes):
+        if any("false interruption" in n or "missed barge-in" in n for n in score.notes):
             score.notes.append(_heard(call))
     return CaseRun(config, condition, sc.name, score, error, time.monotonic() - t0)
 
