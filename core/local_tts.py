@@ -27,7 +27,11 @@ def load_hibari(threads: int = 1):  # -> hibari.Hibari
                 from hibari import Hibari
             except ImportError:
                 raise UserError("local TTS missing: hibari-tts is not installed (run ./install.sh)") from None
-            _ENGINE = Hibari(threads=threads)
+            engine = Hibari(threads=threads)
+            # The first synthesis sets the runtime up (~0.5 s, whatever the text): pay it here,
+            # at load, not in the first call's greeting, where it was silence after pick-up.
+            engine("Hello.")
+            _ENGINE = engine
         return _ENGINE
 
 

@@ -7,7 +7,12 @@ import asyncio
 import pytest
 from livekit.agents import tts
 
-from agent.providers.first_clause import FirstClauseTokenizer, pace_needed, split_first_clause
+from agent.providers.first_clause import (
+    FirstClauseTokenizer,
+    pace_needed,
+    split_first_clause,
+    split_first_phrase,
+)
 from agent.providers.hibari_tts import HibariTTS, LocalVoice
 
 
@@ -28,6 +33,25 @@ from agent.providers.hibari_tts import HibariTTS, LocalVoice
 )
 def test_split_first_clause(sentence: str, cut: tuple[str, str] | None) -> None:
     assert split_first_clause(sentence) == cut
+
+
+@pytest.mark.parametrize(
+    ("sentence", "cut"),
+    [
+        (
+            "Acme Hardware is open Monday to",
+            ("Acme Hardware is open", " Monday to"),
+        ),
+        ("The store is located at 12 Main", ("The store is located", " at 12 Main")),
+        ("We deliver within ten", None),  # two words before the phrase: too short to say alone
+        ("We are open Mon", None),  # "Mon" may still become "Monday" or "Montgomery"
+        ("Our store is on", None),  # "on" may become "only": wait for the next character
+        ("Our store is only open", None),
+        ("You will need to bring it", None),  # "to" is no phrase start
+    ],
+)
+def test_split_first_phrase(sentence: str, cut: tuple[str, str] | None) -> None:
+    assert split_first_phrase(sentence) == cut
 
 
 async def _pieces(words: list[str], per_word_s: float = 0.0) -> tuple[list[str], list[str]]:
@@ -60,6 +84,21 @@ async def test_first_sentence_without_a_clause_is_not_cut() -> None:
     assert " ".join(p.strip() for p in pieces) == reply
 
 
+async def test_unfinished_first_sentence_is_cut_at_a_phrase() -> None:
+    writing = "Acme Hardware is open Monday to Saturday".split(" ")
+    assert await _ready_while_writing(writing, 0.0) == ["Acme Hardware is open"]
+    reply = "Acme Hardware is open Monday to Saturday 8am to 6pm. Anything else?"
+    _, pieces = await _pieces(reply.split(" "))
+    assert [p.strip() for p in pieces][:2] == ["Acme Hardware is open", "Monday to Saturday 8am to 6pm."]
+    assert " ".join(p.strip() for p in pieces) == reply
+
+
+async def test_slow_llm_falls_back_from_a_short_clause_to_a_longer_phrase() -> None:
+    # "Sure," plays too briefly for a slow LLM; "Sure, we are open" plays long enough.
+    writing = "Sure, we are open on Sundays from".split(" ")
+    assert await _ready_while_writing(writing, 0.06) == ["Sure, we are open"]
+
+
 async def _ready_while_writing(words: list[str], per_word_s: float) -> list[str]:
     """Pieces the TTS gets while the LLM is still writing the first sentence."""
     early, _ = await _pieces(words, per_word_s)
@@ -71,7 +110,9 @@ async def test_a_slow_llm_gets_no_cut_after_a_short_clause() -> None:
     # the sentence would not be written by then; the caller would hear "Sure," and silence.
     writing = "Sure, we are open Monday to".split(" ")
     assert await _ready_while_writing(writing, 0.0) == ["Sure,"]  # a fast LLM: cut
-    assert await _ready_while_writing(writing, 0.12) == []  # a slow one: wait for the sentence
+    # a slow one: not "Sure," alone; the phrase before "Monday" plays long enough
+    assert await _ready_while_writing(writing, 0.12) == ["Sure, we are open"]
+    assert await _ready_while_writing(writing[:4], 0.12) == []  # no phrase yet: wait
     # a long clause plays long enough for the rest to arrive at that pace
     long = "Our store is at 12 Main Street, next to the".split(" ")
     assert await _ready_while_writing(long, 0.12) == ["Our store is at 12 Main Street,"]

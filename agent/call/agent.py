@@ -136,10 +136,20 @@ class CallAgent(Agent):
         self._prefill_due = False
         self._spawn(prefill(self.context.preview(chat_ctx or self.chat_ctx)))
 
-    def prefill_prompt(self) -> None:
+    def prefill_prompt(self, greeting: str | None = None) -> None:
         """Have a local LLM read this call's prompt (instructions, tenant facts) now, at call
-        start, while the greeting plays: the first turn then reads only the caller's words."""
-        self._prefill()
+        start, while the greeting plays: the first turn then reads only the caller's words.
+
+        Args:
+            greeting: the words being said, not yet in the chat history (it is added once
+                played): read as the agent's message after the prompt, where turn 0 finds it.
+        """
+        if greeting is None:
+            self._prefill()
+            return
+        ctx = self.chat_ctx.copy()
+        ctx.add_message(role="assistant", content=greeting)
+        self._prefill(ctx)
 
     async def drain(self) -> None:
         """Wait for cache writes still in flight (call end)."""

@@ -56,6 +56,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callcenter.call")
 CLOSE_TIMEOUT_S = 10.0
+GREETING_AUDIO_WAIT_S = 3.0  # longest the prompt read waits for the greeting to be heard
 
 
 @dataclass
@@ -231,6 +232,8 @@ class Call:
         self.recovery: LLMRecovery | None = None
         self.greeting: SpeechHandle | None = None
         self._started = False
+        self._prefill: asyncio.Task[None] | None = None
+        self._greeting_text: str | None = None  # said, not yet in the chat history
         self._closed = False
 
     def _watch_caller(self, ev: Any) -> None:
@@ -296,13 +299,35 @@ class Call:
         self._started = True
         observability.call_started(self.tenant.name, self.providers.name)
         self.recovery = attach_recovery(self.session, self.agent.call_flags)
-        self.agent.prefill_prompt()  # no cold first turn (a no-op for remote LLMs)
+        self._prefill = asyncio.create_task(self._prefill_once_speaking())
         if self.tools:
             # end_call and transfer_to_human act through the same phone behaviours as the rules
             await self.agent.update_tools([*self.agent.tools, *self.phone.tools()])
 
+    async def _prefill_once_speaking(self) -> None:
+        """No cold first turn: have a local LLM read the prompt (instructions, tenant facts) while
+        the greeting plays (a no-op for remote LLMs). Not before its first audio: on two cores
+        the ~1 s read slowed the greeting's synthesis to ~1.7 s of silence after pick-up."""
+        speaking = asyncio.Event()
+
+        def on_state(ev: Any) -> None:
+            if ev.new_state == "speaking":
+                speaking.set()
+
+        self.session.on("agent_state_changed", on_state)
+        try:
+            if self.session.agent_state != "speaking":
+                await asyncio.wait_for(speaking.wait(), GREETING_AUDIO_WAIT_S)
+        except TimeoutError:
+            pass  # no greeting (an outbound call waiting for AMD): read it now
+        finally:
+            self.session.off("agent_state_changed", on_state)
+        if not self._closed:
+            self.agent.prefill_prompt(self._greeting_text)
+
     def greet(self) -> SpeechHandle:
-        self.greeting = self.session.say(greeting_for(self.tenant))  # + the keypad menu, if any
+        self._greeting_text = greeting_for(self.tenant)  # + the keypad menu, if any
+        self.greeting = self.session.say(self._greeting_text)
         return self.greeting
 
     async def aclose(self) -> None:
@@ -311,6 +336,8 @@ class Call:
         if self._closed:
             return
         self._closed = True
+        if self._prefill is not None:
+            self._prefill.cancel()
         steps: list[tuple[str, Any]] = []
         if self.desk is not None:
             steps.append(("documents", self.desk.aclose()))
@@ -343,6 +370,7 @@ class Call:
         *,
         error: str | None = None,
         messages: list[llm.ChatMessage] | None = None,
+        greeting_delay: float | None = None,
     ) -> dict[str, Any]:
         """Write transcript.json + metrics.json (+ waterfall.png) to `out_dir` and count the
         call in the metrics. A call started on a room (the worker) first gives each turn
@@ -354,6 +382,7 @@ class Call:
             turns: one row per caller turn.
             error: why the call failed, or None.
             messages: the chat messages (default: the session's history).
+            greeting_delay: pick-up to the greeting's first sample on the line (simulator).
 
         Returns:
             The transcript written.
@@ -394,6 +423,7 @@ class Call:
             error=error,
             extra=extra,
             line=line,
+            greeting_delay=greeting_delay,
         )
         observability.record_call(
             observability.CallReport(

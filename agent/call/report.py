@@ -85,6 +85,7 @@ def write_report(
     error: str | None,
     extra: dict[str, Any] | None = None,
     line: dict[str, Any] | None = None,
+    greeting_delay: float | None = None,
 ) -> dict[str, Any]:
     """Write `transcript.json`, `metrics.json` and `waterfall.png` for one call; returns the
     transcript. The chart is drawn after both reports are written, and a chart that cannot be
@@ -99,6 +100,8 @@ def write_report(
         error: why the call failed, or None.
         extra: more transcript fields (e.g. the context manager's counters).
         line: the caller line's estimated noise (`LineNoiseMeter.summary`), or None.
+        greeting_delay: seconds from pick-up to the greeting's first sample on the line, or
+            None (not measured: a LiveKit call has no line timeline).
     """
     out_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     top = {"schema_version": SCHEMA_VERSION, **head.model_dump()}
@@ -115,6 +118,7 @@ def write_report(
         **top,
         "turns": [t.model_dump() for t in turns],
         "summary": summarize(turns),
+        "greeting_delay": greeting_delay,
         "line": line,
         "error": error,
     }

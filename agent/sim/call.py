@@ -53,6 +53,7 @@ class CallResult:
     error: str | None = None
     call: Call | None = None  # the assembled call (what it ran with: `call.attached`)
     clock: SessionClock | None = None  # the session's timing events (the turns' timelines)
+    greeting_delay: float | None = None  # pick-up to the greeting's first sample (s), None: none
 
 
 class _Timeline:
@@ -252,6 +253,7 @@ class SimulatedCall:
     # ---- report --------------------------------------------------------------------------
     def _finish(self, caller: ScriptedCaller, error: str | None) -> CallResult:
         turns = self._turn_metrics(caller.utterances)
+        greeting_delay = self._greeting_delay(caller.utterances)
         self._write_wav()
         head = ReportHead(
             call_id=self.out_dir.name,
@@ -259,8 +261,20 @@ class SimulatedCall:
             profile=self.providers.name,
             scenario=self.scenario.name,
         )
-        transcript = self.call.write_report(head, turns, error=error, messages=self.items)
-        return CallResult(turns, transcript, self.out_dir, self.events, error, self.call, self.clock)
+        transcript = self.call.write_report(
+            head, turns, error=error, messages=self.items, greeting_delay=greeting_delay
+        )
+        return CallResult(
+            turns, transcript, self.out_dir, self.events, error, self.call, self.clock, greeting_delay
+        )
+
+    def _greeting_delay(self, utts: list[Utterance]) -> float | None:
+        """Seconds of silence the caller had after pick-up (the clock's first tick) before the
+        greeting, if the agent spoke before the caller did."""
+        if not self.greet:
+            return None
+        onset = self.tl.first_agent_onset(0, utts[0].start if utts else None)
+        return None if onset is None else onset / TL_RATE
 
     def _write_wav(self) -> None:
         if not self.tl.caller_heard:
@@ -354,4 +368,6 @@ class SimulatedCall:
 
 def print_result(result: CallResult, console: Console) -> None:
     console.print(turn_table(result.turns))
+    if result.greeting_delay is not None:
+        console.print(f"greeting: first word {result.greeting_delay * 1000:.0f} ms after pick-up")
     console.print(f"[dim]wrote {result.out_dir}/call.wav, transcript.json, metrics.json[/]")
