@@ -174,6 +174,11 @@ def _shared() -> Embedder:
     return Embedder()
 
 
+def loaded_embedder() -> Embedder | None:
+    """The process-wide model if something has loaded it already, else None (never loads)."""
+    return _shared() if _shared.cache_info().currsize else None
+
+
 def get_embedder() -> Embedder:
     """The process-wide model (loading takes ~1 s; do it once)."""
     with _lock:

@@ -20,12 +20,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
-import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from cache import policy
+from cache.deferred import mark_served
 
 if TYPE_CHECKING:
     from cache.semantic import CacheHit, ResponseCache
@@ -92,14 +92,14 @@ async def lookup(
     ):
         return None
     pipe = r.pipeline(transaction=False)
-    pipe.hincrby(ekey, "hits", 1)
-    pipe.hset(ekey, "last_hit", time.time())
     if voice:
         pipe.hmget(cache.keys.audio(eid, voice), "pcm", "sr")
+    served = mark_served(r, ekey, pipe)
     out = await pipe.execute()
+    await served()
     audio = sr = None
-    if voice and out[2][0] is not None:
-        audio, sr = out[2][0], int(out[2][1])
+    if voice and out[0][0] is not None:
+        audio, sr = out[0][0], int(out[0][1])
     return CacheHit(
         id=eid, question=_s(row["question"]), answer=_s(row["answer"]), distance=0.0, audio=audio,
         audio_sample_rate=sr,

@@ -37,6 +37,7 @@ import math
 import re
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any
 
@@ -50,6 +51,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, stop_after_attempt,
 
 from cache import followups, policy
 from cache.candidates import PHRASING_FIELDS, candidates, nearest_entries
+from cache.deferred import DEFERRED, AheadLookup, mark_served
 from cache.embedder import DIM
 from cache.embedder import MODEL_NAME as MINILM_NAME
 from cache.embedders import TextEmbedder, get_cache_embedder
@@ -455,6 +457,9 @@ class ResponseCache:
     async def _count(self, **fields: float) -> None:
         if not self.record_stats:
             return
+        if (deferred := DEFERRED.get()) is not None:
+            deferred.append(lambda: self._count(**fields))
+            return
         if not self._available():  # Redis down: keep the call path free of connect attempts
             if fields.get("bypasses"):
                 self._bump_local_bypass()
@@ -488,6 +493,38 @@ class ResponseCache:
             context=context, voice=voice, parent=parent,
         )  # fmt: skip
         return hit
+
+    async def lookup_ahead(
+        self,
+        text: str,
+        *,
+        tenant: str,
+        language: str,
+        knowledge_version: str,
+        context: list[dict] | None = None,
+        voice: str | None = None,
+        parent: CacheHit | None = None,
+    ) -> AheadLookup:
+        """`lookup_detailed` on a transcript the turn may still change (the early STT pass,
+        during the VAD's end-of-speech wait): nothing is written until the turn uses it.
+
+        Args:
+            text, tenant, language, knowledge_version, context, voice, parent: as `lookup`.
+
+        Returns:
+            The hit (or None) and outcome; `commit()` writes the statistics and the entry's hit
+            count when the turn serves this result. Never raises.
+        """
+        writes: list[Callable[[], Awaitable[None]]] = []
+        token = DEFERRED.set(writes)
+        try:
+            hit, outcome = await self.lookup_detailed(
+                text, tenant=tenant, language=language, knowledge_version=knowledge_version,
+                context=context, voice=voice, parent=parent,
+            )  # fmt: skip
+        finally:
+            DEFERRED.reset(token)
+        return AheadLookup(hit, outcome, writes)
 
     async def lookup_detailed(
         self,
@@ -555,6 +592,9 @@ class ResponseCache:
     async def _record(self, ms: float, **fields: float) -> None:
         if not self.record_stats:
             return
+        if (deferred := DEFERRED.get()) is not None:
+            deferred.append(lambda: self._record(ms, **fields))
+            return
         pending = getattr(self, "pending_bypasses", 0)
         if pending:
             fields = {
@@ -605,10 +645,9 @@ class ResponseCache:
         ekey = self.keys.entry(eid)
         pipe = r.pipeline(transaction=False)
         pipe.hmget(ekey, "question", "answer", "status")
-        pipe.hincrby(ekey, "hits", 1)
-        pipe.hset(ekey, "last_hit", time.time())
         if voice:
             pipe.hmget(self.keys.audio(eid, voice), "pcm", "sr")
+        served = mark_served(r, ekey, pipe)
         out = await pipe.execute()
         question, answer, status = out[0]
         if answer is None:  # expired between search and read
@@ -617,9 +656,10 @@ class ResponseCache:
             # A candidate has no indexed vector, so KNN cannot return it; belt and braces for an
             # entry rewritten between the search and the read: never served.
             return None
+        await served()
         audio = sr = None
-        if voice and out[3][0] is not None:
-            audio, sr = out[3][0], int(out[3][1])
+        if voice and out[1][0] is not None:
+            audio, sr = out[1][0], int(out[1][1])
         return CacheHit(
             id=eid, question=_s(question), answer=_s(answer), distance=dist, audio=audio, audio_sample_rate=sr
         )

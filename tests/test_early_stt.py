@@ -103,7 +103,9 @@ async def test_the_final_transcript_is_ready_at_the_vads_end_of_speech(tmp_path:
         waits.append(tl.final_transcript - tl.vad_end)
     assert adapter.used >= len(LINES) - 1, (adapter.used, adapter.voided, adapter.full_passes)
     written = json.loads((tmp_path / "call" / "transcript.json").read_text())["stt_speculations"]
-    assert written == {"used": adapter.used, "voided": adapter.voided}  # the call's report counts them
+    # the call's report counts them, and the agent warmed the turn's work on the early words
+    assert written == {"used": adapter.used, "voided": adapter.voided, "warmed": written["warmed"]}
+    assert written["warmed"] >= len(LINES) - 1, written
     # the caller's wait for words after the VAD's decision is well under whisper's own time
     # (off: final - vad_end was >= a whole pass; on: it is under half of one)
     assert statistics.median(waits) < 0.5 * statistics.median(whisper.passes), (waits, whisper.passes)
@@ -133,6 +135,8 @@ async def test_a_mid_sentence_pause_voids_the_speculation_and_one_transcript_is_
     engine = SpeculativeSTT(WhisperSTT())
     engine.prewarm()
     adapter = EarlySTTAdapter(stt=engine, vad=inference.VAD(min_silence_duration=0.25), engine=engine)
+    told: list[str] = []  # what the agent is told ahead of END_OF_SPEECH
+    adapter.on_early_text = told.append
     stream = adapter.stream()
     events: list[stt.SpeechEvent] = []
 
@@ -163,3 +167,5 @@ async def test_a_mid_sentence_pause_voids_the_speculation_and_one_transcript_is_
     assert "opening" in text and "weekend" in text, finals
     assert adapter.voided >= 1 and adapter.started == adapter.used + adapter.voided, vars(adapter)
     assert adapter.used == 1 and engine.answered == 1  # the end of speech answered from a speculation
+    # the voided pass on the first half was never handed on; the whole sentence's was
+    assert told and all("weekend" in t.lower() for t in told), told

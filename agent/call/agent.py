@@ -21,11 +21,12 @@ from livekit.agents import Agent, ModelSettings, llm
 from livekit.agents.voice.io import TimedString
 
 from agent.call.context import ContextManager
-from agent.call.intents import intent_reply, link_phone
+from agent.call.intents import intent_reply, link_phone, normalise
 from agent.call.prompt import instructions_for
 from agent.call.scope import grounded, is_question, scope_reply_async
 from agent.call.scope import prewarm as prewarm_scope
 from agent.providers.profiles import primary_voice_token
+from cache.embedder import loaded_embedder
 from cache.policy import is_self_contained
 from core.local_tts import trim_silence
 from core.settings import get_settings
@@ -33,7 +34,7 @@ from core.tenants import Tenant
 
 if TYPE_CHECKING:
     from agent.call.documents import DocumentDesk
-    from cache.semantic import CacheHit, ResponseCache
+    from cache.semantic import AheadLookup, CacheHit, ResponseCache
 
 log = logging.getLogger("callcenter.agent")
 FRAME_MS = 20
@@ -68,6 +69,8 @@ class TurnLog:
     # complete replies the caller never heard: a preemptive generation for a transcript the
     # caller went on from (livekit drops it), or a reply cut before it was played
     speculations_dropped: int = 0
+    # early transcripts (during the VAD's end-of-speech wait) the turn's work was warmed on
+    early_warmups: int = 0
 
 
 def _as_said(text: str) -> str:
@@ -113,6 +116,8 @@ class CallAgent(Agent):
         self._unheard: list[tuple[str, Generation, list[dict[str, str]]]] = []
         self._listening = False
         self._generating = False  # the LLM is producing a reply of this call
+        # the cache lookup made on the latest early transcript: (its words, context length, task)
+        self._ahead: tuple[str, int, asyncio.Task[AheadLookup | None]] | None = None
         self._prefill_due = False  # a prefill was asked for meanwhile (see _prefill)
         # every piece of text the agent speaks, as it goes out (the STT gate's echo check)
         self.on_words: Callable[[str], None] = lambda _text: None
@@ -135,6 +140,82 @@ class CallAgent(Agent):
             return
         self._prefill_due = False
         self._spawn(prefill(self.context.preview(chat_ctx or self.chat_ctx)))
+
+    def on_early_text(self, text: str) -> None:
+        """The early STT pass's transcript, ready while the VAD still waits to end the caller's
+        speech (agent/call/early_stt.py): start the turn's work that is harmless if the caller
+        goes on (issue #23 item 1). The cache is looked up ahead (its counts written only if
+        the turn uses the result, `cache/deferred.py`); on a miss a local LLM reads the prompt
+        with these words as the caller's message, so the reply's first token only waits for
+        itself; the intent step's embedding lands in the embedder's LRU. Nothing is decided,
+        said or stored here: `llm_node` takes the lookup only for the same words.
+
+        Skipped while the agent speaks or generates: the words may be a barge-in or a
+        backchannel the gate drops, and a prompt without the reply being spoken would push
+        that reply out of the LLM's prompt cache. The prefill waits for the lookup: on a hit,
+        two LLM threads on two cores would slow the cached audio's start."""
+        if self.session.agent_state == "speaking" or self._generating:
+            return
+        self.turn_log.early_warmups += 1
+        context = self._context_of(self.chat_ctx.items)
+        ahead: asyncio.Task[AheadLookup | None] = asyncio.create_task(self._look_ahead(text, context))
+        self._ahead = (_as_said(text), len(context), ahead)
+        self._spawn(self._warm_for(text, ahead))
+
+    async def _look_ahead(self, text: str, context: list[dict[str, str]]) -> AheadLookup | None:
+        if self.cache is None:
+            return None
+        return await self.cache.lookup_ahead(
+            text,
+            tenant=self.tenant.name,
+            language=self.tenant.language,
+            knowledge_version=self.tenant.knowledge_version,
+            context=context,
+            voice=self.voice,
+            parent=self._parent_hit(context),
+        )
+
+    async def _warm_for(self, text: str, ahead: asyncio.Task[AheadLookup | None]) -> None:
+        embedder = loaded_embedder()  # the local model the steps share; never loaded for this
+        if embedder is not None:
+            await asyncio.to_thread(embedder.embed, normalise(text))
+        try:
+            looked = await ahead
+        except Exception:  # noqa: BLE001 - the turn looks up again
+            looked = None
+        prefill = getattr(self.session.llm, "prefill", None)
+        if (looked is None or looked.hit is None) and prefill is not None and self.context is not None:
+            ctx = self.chat_ctx.copy()
+            ctx.add_message(role="user", content=text)
+            await prefill(self.context.preview(ctx))
+
+    async def _lookup(
+        self, question: str, context: list[dict[str, str]], parent: CacheHit | None
+    ) -> CacheHit | None:
+        """The turn's cache decision: the lookup made ahead on the same words if there is one
+        (its counts written now), else a lookup of its own."""
+        assert self.cache is not None
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and ahead[0] == _as_said(question) and ahead[1] == len(context):
+            looked = await ahead[2]
+            if looked is not None:
+                self._spawn(looked.commit())
+                return looked.hit
+        return await self.cache.lookup(
+            question,
+            tenant=self.tenant.name,
+            language=self.tenant.language,
+            knowledge_version=self.tenant.knowledge_version,
+            context=context,
+            voice=self.voice,
+            parent=parent,
+        )
+
+    @staticmethod
+    def _context_of(items: list[llm.ChatItem]) -> list[dict[str, str]]:
+        """The conversation so far as the cache reads it (user and assistant messages)."""
+        msgs = [i for i in items if isinstance(i, llm.ChatMessage) and i.role in ("user", "assistant")]
+        return [{"role": i.role, "text": _message_text(i)} for i in msgs]
 
     def prefill_prompt(self, greeting: str | None = None) -> None:
         """Have a local LLM read this call's prompt (instructions, tenant facts) now, at call
@@ -234,16 +315,7 @@ class CallAgent(Agent):
             try:
                 # The cache enforces its own budget; this outer bound also covers a cold start.
                 hit = await asyncio.wait_for(
-                    self.cache.lookup(
-                        question,
-                        tenant=self.tenant.name,
-                        language=self.tenant.language,
-                        knowledge_version=self.tenant.knowledge_version,
-                        context=context,
-                        voice=self.voice,
-                        parent=parent,
-                    ),
-                    timeout=LOOKUP_HARD_TIMEOUT_S,
+                    self._lookup(question, context, parent), timeout=LOOKUP_HARD_TIMEOUT_S
                 )
             except TimeoutError:
                 hit = None

@@ -218,6 +218,8 @@ class Call:
             documents=self.desk,
             documents_as_tools=self.tools,
         )
+        if isinstance(self.session.stt, EarlySTTAdapter):  # the turn's work, warmed during the wait
+            self.session.stt.on_early_text = self.agent.on_early_text
         words = getattr(self.session.stt, "agent_words", None)  # the STT gate's, read through
         if isinstance(words, AgentWords):
             self.agent.on_words = words.add
@@ -401,7 +403,11 @@ class Call:
         if self.recovery is not None:
             extra["llm_failures"] = self.recovery.failures
         if isinstance(self.session.stt, EarlySTTAdapter):  # early whisper passes: kept vs thrown away
-            extra["stt_speculations"] = {"used": self.session.stt.used, "voided": self.session.stt.voided}
+            extra["stt_speculations"] = {
+                "used": self.session.stt.used,
+                "voided": self.session.stt.voided,
+                "warmed": self.turn_log.early_warmups,
+            }
         echoes = getattr(self.session.stt, "echoes", None)
         if isinstance(echoes, list):  # transcripts the gate blanked while the agent spoke
             blanked = getattr(self.session.stt, "dropped", [])

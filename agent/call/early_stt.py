@@ -138,6 +138,9 @@ class EarlySTTAdapter(stt.StreamAdapter):
         # end the turn before its own VAD does.
         self.speech_ended: Callable[[], bool] = lambda: True
         self.waited_for_session = 0  # transcripts that waited for it
+        # Told each speculation's raw text as soon as it is ready (still during the VAD's wait),
+        # for work that is harmless when the speculation is voided (CallAgent.on_early_text).
+        self.on_early_text: Callable[[str], None] | None = None
 
     def __getattr__(self, name: str) -> Any:
         inner = self.__dict__.get("_stt")
@@ -211,8 +214,20 @@ class _EarlyStream(stt.RecognizeStream):
             )
             task.add_done_callback(_swallow)
             self._in_flight = task
-            self._spec = _Speculation(task, self._samples)
+            self._spec = spec = _Speculation(task, self._samples)
             self._adapter.started += 1
+            task.add_done_callback(lambda t: self._tell(spec, t))
+
+    def _tell(self, spec: _Speculation, task: asyncio.Task[stt.SpeechEvent]) -> None:
+        """A speculation finished: hand its text on while it still stands (not voided, still
+        this utterance's, END_OF_SPEECH not yet reached)."""
+        hook = self._adapter.on_early_text
+        if hook is None or spec.void or self._spec is not spec or task.cancelled() or task.exception():
+            return
+        ev = task.result()
+        text = ev.alternatives[0].text.strip() if ev.alternatives else ""
+        if text:
+            hook(text)
 
     async def _run(self) -> None:
         v = self._adapter._vad
