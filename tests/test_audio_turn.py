@@ -170,3 +170,56 @@ def test_the_model_hears_only_the_current_turn() -> None:
     r.start_turn(lead_s=0.0)
     r.push(np.full(800, 1, np.int16), 8000)
     assert len(r.snapshot(turn_only=True)) == 800
+
+
+# ------------------------------------------- heard ahead, on the early transcript (issue #23)
+
+
+class _Counting:
+    """The real model, counting its calls."""
+
+    def __init__(self, model: object) -> None:
+        self.model, self.calls = model, 0
+
+    def probability(self, audio: np.ndarray, rate: int) -> float:
+        self.calls += 1
+        return self.model.probability(audio, rate)  # type: ignore[attr-defined]
+
+
+def test_an_opinion_heard_ahead_is_the_one_the_end_of_speech_uses() -> None:
+    async def go() -> None:
+        o = opinion(QUESTION)  # the heard audio ends in 0.25 s of silence: enough to ask ahead
+        o.model = counting = _Counting(o.model)  # type: ignore[assignment]
+        o.hear_ahead()
+        o.hear_now()  # the VAD ends the caller's speech: nothing new to hear, no second run
+        p = await o.heard()
+        assert counting.calls == 1 and p is not None and p >= 0.8, (counting.calls, p)
+
+    asyncio.run(go())
+
+
+def test_speech_after_the_early_transcript_drops_the_opinion_heard_ahead() -> None:
+    async def go() -> None:
+        o = opinion(FRAGMENT)
+        o.model = counting = _Counting(o.model)  # type: ignore[assignment]
+        o.hear_ahead()
+        o.drop_ahead()  # the caller went on ...
+        more = (heard("the garden center?") * 32767).astype(np.int16)
+        for i in range(0, len(more), 160):
+            o.recent.push(more[i : i + 160], 8000)
+        o.hear_now()  # ... and the VAD ends the whole utterance: heard again, on all of it
+        p = await o.heard()
+        assert counting.calls == 2 and p is not None, (counting.calls, p)
+
+    asyncio.run(go())
+
+
+def test_not_asked_ahead_before_the_silence_the_model_expects() -> None:
+    o = opinion(QUESTION)
+    x = (heard(QUESTION)[: -int(0.15 * 8000)] * 32767).astype(np.int16)  # 0.1 s of silence only
+    o.recent.end_turn()
+    o.recent.start_turn(lead_s=0.0)
+    for i in range(0, len(x), 160):
+        o.recent.push(x[i : i + 160], 8000)
+    o.hear_ahead()
+    assert o._early is None and not o._ahead  # the end of speech will ask, on the whole silence

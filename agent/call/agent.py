@@ -150,17 +150,27 @@ class CallAgent(Agent):
         itself; the intent step's embedding lands in the embedder's LRU. Nothing is decided,
         said or stored here: `llm_node` takes the lookup only for the same words.
 
-        Skipped while the agent speaks or generates: the words may be a barge-in or a
-        backchannel the gate drops, and a prompt without the reply being spoken would push
-        that reply out of the LLM's prompt cache. The prefill waits for the lookup: on a hit,
-        two LLM threads on two cores would slow the cached audio's start."""
-        if self.session.agent_state == "speaking" or self._generating:
+        Skipped while a reply is under way (generated, spoken, or paused by a noise): the
+        words may be a barge-in or a backchannel the gate drops, a prompt read then would take
+        both cores from the gate's decision to resume the reply (measured: more replies cut by
+        coughs), and a prompt without that reply would push it out of the LLM's prompt cache.
+        The prefill waits for the lookup: on a hit, two LLM threads on two cores would slow the
+        cached audio's start."""
+        if self.reply_under_way():
             return
         self.turn_log.early_warmups += 1
         context = self._context_of(self.chat_ctx.items)
         ahead: asyncio.Task[AheadLookup | None] = asyncio.create_task(self._look_ahead(text, context))
         self._ahead = (_as_said(text), len(context), ahead)
         self._spawn(self._warm_for(text, ahead))
+
+    def reply_under_way(self) -> bool:
+        """The agent is generating, speaking or holding a paused reply."""
+        return (
+            self._generating
+            or self.session.current_speech is not None
+            or (self.session.agent_state == "speaking")
+        )
 
     async def _look_ahead(self, text: str, context: list[dict[str, str]]) -> AheadLookup | None:
         if self.cache is None:

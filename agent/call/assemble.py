@@ -219,7 +219,8 @@ class Call:
             documents_as_tools=self.tools,
         )
         if isinstance(self.session.stt, EarlySTTAdapter):  # the turn's work, warmed during the wait
-            self.session.stt.on_early_text = self.agent.on_early_text
+            self.session.stt.on_early_text = self._on_early_text
+            self.session.stt.on_early_void = self._on_early_void
         words = getattr(self.session.stt, "agent_words", None)  # the STT gate's, read through
         if isinstance(words, AgentWords):
             self.agent.on_words = words.add
@@ -305,6 +306,17 @@ class Call:
         if self.tools:
             # end_call and transfer_to_human act through the same phone behaviours as the rules
             await self.agent.update_tools([*self.agent.tools, *self.phone.tools()])
+
+    def _on_early_text(self, text: str) -> None:
+        """The early STT pass has the caller's words before the VAD ends the turn: start the
+        turn's work (the agent's lookup and prompt read, the audio end-of-turn model)."""
+        self.agent.on_early_text(text)
+        if self.audio_opinion is not None and not self.agent.reply_under_way():
+            self.audio_opinion.hear_ahead()
+
+    def _on_early_void(self) -> None:
+        if self.audio_opinion is not None:
+            self.audio_opinion.drop_ahead()
 
     async def _prefill_once_speaking(self) -> None:
         """No cold first turn: have a local LLM read the prompt (instructions, tenant facts) while

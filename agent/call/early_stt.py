@@ -141,6 +141,7 @@ class EarlySTTAdapter(stt.StreamAdapter):
         # Told each speculation's raw text as soon as it is ready (still during the VAD's wait),
         # for work that is harmless when the speculation is voided (CallAgent.on_early_text).
         self.on_early_text: Callable[[str], None] | None = None
+        self.on_early_void: Callable[[], None] | None = None  # ... and when speech resumed after it
 
     def __getattr__(self, name: str) -> Any:
         inner = self.__dict__.get("_stt")
@@ -185,6 +186,8 @@ class _EarlyStream(stt.RecognizeStream):
         if self._spec is not None and not self._spec.void:
             self._spec.void = True
             self._adapter.voided += 1
+            if self._adapter.on_early_void is not None:
+                self._adapter.on_early_void()
         self._spec = None
 
     def _push(self, frames: list[rtc.AudioFrame]) -> None:

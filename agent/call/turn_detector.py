@@ -331,10 +331,30 @@ class AudioOpinion:
     checks: int = 0
     vetoes: int = 0
     _early: asyncio.Future[float] | None = None
+    _ahead: bool = False  # `_early` was started on the early transcript, before the VAD's end
+
+    def hear_ahead(self) -> None:
+        """Start the model when the early STT pass has the caller's words, still during the
+        VAD's end-of-speech wait: the audio it hears is the same (its trailing silence is cut
+        to AUDIO_KEEP_SILENCE_S either way), and its ~45-85 ms no longer delay the commit.
+        Not before that much silence is there: the model would hear another ending."""
+        if len(self.audio()) >= len(self.recent.snapshot(turn_only=True)):
+            return
+        self.hear_now()
+        self._ahead = self._early is not None
+
+    def drop_ahead(self) -> None:
+        """The caller spoke again after the early transcript: that opinion heard too little."""
+        if self._ahead:
+            self._early, self._ahead = None, False
 
     def hear_now(self) -> None:
         """Start the model on the audio as the VAD ends the caller's speech, so that it runs
-        beside the STT pass instead of after it (~40 ms a turn otherwise added to the wait)."""
+        beside the STT pass instead of after it (~40 ms a turn otherwise added to the wait).
+        One started ahead on this same silence is kept."""
+        if self._ahead and self._early is not None:
+            self._ahead = False
+            return
         self._early = None
         audio = self._clean_enough_audio()
         if audio is not None:
@@ -345,7 +365,7 @@ class AudioOpinion:
     async def heard(self) -> float | None:
         """P(complete) of the turn just ended (the early one if started), or None where the line
         is too noisy for the model to tell."""
-        early, self._early = self._early, None
+        early, self._early, self._ahead = self._early, None, False
         if early is not None:
             return await early
         audio = self._clean_enough_audio()
@@ -679,6 +699,7 @@ def attach_audio_opinion(session: AgentSession, min_snr_db: float = AUDIO_MIN_SN
 
     def _on_user_state(ev: UserStateChangedEvent) -> None:
         if ev.new_state == "speaking":
+            opinion.drop_ahead()
             opinion.recent.start_turn()
         elif ev.old_state == "speaking" and ev.new_state == "listening":
             opinion.hear_now()
