@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from agent.call.agent import CallAgent
+from agent.call.turn_detector import BackchannelGateSTT
 from agent.sim.run import run_call
 from core.local_llm import LocalLLMEngine
 
@@ -42,6 +43,14 @@ async def test_prompt_is_read_after_the_greeting_starts_and_turn_0_reads_only_th
         reads.append(dict(self.last_timings))
         return out
 
+    gates: list[BackchannelGateSTT] = []
+    real_init = BackchannelGateSTT.__init__
+
+    def init(self: BackchannelGateSTT, *a: Any, **kw: Any) -> None:
+        real_init(self, *a, **kw)
+        gates.append(self)
+
+    monkeypatch.setattr(BackchannelGateSTT, "__init__", init)
     monkeypatch.setattr(CallAgent, "prefill_prompt", prefill)
     monkeypatch.setattr(LocalLLMEngine, "stream_chat", stream)
     result = await run_call(
@@ -66,3 +75,6 @@ async def test_prompt_is_read_after_the_greeting_starts_and_turn_0_reads_only_th
     assert result.greeting_delay is not None and result.greeting_delay > 0
     metrics = json.loads((tmp_path / "metrics.json").read_text())
     assert metrics["greeting_delay"] == result.greeting_delay
+
+    # the STT gate was told when a reply finished uncut (it checks the reply's echo tail after)
+    assert len(gates) == 1 and gates[0].agent_done_at is not None

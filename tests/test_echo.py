@@ -42,6 +42,13 @@ def test_contractions_and_punctuation_compare_equal() -> None:
     assert words_of("don't") == ["do", "not"]
 
 
+def test_whispers_digits_compare_equal_to_the_agents_number_words() -> None:
+    assert words_of("until 1.") == words_of("until one")  # a traced call's echo tail
+    assert words_of("From 8:00 until 6.") == ["from", "eight", "until", "six"]
+    assert words_of("Call 2024") == ["call", "2024"]  # larger numbers stay digits
+    assert is_echo("until 1.", spoken(LONG_REPLY))
+
+
 @pytest.mark.parametrize(
     "heard",
     [
@@ -105,6 +112,68 @@ async def test_the_gate_blanks_whisper_hearing_the_agents_echo_behind_a_click() 
     assert (await gate.recognize([frame])).alternatives[0].text == heard
 
 
+def _line_frame(pcm24k: bytes, gain_db: float) -> rtc.AudioFrame:
+    from agent.bench.turns.voice import RATE
+    from agent.sim.line import LINE_RATE
+
+    audio = soxr.resample(np.frombuffer(pcm24k, np.int16).astype(np.float32) / 32768, RATE, LINE_RATE)
+    audio = np.concatenate([audio * 10 ** (gain_db / 20), np.zeros(LINE_RATE // 4, np.float32)])
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    return rtc.AudioFrame(pcm.tobytes(), LINE_RATE, 1, len(pcm))
+
+
+async def test_the_echo_of_a_finished_replys_last_words_is_not_the_callers_turn() -> None:
+    """The reply's tail comes back ~250 ms late and reaches the STT once the agent is quiet.
+    Heard from audio that began just after the reply ended, the gate blanks it as echo; the same
+    words long after, and a caller's own answer right after the reply, are the caller's."""
+    import time
+
+    from agent.bench.turns.voice import speech_pcm
+    from agent.call.turn_detector import BackchannelGateSTT
+    from agent.providers.whisper_stt import WhisperSTT
+
+    tail = _line_frame(speech_pcm("and Saturdays until one."), -17.0)
+    gate = BackchannelGateSTT(WhisperSTT(threads=1))
+    gate.agent_words.add(LONG_REPLY)
+    gate.agent_speaking = lambda: False
+
+    gate.agent_done_at = time.monotonic() - 0.3  # the reply ended as this audio began
+    assert (await gate.recognize([tail])).alternatives[0].text == ""
+    assert len(gate.echoes) == 1 and is_echo(gate.echoes[0], spoken(LONG_REPLY))
+
+    gate.agent_done_at = time.monotonic() - 10.0  # ... ended long before: the caller's words
+    assert (await gate.recognize([tail])).alternatives[0].text.strip()
+
+    gate.agent_done_at = time.monotonic()
+    for answer in ("Okay.", "And what about Sundays?"):
+        heard = (await gate.recognize([_line_frame(speech_pcm(answer), 0.0)])).alternatives[0].text
+        assert heard.strip(), answer
+    assert len(gate.echoes) == 1 and gate.dropped == [] and gate.unsure == []
+
+
+async def test_over_the_reply_no_words_is_a_verdict_too() -> None:
+    """A cough whisper hears nothing in, over the reply: the gate reports it (the session then
+    resumes the paused reply at once instead of when its timer runs out); with the agent quiet,
+    nothing is reported."""
+    from agent.call.turn_detector import BackchannelGateSTT
+    from agent.providers.whisper_stt import WhisperSTT
+    from agent.sim.caller import synthesize_sound
+    from agent.sim.line import LINE_RATE
+
+    audio = np.concatenate([synthesize_sound("cough", 2), np.zeros(LINE_RATE // 4, np.float32)])
+    pcm = (np.clip(audio, -1, 1) * 32767).astype(np.int16)
+    frame = rtc.AudioFrame(pcm.tobytes(), LINE_RATE, 1, len(pcm))
+    gate = BackchannelGateSTT(WhisperSTT(threads=1))
+    verdicts: list[None] = []
+    gate.on_backchannel = lambda: verdicts.append(None)
+    gate.agent_speaking = lambda: True
+    assert (await gate.recognize([frame])).alternatives[0].text == ""
+    assert len(verdicts) == 1
+    gate.agent_speaking = lambda: False
+    assert (await gate.recognize([frame])).alternatives[0].text == ""
+    assert len(verdicts) == 1
+
+
 def test_whisper_outputs_over_the_reply_are_blanked_or_kept_as_recorded() -> None:
     """Recorded bench outputs: made-up words on coughs and murmurs are blanked, the caller's
     barge-ins (however unsure whisper is of "Stop." at 10 dB) pass."""
@@ -147,3 +216,17 @@ async def test_whisper_reports_its_confidence() -> None:
     ev = await WhisperSTT(threads=1).recognize([rtc.AudioFrame(audio.tobytes(), LINE_RATE, 1, len(audio))])
     assert "stop" in ev.alternatives[0].text.lower()
     assert 0.6 < ev.alternatives[0].confidence < 1.0
+
+
+def test_the_gate_lets_an_unsure_transcript_stand_only_where_its_words_decide() -> None:
+    from agent.call.turn_detector import BackchannelGateSTT
+    from agent.providers.whisper_stt import WhisperSTT
+
+    gate = BackchannelGateSTT(WhisperSTT(threads=1))
+    gate.agent_words.add(LONG_REPLY)
+    assert gate.quick_accept("Thank you.")  # a backchannel: blanked whatever its score
+    assert gate.quick_accept("Right.") and gate.quick_accept("Friday.")  # ... and echo
+    assert gate.quick_accept("until 1.")  # the agent's echo
+    assert not gate.quick_accept("Don.")  # maybe a misheard "Stop.": worth the surer pass
+    assert not gate.quick_accept("Ah.")  # ... as it was once at 10 dB babble
+    assert not gate.quick_accept("I'm not a fan of the")

@@ -7,6 +7,7 @@ import pytest
 import soxr
 
 from agent.providers.whisper_stt import (
+    QUICK_VERDICT,
     RATE,
     WhisperSTT,
     classic_affordable,
@@ -101,6 +102,33 @@ def test_silence_falls_back_to_the_classic_window() -> None:
     stt = WhisperSTT(threads=2, window_s=10)
     stt._transcribe(np.zeros(RATE, dtype=np.float32))
     assert stt.fallbacks == 1 and stt.short_windows == 0
+
+
+def test_over_the_reply_an_unsure_short_window_stands_if_the_gate_would_blank_its_words() -> None:
+    """Audio that overlapped the agent's reply (QUICK_VERDICT, set by the STT gate and the early
+    pass): an unsure short-window transcript the gate's word rules would blank anyway is kept
+    instead of redone the classic way (the reply is paused until the verdict is in); one they
+    would not blank (it might be a misheard "Stop.") is redone as before."""
+    silence = np.zeros(RATE, dtype=np.float32)  # the short window writes an unsure "you"
+
+    def quick_run(accept: bool) -> WhisperSTT:
+        stt = WhisperSTT(threads=2, window_s=10)
+        seen: list[str] = []
+        token = QUICK_VERDICT.set(lambda text: seen.append(text) is None and accept)
+        try:
+            stt._transcribe(silence)
+        finally:
+            QUICK_VERDICT.reset(token)
+        assert seen, "the unsure transcript was not offered"
+        return stt
+
+    kept = quick_run(accept=True)
+    assert kept.quick_kept == 1 and kept.fallbacks == 0
+    redone = quick_run(accept=False)
+    assert redone.quick_kept == 0 and redone.fallbacks == 1
+    plain = WhisperSTT(threads=2, window_s=10)  # not over the reply: redone as before
+    plain._transcribe(silence)
+    assert plain.fallbacks == 1 and plain.quick_kept == 0
 
 
 @pytest.mark.parametrize(

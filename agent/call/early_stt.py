@@ -38,6 +38,8 @@ from livekit.agents import APIConnectOptions, stt, utils, vad
 from livekit.agents.stt.stream_adapter import DEFAULT_STREAM_ADAPTER_API_CONNECT_OPTIONS
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
+from agent.providers.whisper_stt import QUICK_VERDICT
+
 SESSION_END_WAIT_S = 0.3  # longest a ready transcript waits for the session's own VAD to end speech
 SPECULATE_AFTER_S = 0.064  # two 32 ms VAD windows below the speech rule (docs/turn-taking.md)
 WINDOW_S = 0.032  # inference.VAD's window (512 samples at 16 kHz)
@@ -142,6 +144,9 @@ class EarlySTTAdapter(stt.StreamAdapter):
         # for work that is harmless when the speculation is voided (CallAgent.on_early_text).
         self.on_early_text: Callable[[str], None] | None = None
         self.on_early_void: Callable[[], None] | None = None  # ... and when speech resumed after it
+        # While the agent's reply is in progress, what a speculation asks of the engine for a
+        # quick verdict (whisper_stt.QUICK_VERDICT; `create_session` sets it), else None
+        self.quick_verdict: Callable[[], Callable[[str], bool] | None] = lambda: None
 
     def __getattr__(self, name: str) -> Any:
         inner = self.__dict__.get("_stt")
@@ -207,14 +212,18 @@ class _EarlyStream(stt.RecognizeStream):
         self._silent_s += sum(f.samples_per_channel for f in ev.frames) / rate if rate else WINDOW_S
         busy = self._in_flight is not None and not self._in_flight.done()
         if self._spec is None and not busy and self._silent_s >= self._adapter.speculate_after_s - 1e-6:
-            task = asyncio.create_task(
-                self._adapter.engine.inner.recognize(
-                    buffer=utils.merge_frames(list(self._frames)),
-                    language=self._language,
-                    conn_options=self._inner_conn_options,
-                ),
-                name="early_stt_speculation",
-            )
+            quick = QUICK_VERDICT.set(self._adapter.quick_verdict())  # the task copies it
+            try:
+                task = asyncio.create_task(
+                    self._adapter.engine.inner.recognize(
+                        buffer=utils.merge_frames(list(self._frames)),
+                        language=self._language,
+                        conn_options=self._inner_conn_options,
+                    ),
+                    name="early_stt_speculation",
+                )
+            finally:
+                QUICK_VERDICT.reset(quick)
             task.add_done_callback(_swallow)
             self._in_flight = task
             self._spec = spec = _Speculation(task, self._samples)

@@ -39,14 +39,26 @@ _CONTRACTIONS = (
     (re.compile(r"'s\b"), " is"),
 )
 _WORD = re.compile(r"[a-z0-9]+")
+_ONES = (
+    "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+    "fifteen sixteen seventeen eighteen nineteen twenty"
+).split()
+# whisper writes the agent's "until one" as "until 1." and "eight" as "8:00"
+_NUMBERS = {
+    **{str(n): w for n, w in enumerate(_ONES)},
+    **{str(10 * (k + 3)): w for k, w in enumerate("thirty forty fifty sixty seventy eighty ninety".split())},
+    "00": "",
+}
 
 
 def words_of(text: str) -> list[str]:
-    """Lower-case words with contractions spelled out ("We're" and "We are" compare equal)."""
+    """Lower-case words with contractions and small numbers spelled out ("We're open 'til 8:00"
+    and "We are open 'til eight" compare equal)."""
     t = text.lower().replace("\u2019", "'")
     for pattern, full in _CONTRACTIONS:
         t = pattern.sub(full, t)
-    return _WORD.findall(t)
+    words = (_NUMBERS.get(w, w) for w in _WORD.findall(t))
+    return [w for w in words if w]
 
 
 class AgentWords:

@@ -16,7 +16,8 @@ import time
 from dataclasses import dataclass
 from typing import Literal
 
-from livekit.agents import AgentSession, UserStateChangedEvent, inference
+from livekit.agents import AgentSession, SpeechCreatedEvent, UserStateChangedEvent, inference
+from livekit.agents.voice.speech_handle import SpeechHandle
 from livekit.agents.voice.turn import TurnHandlingOptions
 
 from agent.call.early_stt import SPECULATE_AFTER_S, EarlySTTAdapter, SpeculativeSTT
@@ -196,8 +197,22 @@ def create_session(
     for g in (gate, echo_gate):
         if g is not None:
             g.agent_speaking = _speaking
+    if gate is not None:
+        the_gate = gate
+
+        def _date_reply_end(handle: SpeechHandle) -> None:
+            if not handle.interrupted:
+                the_gate.agent_done_at = time.monotonic()
+
+        def _on_speech(ev: SpeechCreatedEvent) -> None:
+            ev.speech_handle.add_done_callback(_date_reply_end)
+
+        session.on("speech_created", _on_speech)
     if isinstance(the_stt, EarlySTTAdapter):
         the_stt.speech_ended = lambda: session.user_state != "speaking"
+        if gate is not None:
+            accept = gate.quick_accept
+            the_stt.quick_verdict = lambda: accept if _speaking() else None
     det = session.turn_detection
     if isinstance(det, TextTurnDetector) and det.sure_delay is not None:
 

@@ -51,6 +51,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 from agent.call.audio_turn import RecentAudio, SmartTurn, load_smart_turn
 from agent.call.echo import AgentWords, is_echo
 from agent.call.line_noise import LineNoiseMeter
+from agent.providers.whisper_stt import QUICK_VERDICT
 
 COMPLETE_P = 0.95
 INCOMPLETE_P = 0.02
@@ -264,6 +265,9 @@ THANKS = {
     "thank you", "thanks", "thank you very much", "thank you so much", "thanks a lot",
     "thanks very much", "okay thank you", "okay thanks", "thank you thank you",
 }  # fmt: skip
+
+# Backchannel sounds a misheard "Stop." also comes out as (QUICK_VERDICT: not taken on their own)
+INTERJECTIONS = {"ah", "oh", "uh", "um", "mm", "hm", "hmm", "huh", "eh", "er", "mhm"}
 
 # What a caller says to stop or redirect the agent: never taken for a backchannel.
 BARGE_WORDS = {
@@ -509,7 +513,10 @@ class BackchannelGateSTT(stt.STT):
         self.unsure: list[str] = []  # ... as words the STT made up from a noise
         self.latencies: deque[float] = deque(maxlen=5)  # seconds per transcription, newest last
         self.on_latency: Callable[[float], None] = lambda _s: None
-        self.on_backchannel: Callable[[], None] = lambda: None  # a transcript was blanked
+        # a transcript heard over the reply was blanked or held no words (session.py resumes)
+        self.on_backchannel: Callable[[], None] = lambda: None
+        # monotonic time the agent's last reply finished playing uncut (session.py sets it)
+        self.agent_done_at: float | None = None
 
     @property
     def model(self) -> str:
@@ -529,14 +536,23 @@ class BackchannelGateSTT(stt.STT):
         language: NotGivenOr[str] = NOT_GIVEN,
         conn_options: APIConnectOptions,
     ) -> stt.SpeechEvent:
-        started = time.perf_counter()
-        ev = await self.inner.recognize(buffer, language=language, conn_options=conn_options)
+        started, now = time.perf_counter(), time.monotonic()
+        quick = QUICK_VERDICT.set(self.quick_accept if self.agent_speaking() else None)
+        try:
+            ev = await self.inner.recognize(buffer, language=language, conn_options=conn_options)
+        finally:
+            QUICK_VERDICT.reset(quick)
         self.latencies.append(time.perf_counter() - started)
         self.on_latency(max(self.latencies))
         text = ev.alternatives[0].text if ev.alternatives else ""
-        if not text.strip() or not self.agent_speaking():
+        if not text.strip():
+            if self.agent_speaking():
+                self.on_backchannel()  # no words (a cough, a click): the verdict is in as well
             return ev
-        blanked = self._why_blank(text, ev.alternatives[0].confidence)
+        if self.agent_speaking():
+            blanked = self._why_blank(text, ev.alternatives[0].confidence)
+        else:
+            blanked = self.echoes if self._echo_tail(text, now - _seconds(buffer)) else None
         if blanked is not None:
             blanked.append(text)
             self.on_backchannel()
@@ -547,6 +563,36 @@ class BackchannelGateSTT(stt.STT):
                 alternatives=[stt.SpeechData(language=lang, text="", confidence=0.0)],
             )
         return ev
+
+    def quick_accept(self, text: str) -> bool:
+        """Whether an unsure transcript heard over the reply may stand without a slower, surer
+        pass (whisper_stt.QUICK_VERDICT): backchannel words ("Right.", "Thank you." from a
+        cough) or the agent's echo, so a better transcript would change nothing the caller
+        hears. Not a bare interjection or a short nonsense word ("Ah.", "Don."): at 10 dB babble
+        those were a misheard "Stop."."""
+        words = _WORD.findall(text.lower())
+        if not words or (len(words) == 1 and (words[0] in INTERJECTIONS or len(words[0]) < 4)):
+            return False
+        if " ".join(words) in THANKS or all(w in BACKCHANNELS for w in words):
+            return True
+        return self.echo_check and is_echo(text, self.agent_words.recent())
+
+    def _echo_tail(self, text: str, began: float) -> bool:
+        """Whether a transcript heard after the agent stopped is the echo of its last words.
+
+        The echo comes back ~250 ms late and the STT's own VAD ends its segment later still, so
+        the tail of a finished reply ("... until one.") reaches the STT once the agent is quiet;
+        taken as the caller's turn, the agent answered its own words, again and again. Only
+        audio that began within ECHO_TAIL_S of the reply's end is checked, and only for echo:
+        a caller's "okay" after the answer is a turn.
+        """
+        done = self.agent_done_at
+        return (
+            self.echo_check
+            and done is not None
+            and began <= done + ECHO_TAIL_S
+            and is_echo(text, self.agent_words.recent())
+        )
 
     def _why_blank(self, text: str, confidence: float) -> list[str] | None:
         """The list a transcript heard over the agent is counted in if it is blanked, else None."""
@@ -559,6 +605,14 @@ class BackchannelGateSTT(stt.STT):
         return (
             None if why is None else {"backchannel": self.dropped, "echo": self.echoes}.get(why, self.unsure)
         )
+
+
+ECHO_TAIL_S = 0.5  # echo delay (<= ~300 ms on phone lines) plus slack for the segment's start
+
+
+def _seconds(buffer: utils.AudioBuffer) -> float:
+    frames = buffer if isinstance(buffer, list) else [buffer]
+    return sum(f.samples_per_channel / f.sample_rate for f in frames)
 
 
 BlankReason = Literal["backchannel", "echo", "unsure"]
