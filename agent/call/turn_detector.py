@@ -552,7 +552,7 @@ class BackchannelGateSTT(stt.STT):
         if self.agent_speaking():
             blanked = self._why_blank(text, ev.alternatives[0].confidence)
         else:
-            blanked = self.echoes if self._echo_tail(text, now - _seconds(buffer)) else None
+            blanked = self.echoes if self._echo_tail(text, now - _seconds(buffer), buffer) else None
         if blanked is not None:
             blanked.append(text)
             self.on_backchannel()
@@ -577,20 +577,22 @@ class BackchannelGateSTT(stt.STT):
             return True
         return self.echo_check and is_echo(text, self.agent_words.recent())
 
-    def _echo_tail(self, text: str, began: float) -> bool:
+    def _echo_tail(self, text: str, began: float, buffer: utils.AudioBuffer) -> bool:
         """Whether a transcript heard after the agent stopped is the echo of its last words.
 
         The echo comes back ~250 ms late and the STT's own VAD ends its segment later still, so
         the tail of a finished reply ("... until one.") reaches the STT once the agent is quiet;
         taken as the caller's turn, the agent answered its own words, again and again. Only
-        audio that began within ECHO_TAIL_S of the reply's end is checked, and only for echo:
-        a caller's "okay" after the answer is a turn.
+        audio that began within ECHO_TAIL_S of the reply's end and stays as quiet as echo (under
+        the echo gate's double-talk level) is checked, and only for echo: a caller's "okay", or
+        "Yes, with a person." to the agent's offer, after the answer is a turn.
         """
         done = self.agent_done_at
         return (
             self.echo_check
             and done is not None
             and began <= done + ECHO_TAIL_S
+            and _peak_dbfs(buffer) < DOUBLE_TALK_DBFS
             and is_echo(text, self.agent_words.recent())
         )
 
@@ -613,6 +615,18 @@ ECHO_TAIL_S = 0.5  # echo delay (<= ~300 ms on phone lines) plus slack for the s
 def _seconds(buffer: utils.AudioBuffer) -> float:
     frames = buffer if isinstance(buffer, list) else [buffer]
     return sum(f.samples_per_channel / f.sample_rate for f in frames)
+
+
+def _peak_dbfs(buffer: utils.AudioBuffer) -> float:
+    """The loudest 20 ms of the audio, in dBFS."""
+    frame = rtc.combine_audio_frames(buffer)
+    pcm = np.frombuffer(frame.data, np.int16).astype(np.float32) / 32768.0
+    step = max(1, frame.sample_rate // 50) * frame.num_channels
+    n = len(pcm) // step
+    if n == 0:
+        return -120.0
+    rms = np.sqrt(np.mean(pcm[: n * step].reshape(n, step) ** 2, axis=1))
+    return float(20.0 * np.log10(max(float(rms.max()), 1e-6)))
 
 
 BlankReason = Literal["backchannel", "echo", "unsure"]
