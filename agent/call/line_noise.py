@@ -30,6 +30,13 @@ MIN_SPEECH_S = 1.0  # no estimate before 1 s of caller audio outside the agent's
 SLOPE, OFFSET = 1.03, -3.8
 
 
+def frame_db(x: np.ndarray, n: int) -> np.ndarray:
+    """The level (dB re full scale) of each whole `n`-sample frame of `x`, from its start."""
+    k = len(x) // n
+    f = x[: k * n].reshape(k, n).astype(np.float64)
+    return 10 * np.log10(np.mean(f * f, axis=1) + 1e-12)
+
+
 class LineNoiseMeter:
     """Collects uplink frame levels of one call and estimates its SNR."""
 
@@ -54,8 +61,7 @@ class LineNoiseMeter:
         self._carry = x[k * n :]
         if k == 0:
             return
-        f = x[: k * n].reshape(k, n).astype(np.float64)
-        db = 10 * np.log10(np.mean(f * f, axis=1) + 1e-12)
+        db = frame_db(x[: k * n], n)
         counts, _ = np.histogram(db[db > FLOOR_DBFS], bins=_EDGES)
         self._hist += counts
 

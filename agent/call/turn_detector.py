@@ -50,7 +50,7 @@ from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from agent.call.audio_turn import RecentAudio, SmartTurn, load_smart_turn
 from agent.call.echo import AgentWords, is_echo
-from agent.call.line_noise import LineNoiseMeter
+from agent.call.line_noise import LineNoiseMeter, frame_db
 from agent.providers.whisper_stt import QUICK_VERDICT
 
 COMPLETE_P = 0.95
@@ -397,12 +397,11 @@ class AudioOpinion:
         n = int(rate * 0.02)
         if rate == 0 or len(x) < n:
             return x
-        k = len(x) // n
-        db = 10 * np.log10(np.mean(x[-k * n :].reshape(k, n).astype(np.float64) ** 2, axis=1) + 1e-12)
+        db = frame_db(x[len(x) % n :], n)  # whole frames, aligned to the end
         voiced = np.flatnonzero(db > np.percentile(db, 20) + 6.0)
         if not len(voiced):
             return x
-        end = len(x) - k * n + (int(voiced[-1]) + 1) * n + int(AUDIO_KEEP_SILENCE_S * rate)
+        end = len(x) % n + (int(voiced[-1]) + 1) * n + int(AUDIO_KEEP_SILENCE_S * rate)
         return x[: min(end, len(x))]
 
 
@@ -552,7 +551,11 @@ class BackchannelGateSTT(stt.STT):
         if self.agent_speaking():
             blanked = self._why_blank(text, ev.alternatives[0].confidence)
         else:
-            blanked = self.echoes if self._echo_tail(text, now - _seconds(buffer), buffer) else None
+            blanked = (
+                self.echoes
+                if self._echo_tail(text, now - utils.audio.calculate_audio_duration(buffer), buffer)
+                else None
+            )
         if blanked is not None:
             blanked.append(text)
             self.on_backchannel()
@@ -612,21 +615,12 @@ class BackchannelGateSTT(stt.STT):
 ECHO_TAIL_S = 0.5  # echo delay (<= ~300 ms on phone lines) plus slack for the segment's start
 
 
-def _seconds(buffer: utils.AudioBuffer) -> float:
-    frames = buffer if isinstance(buffer, list) else [buffer]
-    return sum(f.samples_per_channel / f.sample_rate for f in frames)
-
-
 def _peak_dbfs(buffer: utils.AudioBuffer) -> float:
     """The loudest 20 ms of the audio, in dBFS."""
     frame = rtc.combine_audio_frames(buffer)
     pcm = np.frombuffer(frame.data, np.int16).astype(np.float32) / 32768.0
-    step = max(1, frame.sample_rate // 50) * frame.num_channels
-    n = len(pcm) // step
-    if n == 0:
-        return -120.0
-    rms = np.sqrt(np.mean(pcm[: n * step].reshape(n, step) ** 2, axis=1))
-    return float(20.0 * np.log10(max(float(rms.max()), 1e-6)))
+    db = frame_db(pcm, max(1, frame.sample_rate // 50) * frame.num_channels)
+    return float(db.max()) if len(db) else -120.0
 
 
 BlankReason = Literal["backchannel", "echo", "unsure"]
