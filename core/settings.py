@@ -111,6 +111,9 @@ class Settings(BaseSettings):
     # A second opinion on end of turn from the audio (Smart Turn v3.2, agent/call/audio_turn.py),
     # asked only where the call's line measures clean enough; off: the text rules alone.
     audio_eou: bool = True
+    # ... and where it and the early transcript both call the turn finished, the turn ends then,
+    # before the VAD's end-of-speech silence (agent/call/early_commit.py)
+    early_commit: bool = True
 
     # Semantic cache.
     cache_enabled: bool = True

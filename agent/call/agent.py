@@ -175,6 +175,11 @@ class CallAgent(Agent):
     async def _look_ahead(self, text: str, context: list[dict[str, str]]) -> AheadLookup | None:
         if self.cache is None:
             return None
+        shared = loaded_embedder()
+        if shared is not None and self.cache.embedder is shared:
+            # the cache's and the intent step's embeddings of these words in one pass: the turn
+            # may commit at once on them (agent/call/early_commit.py) and then waits for both
+            await asyncio.to_thread(shared.warm, [text, normalise(text)])
         return await self.cache.lookup_ahead(
             text,
             tenant=self.tenant.name,

@@ -33,6 +33,7 @@ from agent.call.audio_turn import load_smart_turn
 from agent.call.context import ContextManager
 from agent.call.denoise import DENOISE_INPUT_RATE, DenoisedAudioInput, DenoiseMode, make_denoiser
 from agent.call.documents import DeskConfig, DocumentDesk, sandbox_docs
+from agent.call.early_commit import EarlyCommit
 from agent.call.early_stt import EarlySTTAdapter
 from agent.call.echo import AgentWords
 from agent.call.line_noise import LineNoiseMeter
@@ -41,7 +42,7 @@ from agent.call.recovery import LLMRecovery, attach_recovery
 from agent.call.report import write_report
 from agent.call.session import TurnMode, TurnTuning, create_session
 from agent.call.timeline import SessionClock, agent_timelines
-from agent.call.turn_detector import TextTurnDetector, attach_audio_opinion
+from agent.call.turn_detector import EchoGateVAD, TextTurnDetector, attach_audio_opinion
 from agent.providers import Providers
 from core.call_report import ReportHead, TurnMetrics
 from core.errors import UserError
@@ -218,9 +219,21 @@ class Call:
             documents=self.desk,
             documents_as_tools=self.tools,
         )
+        self.early_commit: EarlyCommit | None = None
         if isinstance(self.session.stt, EarlySTTAdapter):  # the turn's work, warmed during the wait
             self.session.stt.on_early_text = self._on_early_text
             self.session.stt.on_early_void = self._on_early_void
+            gate = self.session.vad
+            if (
+                options.tuning.early_commit
+                and get_settings().early_commit
+                and self.audio_opinion is not None
+                and isinstance(gate, EchoGateVAD)
+            ):
+                self.early_commit = EarlyCommit(
+                    self.session, gate, self.audio_opinion, self.agent.reply_under_way
+                )
+                self.session.stt.on_early_start = self.early_commit.on_start
         words = getattr(self.session.stt, "agent_words", None)  # the STT gate's, read through
         if isinstance(words, AgentWords):
             self.agent.on_words = words.add
@@ -313,8 +326,12 @@ class Call:
         self.agent.on_early_text(text)
         if self.audio_opinion is not None and not self.agent.reply_under_way():
             self.audio_opinion.hear_ahead()
+        if self.early_commit is not None:  # words and voice both finished: end the turn now
+            self.early_commit.on_text(text)
 
     def _on_early_void(self) -> None:
+        if self.early_commit is not None:
+            self.early_commit.on_void()
         if self.audio_opinion is not None:
             self.audio_opinion.drop_ahead()
 
@@ -352,6 +369,8 @@ class Call:
         self._closed = True
         if self._prefill is not None:
             self._prefill.cancel()
+        if self.early_commit is not None:
+            self.early_commit.on_void()
         steps: list[tuple[str, Any]] = []
         if self.desk is not None:
             steps.append(("documents", self.desk.aclose()))
@@ -432,6 +451,8 @@ class Call:
             det = self.session.turn_detection
             if isinstance(det, TextTurnDetector) and det.sure_delay is not None:
                 line["audio_eou_sure"] = det.sure_commits  # ends taken at the short delay
+            if self.early_commit is not None:  # ... of them, ended before the VAD's silence
+                line["early_commits"] = self.early_commit.commits
         transcript = write_report(
             self.out_dir,
             head,

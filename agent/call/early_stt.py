@@ -38,6 +38,7 @@ from livekit.agents import APIConnectOptions, stt, utils, vad
 from livekit.agents.stt.stream_adapter import DEFAULT_STREAM_ADAPTER_API_CONNECT_OPTIONS
 from livekit.agents.types import DEFAULT_API_CONNECT_OPTIONS, NOT_GIVEN, NotGivenOr
 
+from agent.call.early_end import speech_rule
 from agent.providers.whisper_stt import QUICK_VERDICT
 
 SESSION_END_WAIT_S = 0.3  # longest a ready transcript waits for the session's own VAD to end speech
@@ -91,19 +92,6 @@ class SpeculativeSTT(stt.STT):
         return await self.inner.recognize(buffer, language=language, conn_options=conn_options)
 
 
-def _speech_rule(v: vad.VAD) -> Any:
-    """The VAD's options object (activation/deactivation thresholds), through wrappers."""
-    for _ in range(5):
-        opts = getattr(v, "_opts", None)
-        if opts is not None and hasattr(opts, "activation_threshold"):
-            return opts
-        inner = getattr(v, "inner", None)
-        if not isinstance(inner, vad.VAD):
-            break
-        v = inner
-    return None
-
-
 class EarlySTTAdapter(stt.StreamAdapter):
     """`stt.StreamAdapter` whose batch pass starts during the VAD's min-silence wait.
 
@@ -144,6 +132,7 @@ class EarlySTTAdapter(stt.StreamAdapter):
         # for work that is harmless when the speculation is voided (CallAgent.on_early_text).
         self.on_early_text: Callable[[str], None] | None = None
         self.on_early_void: Callable[[], None] | None = None  # ... and when speech resumed after it
+        self.on_early_start: Callable[[], None] | None = None  # a speculation started (the caller paused)
         # While the agent's reply is in progress, what a speculation asks of the engine for a
         # quick verdict (whisper_stt.QUICK_VERDICT; `create_session` sets it), else None
         self.quick_verdict: Callable[[], Callable[[str], bool] | None] = lambda: None
@@ -228,6 +217,8 @@ class _EarlyStream(stt.RecognizeStream):
             self._in_flight = task
             self._spec = spec = _Speculation(task, self._samples)
             self._adapter.started += 1
+            if self._adapter.on_early_start is not None:
+                self._adapter.on_early_start()
             task.add_done_callback(lambda t: self._tell(spec, t))
 
     def _tell(self, spec: _Speculation, task: asyncio.Task[stt.SpeechEvent]) -> None:
@@ -245,7 +236,7 @@ class _EarlyStream(stt.RecognizeStream):
         v = self._adapter._vad
         stt_stream = getattr(v, "stt_stream", None)  # the echo gate's own stream for the STT
         vad_stream = stt_stream() if callable(stt_stream) else v.stream()
-        rule = _speech_rule(self._adapter._vad)
+        rule = speech_rule(self._adapter._vad)
 
         async def _forward_input() -> None:
             async for item in self._input_ch:

@@ -70,6 +70,11 @@ class TurnTuning:
     # (agent/call/early_stt.py; measured in docs/turn-taking.md "Early STT")
     early_stt: bool = True
     speculate_after_s: float = SPECULATE_AFTER_S
+    # a turn the early words and the audio model both call finished ends then, not at the VAD's
+    # end of speech (agent/call/early_commit.py); livekit's min_delay becomes early_delay, the
+    # detector holds every other end as before (docs/turn-taking.md "Early commit")
+    early_commit: bool = True
+    early_delay: float = 0.1
 
 
 def _baseline(mode: TurnMode) -> TurnHandlingOptions:
@@ -111,6 +116,9 @@ def telephony_turn_handling(mode: TurnMode = "vad", tuning: TurnTuning | None = 
         return _baseline(mode)
     t = tuning or TurnTuning()
     sure = t.sure_delay if mode == "vad" and t.sure_delay is not None and t.sure_delay < t.min_delay else None
+    if sure is not None and t.early_commit:
+        # ends at the VAD's own end of speech (>= vad_min_silence) commit as with `sure`
+        sure = min(sure, t.early_delay)
     detector = TextTurnDetector(sure_delay=sure, full_delay=t.min_delay, silence_s=t.vad_min_silence)
     return {
         "turn_detection": inference.TurnDetector() if mode == "eot" else detector,

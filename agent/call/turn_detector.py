@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -49,6 +50,7 @@ from livekit.agents import (
 from livekit.agents.types import NOT_GIVEN, NotGivenOr
 
 from agent.call.audio_turn import RecentAudio, SmartTurn, load_smart_turn
+from agent.call.early_end import EndableVADStream, speech_rule
 from agent.call.echo import AgentWords, is_echo
 from agent.call.line_noise import LineNoiseMeter, frame_db
 from agent.providers.whisper_stt import QUICK_VERDICT
@@ -337,15 +339,25 @@ class AudioOpinion:
     _early: asyncio.Future[float] | None = None
     _ahead: bool = False  # `_early` was started on the early transcript, before the VAD's end
 
-    def hear_ahead(self) -> None:
+    def hear_ahead(self, min_silence_s: float = AUDIO_KEEP_SILENCE_S) -> bool:
         """Start the model when the early STT pass has the caller's words, still during the
         VAD's end-of-speech wait: the audio it hears is the same (its trailing silence is cut
         to AUDIO_KEEP_SILENCE_S either way), and its ~45-85 ms no longer delay the commit.
-        Not before that much silence is there: the model would hear another ending."""
-        if len(self.audio()) >= len(self.recent.snapshot(turn_only=True)):
-            return
+        Not before `min_silence_s` of silence follows the last sound: the model would hear
+        another ending. Returns whether an opinion ahead is running (or done)."""
+        if self._ahead:
+            return True
+        if self.trailing_silence_s() < min_silence_s - 1e-6:
+            return False
         self.hear_now()
         self._ahead = self._early is not None
+        return self._ahead
+
+    async def ahead_probability(self) -> float | None:
+        """P(complete) from the opinion started ahead, left for `heard` to take too; None
+        when none runs."""
+        early = self._early if self._ahead else None
+        return None if early is None else await asyncio.shield(early)
 
     def drop_ahead(self) -> None:
         """The caller spoke again after the early transcript: that opinion heard too little."""
@@ -394,15 +406,24 @@ class AudioOpinion:
     def audio(self) -> np.ndarray:
         """The recent uplink, its trailing silence cut to AUDIO_KEEP_SILENCE_S."""
         x, rate = self.recent.snapshot(turn_only=True), self.recent.rate
+        end = self._last_sound(x, rate)
+        return x if end is None else x[: min(end + int(AUDIO_KEEP_SILENCE_S * rate), len(x))]
+
+    def trailing_silence_s(self) -> float:
+        """Seconds of the recent uplink after the caller's last sound (0 when unknown)."""
+        x, rate = self.recent.snapshot(turn_only=True), self.recent.rate
+        end = self._last_sound(x, rate)
+        return 0.0 if end is None else (len(x) - end) / rate
+
+    @staticmethod
+    def _last_sound(x: np.ndarray, rate: int) -> int | None:
+        """The sample after the last 20 ms frame 6 dB over the quietest fifth, or None."""
         n = int(rate * 0.02)
         if rate == 0 or len(x) < n:
-            return x
+            return None
         db = frame_db(x[len(x) % n :], n)  # whole frames, aligned to the end
         voiced = np.flatnonzero(db > np.percentile(db, 20) + 6.0)
-        if not len(voiced):
-            return x
-        end = len(x) % n + (int(voiced[-1]) + 1) * n + int(AUDIO_KEEP_SILENCE_S * rate)
-        return x[: min(end, len(x))]
+        return None if not len(voiced) else len(x) % n + (int(voiced[-1]) + 1) * n
 
 
 class TextTurnDetector:
@@ -682,6 +703,8 @@ class EchoGateVAD(vad.VAD):
         self.meter = LineNoiseMeter()  # the call's line noise, from the frames outside the agent's turns
         self.recent = RecentAudio()  # the uplink's last seconds, for the audio end-of-turn model
         self._seen: deque[rtc.AudioFrame] = deque(maxlen=8)
+        self._streams: weakref.WeakSet[EndableVADStream] = weakref.WeakSet()
+        self.early_ends: list[float] = []  # speech ended by `end_now`: the VAD's silence then (s)
 
     @property
     def model(self) -> str:
@@ -737,7 +760,17 @@ class EchoGateVAD(vad.VAD):
             push(self.gate(frame, state, hangover_s))
 
         s.push_frame = _push  # type: ignore[method-assign]
-        return s
+        wrapped = EndableVADStream(self, s, speech_rule(self.inner))
+        self._streams.add(wrapped)
+        return wrapped
+
+    def end_now(self) -> bool:
+        """End the caller's current speech on every stream of this VAD now (the session's and
+        the STT's: agent/call/early_end.py). Returns whether any stream had speech to end."""
+        ended = [s for s in list(self._streams) if s.end_now()]
+        if ended:
+            self.early_ends.append(max(s.early_silences[-1] for s in ended))
+        return bool(ended)
 
 
 def attach_audio_opinion(session: AgentSession, min_snr_db: float = AUDIO_MIN_SNR_DB) -> AudioOpinion | None:
