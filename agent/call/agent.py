@@ -191,13 +191,15 @@ class CallAgent(Agent):
         )
 
     async def _warm_for(self, text: str, ahead: asyncio.Task[AheadLookup | None]) -> None:
-        embedder = loaded_embedder()  # the local model the steps share; never loaded for this
-        if embedder is not None:
-            await asyncio.to_thread(embedder.embed, normalise(text))
         try:
             looked = await ahead
         except Exception:  # noqa: BLE001 - the turn looks up again
             looked = None
+        # after the lookup, which embeds these words for the intent step too (`_look_ahead`):
+        # then this is an LRU hit, not a second pass racing the batch for the model
+        embedder = loaded_embedder()  # the local model the steps share; never loaded for this
+        if embedder is not None:
+            await asyncio.to_thread(embedder.embed, normalise(text))
         prefill = getattr(self.session.llm, "prefill", None)
         if (looked is None or looked.hit is None) and prefill is not None and self.context is not None:
             ctx = self.chat_ctx.copy()

@@ -2,8 +2,8 @@
 ends as soon as both are known, not after the VAD's whole end-of-speech silence.
 
 The early STT pass has the caller's words ~0.1-0.2 s into the VAD's 0.25 s end-of-speech wait
-(agent/call/early_stt.py), and the audio end-of-turn model can hear the turn once 0.2 s of
-silence follows the last sound (it is given that much silence anyway). When the transcript reads
+(agent/call/early_stt.py), and the audio end-of-turn model hears the turn once 0.1 s of
+silence follows the last sound (EARLY_SILENCE_S). When the transcript reads
 complete (ends a sentence or a question, `utterance_complete_probability` >= COMPLETE_P), the
 line is clean enough for the model's "finished" to count (>= 16 dB), and the model hears a
 finished turn (p >= AUDIO_SURE_P), the echo gate ends the caller's speech on its VAD streams at
@@ -31,8 +31,8 @@ from agent.call.turn_detector import (
     utterance_complete_probability,
 )
 
-# the silence after the last sound before the audio model is asked: it gave the same verdicts on
-# the turn corpus's questions and fragments after 0.1 s as after its usual 0.2 s
+# the silence after the last sound before the audio model is asked: it heard the turn corpus's
+# questions and fragments about as well after 0.1 s as after its usual 0.2 s
 # (docs/turn-taking.md "Early commit"), and each 0.1 s is a tenth of a second off every turn
 EARLY_SILENCE_S = 0.1
 AUDIO_WAIT_S = 0.3  # how long the early words wait for the silence the audio model needs
@@ -58,7 +58,6 @@ class EarlyCommit:
     ) -> None:
         self.session, self.gate, self.opinion = session, gate, opinion
         self.reply_under_way = reply_under_way
-        self.asked = 0  # early transcripts that read complete on a clean line
         self.commits = 0  # turns ended early
         self._task: asyncio.Task[None] | None = None
         self._listen: asyncio.Task[bool] | None = None
@@ -79,7 +78,6 @@ class EarlyCommit:
             return
         if not self.opinion.sure_allowed():
             return
-        self.asked += 1
         self._task = asyncio.create_task(self._decide(), name="early_commit")
 
     def on_void(self) -> None:

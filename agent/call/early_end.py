@@ -31,10 +31,6 @@ from livekit.agents import utils, vad
 PREFIX_S = 0.5  # the most audio a resumed speech keeps from before its start (silero's prefix padding)
 
 
-def _seconds(frames: list[rtc.AudioFrame]) -> float:
-    return sum(f.samples_per_channel / f.sample_rate for f in frames if f.sample_rate)
-
-
 def _merged(frames: list[rtc.AudioFrame]) -> list[rtc.AudioFrame]:
     return [utils.merge_frames(frames)] if frames else []
 
@@ -157,13 +153,16 @@ class EndableVADStream(vad.VADStream):
             return
         if ev.type != T.INFERENCE_DONE:
             return
-        window = _seconds(ev.frames)
+        window = utils.audio.calculate_audio_duration(ev.frames)
         if self.speaking:
             self._frames.extend(ev.frames)
             self._speech_s += window
         else:
             self._since_end.extend(ev.frames)
-            while len(self._since_end) > 1 and _seconds(self._since_end[1:]) >= PREFIX_S:
+            while (
+                len(self._since_end) > 1
+                and utils.audio.calculate_audio_duration(self._since_end[1:]) >= PREFIX_S
+            ):
                 self._since_end.pop(0)
             voiced = ev.probability >= self._act or ev.probability > self._deact
             self._resume_s = self._resume_s + window if voiced else 0.0
